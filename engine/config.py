@@ -1,0 +1,387 @@
+"""Validated configuration: defaults, then a TOML file, then ``CMA_*`` variables.
+
+Environment variables use ``__`` for nesting, e.g. ``CMA_RISK__MAX_DRAWDOWN=0.15``.
+Every field carries a docstring; ``cma config show`` prints them, and a bad value
+is reported with its field, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Timeframes ccxt knows (``Exchange.timeframes`` keys across exchanges). Kept here
+# rather than imported because importing ccxt costs about a second.
+CCXT_TIMEFRAMES: tuple[str, ...] = (
+    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h",
+    "1d", "3d", "1w", "1M",
+)  # fmt: skip
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
+
+
+def default_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/cma/config.toml`` (``~/.config`` when unset)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "cma" / "config.toml"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/cma`` (``~/.local/share`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cma"
+
+
+def check_symbol(value: str) -> str:
+    """Upper-case and check a ``BASE/QUOTE`` symbol."""
+    symbol = value.strip().upper()
+    if not _SYMBOL_RE.match(symbol):
+        raise ValueError(f"symbol must look like BASE/QUOTE (e.g. BTC/USDT), got {value!r}")
+    return symbol
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, docstrings become descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+Fraction = Field(ge=0.0, le=1.0)
+
+
+class StoreSettings(Section):
+    path: Path | None = None
+    """SQLite file of the store. Default: $XDG_DATA_HOME/cma/cma.db."""
+    equity_retention_days: int = Field(default=90, gt=0)
+    """Equity snapshots older than this many days are pruned."""
+    candle_retention_days: int = Field(default=30, gt=0)
+    """Cached candles older than this many days are pruned."""
+    busy_timeout_ms: int = Field(default=5000, gt=0)
+    """How long a connection waits for a lock before failing."""
+
+    def resolved_path(self) -> Path:
+        return self.path if self.path is not None else default_data_dir() / "cma.db"
+
+
+class FeedSettings(Section):
+    kind: Literal["sim", "replay", "ccxt"] = "sim"
+    """Where candles come from: the built-in demo market, CSV replay, or an exchange."""
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
+    """Symbols to watch, each BASE/QUOTE."""
+    timeframe: str = "1m"
+    """Candle timeframe, one ccxt knows (1m, 5m, 1h, ...)."""
+    seed: int = 7
+    """Seed of the demo market: the same seed plays the same market."""
+    speed: float | Literal["max"] = 1.0
+    """Market seconds per wall second (60 plays an hour a minute), or "max"."""
+    files: tuple[Path, ...] = ()
+    """CSV files for the replay feed (timestamp,open,high,low,close,volume)."""
+    exchange: str = "binance"
+    """ccxt exchange id for the ccxt feed."""
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one symbol is required")
+        return tuple(check_symbol(s) for s in value)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str) -> str:
+        if value not in CCXT_TIMEFRAMES:
+            raise ValueError(
+                f"timeframe must be one of {', '.join(CCXT_TIMEFRAMES)}; got {value!r}"
+            )
+        return value
+
+    @field_validator("speed")
+    @classmethod
+    def _speed(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not value > 0:
+            raise ValueError(f"speed must be > 0 or 'max', got {value!r}")
+        return value
+
+
+class ApprovalSettings(Section):
+    policy: Literal["manual", "auto", "queue-only"] = "manual"
+    """manual waits for a keypress; auto approves at or above auto_confidence;
+    queue-only never approves."""
+    auto_confidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    """Confidence at or above which the auto policy approves."""
+    below_confidence: Literal["queue", "reject"] = "queue"
+    """What the auto policy does below auto_confidence."""
+    ttl_seconds: float = Field(default=300.0, gt=0)
+    """A proposal expires this many market seconds after it is made."""
+    dedup_window_seconds: float = Field(default=300.0, ge=0)
+    """A second proposal for the same symbol and side inside this window is merged."""
+    max_pending: int = Field(default=50, gt=0)
+    """At most this many proposals wait; beyond it the oldest expire first."""
+    on_stop: Literal["keep", "expire"] = "keep"
+    """On a graceful stop, keep pending proposals for the next start or expire them."""
+
+
+class RiskSettings(Section):
+    initial_cash: Decimal = Field(default=Decimal("100000"), gt=0)
+    """Paper account's starting cash in the quote currency."""
+    kelly_multiplier: float = Field(default=0.25, ge=0.0, le=1.0)
+    """Fraction of full Kelly to bet (0.25 is quarter Kelly)."""
+    default_risk_fraction: float = Field(default=0.02, ge=0.0, le=1.0)
+    """Fraction of equity per position before there are enough trades for Kelly."""
+    min_trades_for_kelly: int = Field(default=30, gt=0)
+    """Trades in the record before Kelly sizing replaces the default fraction."""
+    max_position_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+    """Cap on one position's notional as a fraction of equity."""
+    max_risk_per_trade: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Most equity one trade may lose at its stop."""
+    min_notional: Decimal = Field(default=Decimal("10"), gt=0)
+    """Smallest order notional in the quote currency."""
+    max_open_positions: int = Field(default=5, gt=0)
+    """Most positions open at once."""
+    max_symbol_exposure: float = Field(default=0.20, ge=0.0, le=1.0)
+    """Most exposure in one symbol, as a fraction of equity."""
+    max_total_exposure: float = Field(default=0.60, ge=0.0, le=1.0)
+    """Most total exposure, as a fraction of equity."""
+    max_correlation: float = Field(default=0.80, ge=0.0, le=1.0)
+    """Deny an entry whose returns correlate above this with an open position's."""
+    correlation_window: int = Field(default=60, gt=2)
+    """Returns in the rolling correlation window."""
+    max_daily_loss: float = Field(default=0.03, ge=0.0, le=1.0)
+    """Halt when today's loss exceeds this fraction of the day's starting equity."""
+    max_drawdown: float = Field(default=0.10, ge=0.0, le=1.0)
+    """Halt when equity falls this fraction below its peak."""
+    reduce_drawdown: float = Field(default=0.07, ge=0.0, le=1.0)
+    """Allow exits only (REDUCING) past this drawdown."""
+    auto_resume_next_day: bool = False
+    """Leave HALTED on a new UTC day by itself (otherwise only by command)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskSettings:
+        if self.reduce_drawdown > self.max_drawdown:
+            raise ValueError(
+                f"reduce_drawdown ({self.reduce_drawdown}) must not exceed "
+                f"max_drawdown ({self.max_drawdown})"
+            )
+        return self
+
+
+class BrokerSettings(Section):
+    kind: Literal["paper", "ccxt"] = "paper"
+    """paper simulates fills; ccxt sends orders to the exchange (LIVE)."""
+    fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
+    """Fee per fill as a fraction of notional (0.001 is 10 bps)."""
+    slippage_bps: Decimal = Field(default=Decimal("2"), ge=0, le=Decimal("500"))
+    """Paper slippage against the fill price, in basis points."""
+    allow_shorts: bool | None = None
+    """Allow short positions. Default: on for paper, off on spot exchanges."""
+
+    def shorts_allowed(self) -> bool:
+        return self.allow_shorts if self.allow_shorts is not None else self.kind == "paper"
+
+
+class AgentSettings(Section):
+    enabled: tuple[str, ...] = ("price_action", "momentum")
+    """Built-in agents to run."""
+    user: tuple[str, ...] = ()
+    """User agents by dotted path, e.g. "mypkg.agents:MyAgent"."""
+    min_votes: int = Field(default=1, gt=0)
+    """Votes needed on one candle before a proposal is made."""
+    min_confidence: float = Field(default=0.35, ge=0.0, le=1.0)
+    """Proposals below this confidence are not made at all."""
+    stop_atr: float = Field(default=2.0, gt=0)
+    """Stop distance in ATRs from the entry."""
+    reward_risk: float = Field(default=2.0, gt=0)
+    """Take-profit distance as a multiple of the stop distance."""
+
+
+class EngineSettings(Section):
+    close_positions_on_stop: bool = False
+    """Close every position on a graceful stop (otherwise they stay open)."""
+    status_interval_seconds: float = Field(default=5.0, gt=0)
+    """How often the headless run prints its status line."""
+
+
+class UiSettings(Section):
+    theme: str = "cma-dark"
+    """Theme name: cma-dark, cma-light, cma-contrast or any Textual theme."""
+    keymap: dict[str, str] = Field(default_factory=dict)
+    """Remapped keys: binding id to keys, e.g. {"approve": "y"}."""
+    max_fps: int = Field(default=20, gt=0, le=60)
+    """Most redraws per second of live panes."""
+
+
+class ExchangeSettings(Section):
+    id: str = "binance"
+    """ccxt exchange id used for live trading."""
+    sandbox: bool = True
+    """Use the exchange's testnet where it has one."""
+    api_key: SecretStr | None = Field(default=None, exclude=True)
+    """Loaded from the keyring, never from the file."""
+    api_secret: SecretStr | None = Field(default=None, exclude=True)
+    """Loaded from the keyring, never from the file."""
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one ``cma`` process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CMA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    store: StoreSettings = StoreSettings()
+    """The SQLite store."""
+    feed: FeedSettings = FeedSettings()
+    """Market data."""
+    agents: AgentSettings = AgentSettings()
+    """Market agents and synthesis."""
+    approval: ApprovalSettings = ApprovalSettings()
+    """The approval queue and its policy."""
+    risk: RiskSettings = RiskSettings()
+    """The risk manager's sizing and limits."""
+    broker: BrokerSettings = BrokerSettings()
+    """Where orders go."""
+    engine: EngineSettings = EngineSettings()
+    """The engine's lifecycle."""
+    ui: UiSettings = UiSettings()
+    """The console."""
+    exchange: ExchangeSettings = ExchangeSettings()
+    """The exchange account for live trading."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = _TOML_FILE.get("path")
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+# The TOML path is chosen at load time; pydantic-settings reads sources from the class.
+_TOML_FILE: dict[str, Path | None] = {"path": None}
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for a person."""
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``path`` (or the default file if it exists), then ``CMA_*``.
+
+    Raises :class:`ConfigError` with one line per problem, each naming the field,
+    its value and what is allowed.
+    """
+    import tomllib
+
+    from pydantic import ValidationError
+
+    toml_path = path if path is not None else default_config_path()
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    if toml_path.is_file():
+        try:
+            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {toml_path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {toml_path}: cannot read: {exc.strerror}") from None
+        _TOML_FILE["path"] = toml_path
+    else:
+        _TOML_FILE["path"] = None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        where = f" in {toml_path}" if _TOML_FILE["path"] is not None else ""
+        lines = [f"invalid configuration{where}:"]
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            value = err.get("input")
+            shown = "(missing)" if err["type"] == "missing" else repr(value)
+            if isinstance(value, dict):
+                shown = "a table"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting"
+            lines.append(f"  {field} = {shown}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+    finally:
+        _TOML_FILE["path"] = None
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(dotted field, value, description) for every setting; secrets masked."""
+    rows: list[tuple[str, str, str]] = []
+    for section_name, section_field in type(settings).model_fields.items():
+        section = getattr(settings, section_name)
+        for name, field in type(section).model_fields.items():
+            value = getattr(section, name)
+            if isinstance(value, SecretStr):
+                shown = "********"
+            elif value is None and name.startswith("api_"):
+                shown = "(not set)"
+            else:
+                shown = _toml_value(value)
+            rows.append((f"{section_name}.{name}", shown, field.description or ""))
+        del section_field
+    return rows
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Decimal):
+        return f'"{value}"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "(default)"
+    return f'"{value}"'
+
+
+def example_toml(settings: Settings | None = None) -> str:
+    """A commented config file with every setting at its default."""
+    rows = describe(settings or Settings())
+    out = [
+        "# cma configuration. Every setting is shown at its default; delete what you",
+        "# do not change. Environment variables override this file: CMA_RISK__MAX_DRAWDOWN=0.15",
+        "# API keys never go here: use `cma keys set`.",
+    ]
+    current = ""
+    for dotted, value, desc in rows:
+        section, name = dotted.split(".", 1)
+        if section == "exchange" and name.startswith("api_"):
+            continue
+        if section != current:
+            out.append(f"\n[{section}]")
+            current = section
+        out.append(f"# {desc}")
+        if value == "(default)":
+            out.append(f"# {name} =")
+        else:
+            out.append(f"{name} = {value}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,124 @@
+"""The interface through which the engine reaches its store.
+
+The engine owns this interface; ``persistence.store.Store`` implements it on a
+SQLite file, and backtests run it on ``:memory:``. A :class:`UnitOfWork`
+collects one state change (for example "fill closes position and credits
+cash") and commits it as one transaction when its ``async with`` block ends:
+either all of it lands or none does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from engine.models import (
+    Candle,
+    Decision,
+    EngineEvent,
+    EquityUpdated,
+    OrderDenied,
+    OrderIntent,
+    Position,
+    PositionClosed,
+    Proposal,
+    ProposalMerged,
+    Side,
+    TradingStateChanged,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """A fill as stored, with the money it moved."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecordRow:
+    """The learning agent's record of one agent on one symbol (``*`` for all)."""
+
+    agent: str
+    symbol: str
+    trades: int = 0
+    wins: int = 0
+    sum_win: float = 0.0
+    sum_loss: float = 0.0
+    cf_trades: int = 0
+    cf_wins: int = 0
+    cf_sum_win: float = 0.0
+    cf_sum_loss: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIntent:
+    """An order intent that has no final outcome yet (found on restart)."""
+
+    intent: OrderIntent
+    status: str  # 'pending' (never sent) or 'sent' (an order exists)
+
+
+@dataclass(slots=True)
+class RecoveredState:
+    """What the store held when the engine started."""
+
+    initial_cash: Decimal | None = None
+    cash: Decimal | None = None
+    positions: list[Position] = field(default_factory=list)
+    pending: list[Proposal] = field(default_factory=list)
+    open_intents: list[OpenIntent] = field(default_factory=list)
+    records: list[AgentRecordRow] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+    last_ts: int | None = None
+
+    @property
+    def is_fresh(self) -> bool:
+        return self.cash is None
+
+
+class UnitOfWork(Protocol):
+    """One state change; every method also appends its event to the log."""
+
+    def proposal_created(self, proposal: Proposal, ts: int) -> None: ...
+    def proposal_merged(self, event: ProposalMerged) -> None: ...
+    def decision_made(
+        self, decision: Decision, symbol: str, side: Side, intent: OrderIntent | None
+    ) -> None: ...
+    def intent_created(self, intent: OrderIntent) -> None: ...
+    def order_denied(self, event: OrderDenied) -> None: ...
+    def order_submitted(self, intent: OrderIntent, ts: int) -> None: ...
+    def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> None: ...
+    def order_filled(self, fill: FillRecord, cash: Decimal) -> None: ...
+    def position_opened(self, position: Position, ts: int) -> None: ...
+    def position_changed(self, position: Position, ts: int) -> None: ...
+    def position_closed(self, event: PositionClosed) -> None: ...
+    def trading_state_changed(self, event: TradingStateChanged) -> None: ...
+    def set_state(self, key: str, value: str) -> None: ...
+    def agent_records(self, rows: Sequence[AgentRecordRow]) -> None: ...
+    def event(self, event: EngineEvent) -> None: ...
+
+
+class UnitOfWorkContext(Protocol):
+    async def __aenter__(self) -> UnitOfWork: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class StorePort(Protocol):
+    """What the engine needs from a store."""
+
+    def unit_of_work(self) -> UnitOfWorkContext: ...
+    async def init_balance(self, currency: str, cash: Decimal, ts: int) -> None: ...
+    def record_equity(self, event: EquityUpdated) -> None: ...
+    def record_candles(self, timeframe: str, candles: Sequence[Candle]) -> None: ...
+    async def flush(self) -> None: ...
+    async def load_state(self) -> RecoveredState: ...

@@ -1,0 +1,223 @@
+"""Ordered schema migrations, applied by ``PRAGMA user_version``.
+
+Append a new entry to :data:`MIGRATIONS` to change the schema; never edit one
+that has shipped. Money and quantities are TEXT holding exact decimals.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema.
+    """
+    CREATE TABLE sessions (
+        id          INTEGER PRIMARY KEY,
+        started_at  INTEGER NOT NULL,
+        ended_at    INTEGER,
+        mode        TEXT NOT NULL CHECK (mode IN ('paper', 'live', 'backtest')),
+        feed        TEXT NOT NULL,
+        config_json TEXT NOT NULL
+    );
+
+    -- Append-only log of every engine event; projections below are updated in the
+    -- same transaction as the event that changes them.
+    CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts         INTEGER NOT NULL,
+        session_id INTEGER REFERENCES sessions(id),
+        kind       TEXT NOT NULL,
+        payload    TEXT NOT NULL
+    );
+    CREATE INDEX events_kind_ts ON events(kind, ts);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+    CREATE TABLE proposals (
+        id          TEXT PRIMARY KEY,
+        session_id  INTEGER REFERENCES sessions(id),
+        symbol      TEXT NOT NULL,
+        side        TEXT NOT NULL CHECK (side IN ('long', 'short')),
+        entry       TEXT NOT NULL,
+        stop        TEXT NOT NULL,
+        take_profit TEXT NOT NULL,
+        confidence  REAL NOT NULL CHECK (confidence BETWEEN 0 AND 1),
+        size        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        merged      INTEGER NOT NULL DEFAULT 0,
+        votes_json  TEXT NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'approved', 'rejected', 'expired'))
+    );
+    CREATE INDEX proposals_status ON proposals(status);
+
+    CREATE TABLE decisions (
+        id          INTEGER PRIMARY KEY,
+        proposal_id TEXT NOT NULL UNIQUE REFERENCES proposals(id),
+        action      TEXT NOT NULL CHECK (action IN ('approve', 'reject', 'expire')),
+        reason      TEXT,
+        size        TEXT,
+        resized     INTEGER NOT NULL DEFAULT 0,
+        latency_ms  INTEGER NOT NULL CHECK (latency_ms >= 0),
+        decided_at  INTEGER NOT NULL,
+        decided_by  TEXT NOT NULL
+    );
+
+    CREATE TABLE order_intents (
+        client_order_id TEXT PRIMARY KEY,
+        decision_id     INTEGER UNIQUE REFERENCES decisions(id),
+        proposal_id     TEXT REFERENCES proposals(id),
+        symbol          TEXT NOT NULL,
+        side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        qty             TEXT NOT NULL,
+        purpose         TEXT NOT NULL CHECK (purpose IN ('entry', 'exit')),
+        reason          TEXT NOT NULL DEFAULT '',
+        status          TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'sent', 'filled', 'denied', 'cancelled')),
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX order_intents_status ON order_intents(status);
+
+    CREATE TABLE orders (
+        client_order_id   TEXT PRIMARY KEY REFERENCES order_intents(client_order_id),
+        exchange_order_id TEXT,
+        symbol            TEXT NOT NULL,
+        side              TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        type              TEXT NOT NULL DEFAULT 'market',
+        qty               TEXT NOT NULL,
+        filled_qty        TEXT NOT NULL DEFAULT '0',
+        status            TEXT NOT NULL
+                          CHECK (status IN ('open', 'filled', 'cancelled', 'rejected')),
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+
+    CREATE TABLE fills (
+        id              INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
+        symbol          TEXT NOT NULL,
+        side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        qty             TEXT NOT NULL,
+        price           TEXT NOT NULL,
+        fee             TEXT NOT NULL,
+        realized_pnl    TEXT NOT NULL DEFAULT '0',
+        ts              INTEGER NOT NULL
+    );
+    CREATE INDEX fills_order ON fills(client_order_id);
+
+    -- One row per trade: a position from its opening to its close.
+    CREATE TABLE positions (
+        id           INTEGER PRIMARY KEY,
+        symbol       TEXT NOT NULL,
+        side         TEXT NOT NULL CHECK (side IN ('long', 'short')),
+        qty          TEXT NOT NULL,
+        entry_price  TEXT NOT NULL,
+        cost_basis   TEXT NOT NULL,
+        stop         TEXT,
+        take_profit  TEXT,
+        opened_at    INTEGER NOT NULL,
+        closed_at    INTEGER,
+        exit_price   TEXT,
+        close_reason TEXT,
+        realized_pnl TEXT NOT NULL DEFAULT '0',
+        fees         TEXT NOT NULL DEFAULT '0',
+        proposal_id  TEXT REFERENCES proposals(id),
+        status       TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed'))
+    );
+    CREATE UNIQUE INDEX positions_one_open ON positions(symbol) WHERE status = 'open';
+
+    CREATE TABLE balances (
+        currency     TEXT PRIMARY KEY,
+        cash         TEXT NOT NULL,
+        initial_cash TEXT NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+
+    CREATE TABLE equity (
+        ts         INTEGER NOT NULL,
+        session_id INTEGER,
+        equity     TEXT NOT NULL,
+        cash       TEXT NOT NULL,
+        unrealized TEXT NOT NULL,
+        drawdown   REAL NOT NULL
+    );
+    CREATE INDEX equity_ts ON equity(ts);
+
+    CREATE TABLE candles (
+        symbol    TEXT NOT NULL,
+        timeframe TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        open      REAL NOT NULL,
+        high      REAL NOT NULL,
+        low       REAL NOT NULL,
+        close     REAL NOT NULL,
+        volume    REAL NOT NULL,
+        PRIMARY KEY (symbol, timeframe, ts)
+    ) WITHOUT ROWID;
+
+    -- The learning agent's record per agent and symbol ('*' is overall).
+    CREATE TABLE agent_records (
+        agent      TEXT NOT NULL,
+        symbol     TEXT NOT NULL,
+        trades     INTEGER NOT NULL DEFAULT 0,
+        wins       INTEGER NOT NULL DEFAULT 0,
+        sum_win    REAL NOT NULL DEFAULT 0,
+        sum_loss   REAL NOT NULL DEFAULT 0,
+        cf_trades  INTEGER NOT NULL DEFAULT 0,
+        cf_wins    INTEGER NOT NULL DEFAULT 0,
+        cf_sum_win REAL NOT NULL DEFAULT 0,
+        cf_sum_loss REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (agent, symbol)
+    ) WITHOUT ROWID;
+
+    -- Small engine state: trading state, equity peak, day start, policy.
+    CREATE TABLE engine_state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the file's ``user_version``; return the version.
+
+    Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with
+    the version bump, so a crash mid-migration leaves the previous version intact.
+    """
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {current} is newer than this cma "
+            f"(knows up to {len(MIGRATIONS)}); upgrade cma"
+        )
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _split(script: str) -> list[str]:
+    """Split a script into statements (``executescript`` would commit implicitly)."""
+    statements: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

@@ -1,0 +1,615 @@
+"""The crash-only store: one writer, units of work, group-committed data.
+
+Money moves (decision, intent, fill, position, cash) commit durably, one unit
+of work per transaction, with ``synchronous=FULL``. High-rate data (candles,
+equity points) is buffered and group-committed by the same writer: up to
+1,000 rows or 50 ms a transaction. Each transaction is one hop to the writer
+thread: aiosqlite costs about 50 µs a call, so nothing awaits one ``execute``
+per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import aiosqlite
+
+from engine.models import (
+    Candle,
+    Decision,
+    DecisionAction,
+    DecisionMade,
+    EngineEvent,
+    EngineMessage,
+    EquityUpdated,
+    OrderDenied,
+    OrderFilled,
+    OrderIntent,
+    OrderSide,
+    OrderSubmitted,
+    Position,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+    Proposal,
+    ProposalCreated,
+    ProposalMerged,
+    Side,
+    TradingStateChanged,
+    VoteModel,
+)
+from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState
+from persistence.connection import MEMORY, WriterLock, connect_writer
+
+T = TypeVar("T")
+Op = tuple[str, tuple[Any, ...]]
+
+BATCH_ROWS = 1000
+BATCH_SECONDS = 0.05
+DAY_MS = 86_400_000
+
+
+def dec(value: Decimal) -> str:
+    """Decimal to TEXT without exponent notation."""
+    return format(value, "f")
+
+
+_INSERT_EVENT = "INSERT INTO events (ts, session_id, kind, payload) VALUES (?, ?, ?, ?)"
+_STATUS_OF = {
+    DecisionAction.APPROVE: "approved",
+    DecisionAction.REJECT: "rejected",
+    DecisionAction.EXPIRE: "expired",
+}
+
+
+class UnitOfWork:
+    """Collects the statements of one state change; see :mod:`engine.ports`."""
+
+    __slots__ = ("_session_id", "ops")
+
+    def __init__(self, session_id: int | None) -> None:
+        self._session_id = session_id
+        self.ops: list[Op] = []
+
+    def event(self, event: EngineEvent) -> None:
+        self.ops.append(
+            (_INSERT_EVENT, (event.ts, self._session_id, event.kind, event.model_dump_json()))
+        )
+
+    def proposal_created(self, proposal: Proposal, ts: int) -> None:
+        p = proposal
+        votes = json.dumps([v.model_dump(mode="json") for v in p.votes])
+        self.ops.append(
+            (
+                "INSERT INTO proposals (id, session_id, symbol, side, entry, stop, take_profit,"
+                " confidence, size, created_at, expires_at, merged, votes_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.id, self._session_id, p.symbol, p.side.value, dec(p.entry), dec(p.stop),
+                    dec(p.take_profit), p.confidence, dec(p.size), p.created_at, p.expires_at,
+                    p.merged, votes,
+                ),
+            )
+        )  # fmt: skip
+        self.event(ProposalCreated(ts=ts, proposal=proposal))
+
+    def proposal_merged(self, event: ProposalMerged) -> None:
+        self.ops.append(
+            (
+                "UPDATE proposals SET merged = ?, confidence = ? WHERE id = ?",
+                (event.merged, event.confidence, event.proposal_id),
+            )
+        )
+        self.event(event)
+
+    def decision_made(
+        self, decision: Decision, symbol: str, side: Side, intent: OrderIntent | None
+    ) -> None:
+        d = decision
+        self.ops.append(
+            (
+                "INSERT INTO decisions (proposal_id, action, reason, size, resized, latency_ms,"
+                " decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    d.proposal_id, d.action.value, d.reason,
+                    None if d.size is None else dec(d.size), int(d.resized), d.latency_ms,
+                    d.decided_at, d.decided_by,
+                ),
+            )
+        )  # fmt: skip
+        self.ops.append(
+            (
+                "UPDATE proposals SET status = ? WHERE id = ? AND status = 'pending'",
+                (_STATUS_OF[d.action], d.proposal_id),
+            )
+        )
+        # The intent finds its decision by proposal id inside the same transaction.
+        if intent is not None:
+            self._intent(intent, decision_sql="(SELECT id FROM decisions WHERE proposal_id = ?)")
+        self.event(DecisionMade(ts=d.decided_at, decision=d, symbol=symbol, side=side))
+
+    def _intent(self, intent: OrderIntent, decision_sql: str | None = None) -> None:
+        i = intent
+        decision_value = decision_sql if decision_sql is not None else "NULL"
+        params: tuple[Any, ...] = (
+            i.client_order_id,
+            *((i.proposal_id,) if decision_sql is not None else ()),
+            i.proposal_id, i.symbol, i.side.value, dec(i.qty), i.purpose, i.reason, i.created_at,
+        )  # fmt: skip
+        self.ops.append(
+            (
+                "INSERT INTO order_intents (client_order_id, decision_id, proposal_id, symbol,"
+                f" side, qty, purpose, reason, created_at) VALUES (?, {decision_value}, ?, ?,"
+                " ?, ?, ?, ?, ?)",
+                params,
+            )
+        )
+
+    def intent_created(self, intent: OrderIntent) -> None:
+        self._intent(intent)
+
+    def order_denied(self, event: OrderDenied) -> None:
+        if event.client_order_id is not None:
+            self.ops.append(
+                (
+                    "UPDATE order_intents SET status = 'denied', reason = ?"
+                    " WHERE client_order_id = ?",
+                    (event.reason, event.client_order_id),
+                )
+            )
+        self.event(event)
+
+    def order_submitted(self, intent: OrderIntent, ts: int) -> None:
+        i = intent
+        self.ops.append(
+            (
+                "INSERT INTO orders (client_order_id, symbol, side, qty, status, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, 'open', ?, ?)",
+                (i.client_order_id, i.symbol, i.side.value, dec(i.qty), ts, ts),
+            )
+        )
+        self.ops.append(
+            (
+                "UPDATE order_intents SET status = 'sent' WHERE client_order_id = ?",
+                (i.client_order_id,),
+            )
+        )
+        self.event(OrderSubmitted(ts=ts, intent=intent))
+
+    def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> None:
+        self.ops.append(
+            (
+                "UPDATE order_intents SET status = 'cancelled', reason = ?"
+                " WHERE client_order_id = ?",
+                (reason, client_order_id),
+            )
+        )
+        self.ops.append(
+            (
+                "UPDATE orders SET status = 'cancelled', updated_at = ? WHERE client_order_id = ?",
+                (ts, client_order_id),
+            )
+        )
+        self.event(
+            EngineMessage(
+                ts=ts, level="warning", text=f"order {client_order_id} cancelled: {reason}"
+            )
+        )
+
+    def order_filled(self, fill: FillRecord, cash: Decimal) -> None:
+        f = fill
+        self.ops.append(
+            (
+                "INSERT INTO fills (client_order_id, symbol, side, qty, price, fee, realized_pnl,"
+                " ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    f.client_order_id, f.symbol, f.side, dec(f.qty), dec(f.price), dec(f.fee),
+                    dec(f.realized_pnl), f.ts,
+                ),
+            )
+        )  # fmt: skip
+        self.ops.append(
+            (
+                "UPDATE orders SET status = 'filled', filled_qty = qty, updated_at = ?"
+                " WHERE client_order_id = ?",
+                (f.ts, f.client_order_id),
+            )
+        )
+        self.ops.append(
+            (
+                "UPDATE order_intents SET status = 'filled' WHERE client_order_id = ?",
+                (f.client_order_id,),
+            )
+        )
+        self.ops.append(
+            (
+                "UPDATE balances SET cash = ?, updated_at = ?",
+                (dec(cash), f.ts),
+            )
+        )
+        self.event(
+            OrderFilled(
+                ts=f.ts,
+                client_order_id=f.client_order_id,
+                symbol=f.symbol,
+                side=OrderSide(f.side),
+                last_qty=f.qty,
+                last_px=f.price,
+                commission=f.fee,
+                realized_pnl=f.realized_pnl,
+            )
+        )
+
+    def position_opened(self, position: Position, ts: int) -> None:
+        p = position
+        self.ops.append(
+            (
+                "INSERT INTO positions (symbol, side, qty, entry_price, cost_basis, stop,"
+                " take_profit, opened_at, realized_pnl, fees, proposal_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.symbol, p.side.value, dec(p.qty), dec(p.entry_price), dec(p.cost_basis),
+                    None if p.stop is None else dec(p.stop),
+                    None if p.take_profit is None else dec(p.take_profit),
+                    p.opened_at, dec(p.realized_pnl), dec(p.fees), p.proposal_id,
+                ),
+            )
+        )  # fmt: skip
+        self.event(PositionOpened(ts=ts, position=position))
+
+    def position_changed(self, position: Position, ts: int) -> None:
+        p = position
+        self.ops.append(
+            (
+                "UPDATE positions SET qty = ?, entry_price = ?, cost_basis = ?, stop = ?,"
+                " take_profit = ?, realized_pnl = ?, fees = ?"
+                " WHERE symbol = ? AND status = 'open'",
+                (
+                    dec(p.qty), dec(p.entry_price), dec(p.cost_basis),
+                    None if p.stop is None else dec(p.stop),
+                    None if p.take_profit is None else dec(p.take_profit),
+                    dec(p.realized_pnl), dec(p.fees), p.symbol,
+                ),
+            )
+        )  # fmt: skip
+        self.event(PositionChanged(ts=ts, position=position))
+
+    def position_closed(self, event: PositionClosed) -> None:
+        e = event
+        self.ops.append(
+            (
+                "UPDATE positions SET qty = '0', cost_basis = '0', closed_at = ?, exit_price = ?,"
+                " close_reason = ?, realized_pnl = ?, fees = ?, status = 'closed'"
+                " WHERE symbol = ? AND status = 'open'",
+                (e.ts, dec(e.exit_price), e.reason, dec(e.realized_pnl), dec(e.fees), e.symbol),
+            )
+        )
+        self.event(event)
+
+    def trading_state_changed(self, event: TradingStateChanged) -> None:
+        self.set_state("trading_state", event.new.value)
+        self.event(event)
+
+    def set_state(self, key: str, value: str) -> None:
+        self.ops.append(
+            (
+                "INSERT INTO engine_state (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
+
+    def agent_records(self, rows: Sequence[AgentRecordRow]) -> None:
+        for r in rows:
+            self.ops.append(
+                (
+                    "INSERT OR REPLACE INTO agent_records (agent, symbol, trades, wins, sum_win,"
+                    " sum_loss, cf_trades, cf_wins, cf_sum_win, cf_sum_loss)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.agent, r.symbol, r.trades, r.wins, r.sum_win, r.sum_loss,
+                        r.cf_trades, r.cf_wins, r.cf_sum_win, r.cf_sum_loss,
+                    ),
+                )
+            )  # fmt: skip
+
+
+def _apply_ops(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in ops:
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _apply_batch(
+    conn: sqlite3.Connection,
+    equity_rows: Sequence[tuple[Any, ...]],
+    candle_rows: Sequence[tuple[Any, ...]],
+) -> None:
+    # Market data and equity points are not money: a group commit without an
+    # fsync is enough, because the next money commit fsyncs the WAL behind it.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if equity_rows:
+                conn.executemany(
+                    "INSERT INTO equity (ts, session_id, equity, cash, unrealized, drawdown)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    equity_rows,
+                )
+            if candle_rows:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO candles (symbol, timeframe, ts, open, high, low,"
+                    " close, volume) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    candle_rows,
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")
+
+
+class _UnitOfWorkContext:
+    __slots__ = ("_store", "_uow")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._uow = UnitOfWork(store.session_id)
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self._uow
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and self._uow.ops:
+            await self._store.run(_apply_ops, self._uow.ops)
+
+
+class Store:
+    """The engine's store on one SQLite file (or ``:memory:`` for backtests).
+
+    Open it with ``await Store.open(path)``; it is the only writer of that file.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: str, lock: WriterLock | None) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = lock
+        self.session_id: int | None = None
+        self._equity: list[tuple[Any, ...]] = []
+        self._candles: list[tuple[Any, ...]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path | str, busy_timeout_ms: int = 5000) -> Store:
+        """Open (create, migrate) the store at ``path`` as its one writer."""
+        lock = None
+        if str(path) != MEMORY:
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = WriterLock(path)
+            lock.acquire()
+        try:
+            conn = aiosqlite.Connection(
+                lambda: connect_writer(path, busy_timeout_ms), iter_chunk_size=256
+            )
+            await conn
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(conn, str(path), lock)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(sqlite3_connection, *args)`` on the writer thread in one hop."""
+        # aiosqlite's public API has no "run this function"; _execute is the hop
+        # every public method uses, pinned by the aiosqlite version range.
+        execute = cast(Callable[..., Any], self._conn._execute)
+        return cast(T, await execute(fn, self._conn._conn, *args))
+
+    def unit_of_work(self) -> _UnitOfWorkContext:
+        """``async with store.unit_of_work() as uow:`` — one transaction."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        return _UnitOfWorkContext(self)
+
+    async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int:
+        def _begin(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO sessions (started_at, mode, feed, config_json) VALUES (?, ?, ?, ?)",
+                (ts, mode, feed, config_json),
+            )
+            return int(cur.lastrowid or 0)
+
+        self.session_id = await self.run(_begin)
+        return self.session_id
+
+    async def end_session(self, ts: int) -> None:
+        if self.session_id is None:
+            return
+        sid = self.session_id
+
+        def _end(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE sessions SET ended_at = ? WHERE id = ?", (ts, sid))
+
+        await self.run(_end)
+
+    async def init_balance(self, currency: str, cash: Decimal, ts: int) -> None:
+        """Create the cash balance once; a later call with a balance present is a no-op."""
+
+        def _init(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO balances (currency, cash, initial_cash, updated_at)"
+                " VALUES (?, ?, ?, ?)",
+                (currency, dec(cash), dec(cash), ts),
+            )
+
+        await self.run(_init)
+
+    # --- group-committed data ---------------------------------------------------
+
+    def record_equity(self, event: EquityUpdated) -> None:
+        self._equity.append(
+            (
+                event.ts,
+                self.session_id,
+                dec(event.equity),
+                dec(event.cash),
+                dec(event.unrealized),
+                event.drawdown,
+            )
+        )
+        self._kick()
+
+    def record_candles(self, timeframe: str, candles: Sequence[Candle]) -> None:
+        self._candles.extend(
+            (c.symbol, timeframe, c.ts, c.open, c.high, c.low, c.close, c.volume) for c in candles
+        )
+        self._kick()
+
+    def _kick(self) -> None:
+        if len(self._equity) + len(self._candles) >= BATCH_ROWS:
+            self._flush_soon()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.ensure_future(self.flush())
+
+    async def flush(self) -> None:
+        """Commit every buffered row now."""
+        async with self._flush_lock:
+            while self._equity or self._candles:
+                equity, self._equity = self._equity, []
+                candles, self._candles = self._candles, []
+                await self.run(_apply_batch, equity, candles)
+
+    async def prune(self, now_ms: int, equity_days: int, candle_days: int) -> tuple[int, int]:
+        """Delete equity points and cached candles past their retention."""
+
+        def _prune(conn: sqlite3.Connection) -> tuple[int, int]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                e = conn.execute(
+                    "DELETE FROM equity WHERE ts < ?", (now_ms - equity_days * DAY_MS,)
+                ).rowcount
+                c = conn.execute(
+                    "DELETE FROM candles WHERE ts < ?", (now_ms - candle_days * DAY_MS,)
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return int(e), int(c)
+
+        return await self.run(_prune)
+
+    # --- recovery ---------------------------------------------------------------
+
+    async def load_state(self) -> RecoveredState:
+        """Read back everything the engine needs to go on after a restart."""
+        return await self.run(_load_state)
+
+    async def close(self) -> None:
+        """Flush buffered rows, checkpoint the WAL and close. Idempotent."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+            if self._flush_task is not None:
+                await self._flush_task
+
+            def _checkpoint(conn: sqlite3.Connection) -> None:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+            await self.run(_checkpoint)
+        finally:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            await self._conn.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _opt_dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _load_state(conn: sqlite3.Connection) -> RecoveredState:
+    state = RecoveredState()
+    row = conn.execute("SELECT cash, initial_cash FROM balances LIMIT 1").fetchone()
+    if row is not None:
+        state.cash, state.initial_cash = Decimal(row[0]), Decimal(row[1])
+    for r in conn.execute(
+        "SELECT symbol, side, qty, entry_price, cost_basis, stop, take_profit, opened_at,"
+        " proposal_id, realized_pnl, fees FROM positions WHERE status = 'open' ORDER BY id"
+    ):
+        state.positions.append(
+            Position(
+                symbol=r[0], side=Side(r[1]), qty=Decimal(r[2]), entry_price=Decimal(r[3]),
+                cost_basis=Decimal(r[4]), stop=_opt_dec(r[5]), take_profit=_opt_dec(r[6]),
+                opened_at=r[7], proposal_id=r[8], realized_pnl=Decimal(r[9]), fees=Decimal(r[10]),
+            )
+        )  # fmt: skip
+    for r in conn.execute(
+        "SELECT id, symbol, side, entry, stop, take_profit, confidence, size, created_at,"
+        " expires_at, merged, votes_json FROM proposals WHERE status = 'pending'"
+        " ORDER BY created_at"
+    ):
+        state.pending.append(
+            Proposal(
+                id=r[0], symbol=r[1], side=Side(r[2]), entry=Decimal(r[3]), stop=Decimal(r[4]),
+                take_profit=Decimal(r[5]), confidence=r[6], size=Decimal(r[7]), created_at=r[8],
+                expires_at=r[9], merged=r[10],
+                votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])),
+            )
+        )  # fmt: skip
+    for r in conn.execute(
+        "SELECT client_order_id, proposal_id, symbol, side, qty, purpose, created_at, reason,"
+        " status FROM order_intents WHERE status IN ('pending', 'sent') ORDER BY created_at"
+    ):
+        intent = OrderIntent(
+            client_order_id=r[0], proposal_id=r[1], symbol=r[2], side=OrderSide(r[3]),
+            qty=Decimal(r[4]), purpose=r[5], created_at=r[6], reason=r[7],
+        )  # fmt: skip
+        state.open_intents.append(OpenIntent(intent=intent, status=r[8]))
+    for r in conn.execute(
+        "SELECT agent, symbol, trades, wins, sum_win, sum_loss, cf_trades, cf_wins,"
+        " cf_sum_win, cf_sum_loss FROM agent_records"
+    ):
+        state.records.append(AgentRecordRow(*r))
+    state.state = dict(conn.execute("SELECT key, value FROM engine_state").fetchall())
+    last = conn.execute("SELECT MAX(ts) FROM events").fetchone()
+    state.last_ts = None if last is None else last[0]
+    return state

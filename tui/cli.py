@@ -1,0 +1,166 @@
+"""The ``cma`` command line.
+
+``cma`` alone opens the console on the built-in demo market. Every subcommand
+has ``--help``. Bad input exits with code 2 and a message naming the argument
+or the field; nothing prints a traceback for a mistake a person can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_NOT_YET = 3
+
+NOT_YET = {
+    "backtest": "backtesting a session",
+    "optimize": "optimizing agent parameters",
+    "report": "exporting session reports",
+    "keys": "storing exchange API keys in the keyring",
+    "data": "downloading and managing candle data",
+}
+
+
+def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``cma: message`` to stderr and exit."""
+    print(f"cma: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _speed(value: str) -> float | str:
+    if value == "max":
+        return "max"
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number or 'max', got {value!r}"
+        ) from None
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'max', got {value!r}")
+    return speed
+
+
+def _duration(value: str) -> float:
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    text = value.strip().lower()
+    factor = units.get(text[-1:])
+    number = text[:-1] if factor is not None else text
+    try:
+        seconds = float(number) * (factor or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must look like 20s, 5m or 1h, got {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, every subcommand with its help."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="TOML config file (default: $XDG_CONFIG_HOME/cma/config.toml)",
+    )
+    common.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="SQLite store (default: $XDG_DATA_HOME/cma/cma.db)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="cma",
+        description="Crypto Market Agents: agents propose trades, you approve them by keypress.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="open the console (or run headless) on a market",
+        description="Open the console on a market, or run the same engine headless.",
+    )
+    run.add_argument("--headless", action="store_true", help="no UI: print a status line")
+    run.add_argument("--feed", choices=["sim", "replay", "ccxt"], help="market data source")
+    run.add_argument("--policy", choices=["manual", "auto", "queue-only"], help="approval policy")
+    run.add_argument(
+        "--speed", type=_speed, help="market seconds per wall second, or 'max' (default 1)"
+    )
+    run.add_argument("--duration", type=_duration, help="stop after this long, e.g. 20s, 5m, 1h")
+    run.add_argument("--seed", type=int, help="seed of the demo market")
+    run.add_argument(
+        "--files", type=Path, nargs="+", metavar="CSV", help="CSV files for the replay feed"
+    )
+    run.add_argument("--theme", help="console theme")
+
+    for name, what in NOT_YET.items():
+        sub.add_parser(name, parents=[common], help=f"{what} (not available yet)", description=what)
+
+    db = sub.add_parser("db", parents=[common], help="check or back up the store")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser(
+        "check",
+        parents=[common],
+        help="integrity check plus the store's invariants; exits 1 on any failure",
+    )
+    backup = db_sub.add_parser(
+        "backup", parents=[common], help="consistent online copy of the store (VACUUM INTO)"
+    )
+    backup.add_argument("path", type=Path, help="where to write the copy (must not exist)")
+    db_sub.add_parser("info", parents=[common], help="where the store is and what it holds")
+
+    config = sub.add_parser("config", parents=[common], help="show, check or create the config")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    config_sub.add_parser(
+        "show", parents=[common], help="print the effective configuration, secrets masked"
+    )
+    validate = config_sub.add_parser("validate", parents=[common], help="check a config file")
+    validate.add_argument("file", type=Path, nargs="?", help="file to check (default: the config)")
+    init = config_sub.add_parser(
+        "init", parents=[common], help="write a commented config file with every default"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cma`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "run"
+    if command in NOT_YET:
+        die(
+            f"'cma {command}' ({NOT_YET[command]}) is not available yet in this version",
+            EXIT_NOT_YET,
+        )
+    try:
+        if command == "config":
+            from tui.commands import config_command
+
+            return config_command(args)
+        if command == "db":
+            from tui.commands import db_command
+
+            return db_command(args)
+        from tui.commands import run_command
+
+        return run_command(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    """``python -m tui``."""
+    raise SystemExit(main())

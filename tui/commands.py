@@ -1,0 +1,131 @@
+"""What each ``cma`` subcommand does (the parser lives in :mod:`tui.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from engine.config import (
+    ConfigError,
+    Settings,
+    default_config_path,
+    describe,
+    example_toml,
+    load_settings,
+)
+from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Load the configuration, with command-line overrides; exit 2 on a bad value."""
+    overrides: dict[str, Any] = {k: dict(v) for k, v in extra.items()}
+    if getattr(args, "db", None) is not None:
+        overrides.setdefault("store", {})["path"] = args.db
+    try:
+        return load_settings(getattr(args, "config", None), **overrides)
+    except ConfigError as exc:
+        die(str(exc), EXIT_USAGE)
+
+
+def config_command(args: argparse.Namespace) -> int:
+    if args.config_command == "show":
+        settings = settings_from_args(args)
+        for dotted, value, desc in describe(settings):
+            print(f"{dotted:36} {value:28} # {desc}")
+        return EXIT_OK
+    if args.config_command == "validate":
+        path = args.file or getattr(args, "config", None) or default_config_path()
+        if not Path(path).is_file():
+            die(f"config file {path}: not found", EXIT_USAGE)
+        try:
+            load_settings(Path(path))
+        except ConfigError as exc:
+            die(str(exc), EXIT_USAGE)
+        print(f"{path}: ok")
+        return EXIT_OK
+    if args.config_command == "init":
+        path = getattr(args, "config", None) or default_config_path()
+        if path.exists() and not args.force:
+            die(f"{path} exists; pass --force to overwrite it", EXIT_USAGE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(example_toml(), encoding="utf-8")
+        print(f"wrote {path}")
+        return EXIT_OK
+    raise AssertionError(args.config_command)
+
+
+def db_command(args: argparse.Namespace) -> int:
+    from persistence.checks import run_checks
+    from persistence.connection import connect_reader
+
+    settings = settings_from_args(args)
+    path = settings.store.resolved_path()
+    if not path.exists():
+        die(f"no store at {path} (run cma first, or pass --db)", EXIT_USAGE)
+    try:
+        conn = connect_reader(path, settings.store.busy_timeout_ms)
+    except sqlite3.Error as exc:
+        die(f"cannot open {path}: {exc}", EXIT_FAIL)
+    try:
+        if args.db_command == "check":
+            try:
+                results = run_checks(conn)
+            except sqlite3.DatabaseError as exc:
+                print(f"FAIL  sqlite: {exc}")
+                return EXIT_FAIL
+            for r in results:
+                print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name}: {r.detail}")
+            failed = sum(not r.ok for r in results)
+            print(f"{path}: {len(results) - failed} checks passed, {failed} failed")
+            return EXIT_OK if failed == 0 else EXIT_FAIL
+        if args.db_command == "backup":
+            dest: Path = args.path
+            if dest.exists():
+                die(f"{dest} exists; choose a new path", EXIT_USAGE)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            conn.execute("VACUUM INTO ?", (str(dest),))
+            dest.chmod(0o600)
+            print(f"backed up {path} to {dest}")
+            return EXIT_OK
+        if args.db_command == "info":
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            print(f"store   {path}")
+            print(f"schema  version {version}")
+            for table in ("sessions", "proposals", "decisions", "orders", "fills", "positions"):
+                n = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                print(f"{table:10}{n}")
+            return EXIT_OK
+    finally:
+        conn.close()
+    raise AssertionError(args.db_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, **_run_overrides(args))
+    if args.headless:
+        from tui.headless import run_headless
+
+        return run_headless(settings, duration=args.duration)
+    from tui.app import run_console
+
+    return run_console(settings, duration=args.duration)
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if getattr(args, "feed", None):
+        out.setdefault("feed", {})["kind"] = args.feed
+    if getattr(args, "speed", None) is not None:
+        out.setdefault("feed", {})["speed"] = args.speed
+    if getattr(args, "seed", None) is not None:
+        out.setdefault("feed", {})["seed"] = args.seed
+    if getattr(args, "files", None):
+        out.setdefault("feed", {})["files"] = tuple(args.files)
+        out["feed"].setdefault("kind", "replay")
+    if getattr(args, "policy", None):
+        out.setdefault("approval", {})["policy"] = args.policy
+    if getattr(args, "theme", None):
+        out.setdefault("ui", {})["theme"] = args.theme
+    return out
