@@ -1,0 +1,153 @@
+"""The one base class for market agents, built-in and user-written."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from math import floor, isfinite, log10
+from typing import ClassVar
+
+from engine.models import AgentVote, Candle, Side
+
+__all__ = ["Agent", "fmt_price"]
+
+
+class Agent(ABC):
+    """A market agent: it reads closed candles of one symbol and may vote.
+
+    Subclass ``Agent`` to add your own agent. The engine makes one instance per
+    symbol, so an instance may keep whatever per-symbol state it needs
+    (indicators, recent candles) in attributes. For every closed candle of that
+    symbol, in time order, it calls ``on_candle``; the agent answers with an
+    ``AgentVote`` (a direction, a strength in [0, 1] and a one-line rationale)
+    or ``None`` when it has no opinion. The synthesizer weighs the votes of
+    all agents, by each agent's record, into a proposal a person decides on.
+
+    The contract:
+
+    * ``name`` is a class attribute: a unique, short, lowercase identifier,
+      such as ``"momentum"``. It labels the agent's votes, its record and its
+      settings; changing it starts a new record.
+    * ``__init__(symbol)`` takes the symbol only. Tunable parameters, if any,
+      should be keyword-only arguments with defaults, so the engine can build
+      the agent from its name alone and the optimizer can pass values in.
+      Call ``super().__init__(symbol)``.
+    * ``on_candle(candle)`` is plain, synchronous and quick: no I/O, no
+      ``await``, no sleeping, no threads. It runs on the engine's hot path,
+      once per candle per symbol, and a backtest calls it a million times.
+      Keep state bounded (``collections.deque(maxlen=...)``, or the
+      incremental indicators in ``engine.indicators``) so memory does not
+      grow with the length of the run. Flat candles and zero volume are
+      ordinary market data, not errors: an exception from ``on_candle`` means
+      a bug in the agent, never "no opinion".
+    * Return ``None`` while warming up and whenever you have nothing to say;
+      an agent that votes on every candle drowns out the others.
+    * ``on_gap(symbol, missing)`` is called by the feed before the next candle
+      when ``missing`` candles never arrived (an exchange outage, a hole in a
+      file). A missing candle is a gap, never a zero-volume candle at the last
+      price. The default ignores gaps; override it to reset state that a gap
+      makes meaningless.
+    * Build votes with ``self.vote(direction, strength, rationale)``, which
+      fills in the agent's name and symbol and clamps the strength to [0, 1].
+      Keep the rationale to one line with the numbers that made the decision,
+      e.g. ``"SMA(10) 27,412.3 crossed above SMA(30) 27,398.0"``.
+
+    Register the agent by its dotted path (``"mypkg.agents:SmaCrossAgent"``)
+    in the settings; ``engine.agents.loader.load_agent_class`` loads it.
+
+    A complete example, an agent that votes when a fast moving average crosses
+    a slow one::
+
+        from engine.agents.base import Agent, fmt_price
+        from engine.indicators import SMA
+        from engine.models import AgentVote, Candle, Side
+
+
+        class SmaCrossAgent(Agent):
+            name = "sma_cross"
+
+            def __init__(self, symbol: str, *, fast: int = 10, slow: int = 30) -> None:
+                super().__init__(symbol)
+                self.fast_period, self.slow_period = fast, slow
+                self._reset()
+
+            def _reset(self) -> None:
+                self.fast = SMA(self.fast_period)
+                self.slow = SMA(self.slow_period)
+                self.prev_diff: float | None = None
+
+            def on_gap(self, symbol: str, missing: int) -> None:
+                self._reset()  # averages across a hole would mislead
+
+            def on_candle(self, candle: Candle) -> AgentVote | None:
+                fast = self.fast.update(candle.close)
+                slow = self.slow.update(candle.close)
+                if fast is None or slow is None:
+                    return None  # warming up
+                diff, prev = fast - slow, self.prev_diff
+                self.prev_diff = diff
+                if prev is None or (prev <= 0) == (diff <= 0):
+                    return None  # no cross
+                side = Side.LONG if diff > 0 else Side.SHORT
+                word = "above" if side is Side.LONG else "below"
+                strength = abs(diff) / candle.close * 1000  # 0.1 % apart = full strength
+                return self.vote(
+                    side,
+                    strength,
+                    f"SMA({self.fast_period}) {fmt_price(fast)} crossed {word} "
+                    f"SMA({self.slow_period}) {fmt_price(slow)}",
+                )
+    """
+
+    name: ClassVar[str]
+    """Unique, short identifier of the agent, e.g. ``"momentum"``."""
+
+    __slots__ = ("symbol",)
+
+    def __init__(self, symbol: str) -> None:
+        if not isinstance(getattr(type(self), "name", None), str) or not type(self).name:
+            raise TypeError(f"{type(self).__qualname__} must set a class attribute `name: str`")
+        self.symbol = symbol
+
+    @abstractmethod
+    def on_candle(self, candle: Candle) -> AgentVote | None:
+        """Read one closed candle of ``self.symbol``; return a vote or None.
+
+        Plain and synchronous: no I/O and no ``await``. Candles arrive in time
+        order; a hole in the series is announced by ``on_gap`` first.
+        """
+
+    def on_gap(self, symbol: str, missing: int) -> None:  # noqa: B027 - optional hook
+        """Hear that ``missing`` candles of ``symbol`` never arrived.
+
+        Called before the candle that follows the hole. The default does
+        nothing; override it to reset state a gap invalidates.
+        """
+
+    def vote(self, direction: Side, strength: float, rationale: str) -> AgentVote:
+        """Build this agent's vote, clamping ``strength`` to [0, 1].
+
+        Raises ``ValueError`` on a NaN strength, which is always a bug.
+        """
+        if strength != strength:
+            raise ValueError(f"{self.name}: strength is NaN ({rationale})")
+        if strength < 0.0:
+            strength = 0.0
+        elif strength > 1.0:
+            strength = 1.0
+        return AgentVote(self.name, self.symbol, direction, strength, rationale)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.symbol!r})"
+
+
+def fmt_price(x: float) -> str:
+    """Format a price for a rationale: thousands separators, up to six significant digits.
+
+    ``27410.53`` gives ``"27,410.5"``, ``1.234567`` gives ``"1.23457"``,
+    ``0.000123456`` gives ``"0.000123456"``, ``100.3`` gives ``"100.3"``.
+    """
+    if x == 0.0 or not isfinite(x):
+        return f"{x:,.1f}"
+    decimals = max(1, 5 - floor(log10(abs(x))))
+    text = f"{x:,.{decimals}f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
