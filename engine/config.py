@@ -13,7 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,8 +63,6 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
-
-Fraction = Field(ge=0.0, le=1.0)
 
 
 class StoreSettings(Section):
@@ -135,45 +140,45 @@ class ApprovalSettings(Section):
 class RiskSettings(Section):
     initial_cash: Decimal = Field(default=Decimal("100000"), gt=0)
     """Paper account's starting cash in the quote currency."""
-    kelly_multiplier: float = Field(default=0.25, ge=0.0, le=1.0)
+    kelly_multiplier: float = Field(default=0.25, gt=0.0, le=1.0)
     """Fraction of full Kelly to bet (0.25 is quarter Kelly)."""
-    default_risk_fraction: float = Field(default=0.02, ge=0.0, le=1.0)
+    default_risk_fraction: float = Field(default=0.02, gt=0.0, le=1.0)
     """Fraction of equity per position before there are enough trades for Kelly."""
     min_trades_for_kelly: int = Field(default=30, gt=0)
     """Trades in the record before Kelly sizing replaces the default fraction."""
-    max_position_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+    max_position_fraction: float = Field(default=0.10, gt=0.0, le=1.0)
     """Cap on one position's notional as a fraction of equity."""
-    max_risk_per_trade: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_risk_per_trade: float = Field(default=0.01, gt=0.0, le=1.0)
     """Most equity one trade may lose at its stop."""
     min_notional: Decimal = Field(default=Decimal("10"), gt=0)
     """Smallest order notional in the quote currency."""
     max_open_positions: int = Field(default=5, gt=0)
     """Most positions open at once."""
-    max_symbol_exposure: float = Field(default=0.20, ge=0.0, le=1.0)
+    max_symbol_exposure: float = Field(default=0.20, gt=0.0, le=1.0)
     """Most exposure in one symbol, as a fraction of equity."""
-    max_total_exposure: float = Field(default=0.60, ge=0.0, le=1.0)
+    max_total_exposure: float = Field(default=0.60, gt=0.0, le=1.0)
     """Most total exposure, as a fraction of equity."""
     max_correlation: float = Field(default=0.80, ge=0.0, le=1.0)
     """Deny an entry whose returns correlate above this with an open position's."""
     correlation_window: int = Field(default=60, gt=2)
     """Returns in the rolling correlation window."""
-    max_daily_loss: float = Field(default=0.03, ge=0.0, le=1.0)
+    max_daily_loss: float = Field(default=0.03, gt=0.0, le=1.0)
     """Halt when today's loss exceeds this fraction of the day's starting equity."""
-    max_drawdown: float = Field(default=0.10, ge=0.0, le=1.0)
+    max_drawdown: float = Field(default=0.10, gt=0.0, le=1.0)
     """Halt when equity falls this fraction below its peak."""
-    reduce_drawdown: float = Field(default=0.07, ge=0.0, le=1.0)
+    reduce_drawdown: float = Field(default=0.07, gt=0.0, le=1.0)
     """Allow exits only (REDUCING) past this drawdown."""
     auto_resume_next_day: bool = False
     """Leave HALTED on a new UTC day by itself (otherwise only by command)."""
 
-    @model_validator(mode="after")
-    def _ordered(self) -> RiskSettings:
-        if self.reduce_drawdown > self.max_drawdown:
-            raise ValueError(
-                f"reduce_drawdown ({self.reduce_drawdown}) must not exceed "
-                f"max_drawdown ({self.max_drawdown})"
-            )
-        return self
+    @field_validator("reduce_drawdown")
+    @classmethod
+    def _ordered(cls, value: float, info: ValidationInfo) -> float:
+        # max_drawdown is declared first, so it is in info.data when it was valid.
+        max_drawdown = info.data.get("max_drawdown")
+        if max_drawdown is not None and value > max_drawdown:
+            raise ValueError(f"must not exceed risk.max_drawdown ({max_drawdown}), got {value}")
+        return value
 
 
 class BrokerSettings(Section):
@@ -322,11 +327,22 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
                 shown = "a table"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown setting"
+                msg = "unknown setting" + _known_keys(err["loc"][:-1])
             lines.append(f"  {field} = {shown}: {msg}")
         raise ConfigError("\n".join(lines)) from None
     finally:
         _TOML_FILE["path"] = None
+
+
+def _known_keys(parent: tuple[int | str, ...]) -> str:
+    """``; known: a, b, c`` for the section at ``parent`` (empty if not a section)."""
+    model: Any = Settings
+    for part in parent:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return ""
+    return "; known: " + ", ".join(model.model_fields)
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
@@ -342,7 +358,10 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
                 shown = "(not set)"
             else:
                 shown = _toml_value(value)
-            rows.append((f"{section_name}.{name}", shown, field.description or ""))
+            # A docstring may wrap; one line keeps `config show` a table and
+            # every line of `example_toml` a comment.
+            desc = " ".join((field.description or "").split())
+            rows.append((f"{section_name}.{name}", shown, desc))
         del section_field
     return rows
 

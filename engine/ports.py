@@ -12,22 +12,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from engine.models import (
     Candle,
     Decision,
+    DecisionMade,
     EngineEvent,
+    EngineMessage,
     EquityUpdated,
     OrderDenied,
+    OrderFilled,
     OrderIntent,
+    OrderSubmitted,
     Position,
+    PositionChanged,
     PositionClosed,
+    PositionOpened,
     Proposal,
+    ProposalCreated,
     ProposalMerged,
     Side,
     TradingStateChanged,
 )
+
+E = TypeVar("E", bound=EngineEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +75,8 @@ class OpenIntent:
 
     intent: OrderIntent
     status: str  # 'pending' (never sent) or 'sent' (an order exists)
+    stop: Decimal | None = None  # of the proposal behind an entry
+    take_profit: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +91,14 @@ class RecoveredState:
     records: list[AgentRecordRow] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
     last_ts: int | None = None
+    #: Highest equity point since the risk baselines were last reset.
+    equity_peak: Decimal | None = None
+    #: First equity point of the UTC day of ``last_ts``.
+    day_start_equity: Decimal | None = None
+    #: Realized PnL net of fees on the UTC day of ``last_ts``.
+    realized_today: Decimal = Decimal(0)
+    #: The proposal behind each open position (for the learning agent).
+    position_proposals: dict[str, Proposal] = field(default_factory=dict)
 
     @property
     def is_fresh(self) -> bool:
@@ -89,23 +108,23 @@ class RecoveredState:
 class UnitOfWork(Protocol):
     """One state change; every method also appends its event to the log."""
 
-    def proposal_created(self, proposal: Proposal, ts: int) -> None: ...
-    def proposal_merged(self, event: ProposalMerged) -> None: ...
+    def proposal_created(self, proposal: Proposal, ts: int) -> ProposalCreated: ...
+    def proposal_merged(self, event: ProposalMerged) -> ProposalMerged: ...
     def decision_made(
         self, decision: Decision, symbol: str, side: Side, intent: OrderIntent | None
-    ) -> None: ...
+    ) -> DecisionMade: ...
     def intent_created(self, intent: OrderIntent) -> None: ...
-    def order_denied(self, event: OrderDenied) -> None: ...
-    def order_submitted(self, intent: OrderIntent, ts: int) -> None: ...
-    def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> None: ...
-    def order_filled(self, fill: FillRecord, cash: Decimal) -> None: ...
-    def position_opened(self, position: Position, ts: int) -> None: ...
-    def position_changed(self, position: Position, ts: int) -> None: ...
-    def position_closed(self, event: PositionClosed) -> None: ...
-    def trading_state_changed(self, event: TradingStateChanged) -> None: ...
+    def order_denied(self, event: OrderDenied) -> OrderDenied: ...
+    def order_submitted(self, intent: OrderIntent, ts: int) -> OrderSubmitted: ...
+    def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> EngineMessage: ...
+    def order_filled(self, fill: FillRecord, cash: Decimal) -> OrderFilled: ...
+    def position_opened(self, position: Position, ts: int) -> PositionOpened: ...
+    def position_changed(self, position: Position, ts: int) -> PositionChanged: ...
+    def position_closed(self, event: PositionClosed) -> PositionClosed: ...
+    def trading_state_changed(self, event: TradingStateChanged) -> TradingStateChanged: ...
     def set_state(self, key: str, value: str) -> None: ...
     def agent_records(self, rows: Sequence[AgentRecordRow]) -> None: ...
-    def event(self, event: EngineEvent) -> None: ...
+    def event(self, event: E) -> E: ...
 
 
 class UnitOfWorkContext(Protocol):

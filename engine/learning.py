@@ -1,0 +1,252 @@
+"""The learning agent: each agent's record, real and counterfactual.
+
+It does not vote. It keeps, per agent and per symbol (and overall under
+``*``), the win rate, average win and average loss of the trades that agent
+voted for. Trades that were approved count when their position closes.
+Proposals that were rejected or expired are followed on paper (the
+*counterfactual*) until their stop or take-profit would have triggered, so the
+record is not biased by the person's choices, and the console can show
+whether those choices add value. The record weights the synthesis and feeds
+the Kelly statistics of the risk manager.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from engine.models import Candle, Proposal, Side
+from engine.ports import AgentRecordRow
+from engine.risk import EdgeStats
+
+OVERALL = "*"
+#: Counterfactual trades followed at once per symbol; the oldest is dropped beyond it.
+MAX_FOLLOWED = 200
+#: A counterfactual still open after this many candles is closed at the close.
+MAX_HOLD_CANDLES = 720
+
+
+@dataclass(slots=True)
+class Record:
+    """Running totals for one agent on one symbol. Returns are fractions of the entry."""
+
+    trades: int = 0
+    wins: int = 0
+    sum_win: float = 0.0
+    sum_loss: float = 0.0  # magnitudes
+    cf_trades: int = 0
+    cf_wins: int = 0
+    cf_sum_win: float = 0.0
+    cf_sum_loss: float = 0.0
+
+    def add(self, ret: float, counterfactual: bool) -> None:
+        if counterfactual:
+            self.cf_trades += 1
+            if ret > 0:
+                self.cf_wins += 1
+                self.cf_sum_win += ret
+            else:
+                self.cf_sum_loss += -ret
+        else:
+            self.trades += 1
+            if ret > 0:
+                self.wins += 1
+                self.sum_win += ret
+            else:
+                self.sum_loss += -ret
+
+    @property
+    def all_trades(self) -> int:
+        return self.trades + self.cf_trades
+
+    @property
+    def all_wins(self) -> int:
+        return self.wins + self.cf_wins
+
+    def edge(self) -> EdgeStats | None:
+        """Win rate and payoff over real and counterfactual trades; None with no trades."""
+        n = self.all_trades
+        if n == 0:
+            return None
+        wins = self.all_wins
+        losses = n - wins
+        # No wins gives avg_win 0 and so a Kelly of 0: a losing record is denied,
+        # not sized by the default fraction.
+        avg_win = (self.sum_win + self.cf_sum_win) / wins if wins else 0.0
+        avg_loss = (self.sum_loss + self.cf_sum_loss) / losses if losses else 0.0
+        return EdgeStats(trades=n, win_rate=wins / n, avg_win=avg_win, avg_loss=avg_loss)
+
+
+@dataclass(slots=True)
+class _Followed:
+    proposal_id: str
+    symbol: str
+    side: Side
+    entry: float
+    stop: float
+    take_profit: float
+    agents: tuple[str, ...]
+    age: int = 0
+
+
+@dataclass(slots=True)
+class DecisionValue:
+    """Whether the person's decisions add value: approved trades vs what the rest earned."""
+
+    approved_trades: int = 0
+    approved_return: float = 0.0
+    declined_trades: int = 0
+    declined_return: float = 0.0
+
+    @property
+    def approved_avg(self) -> float | None:
+        return self.approved_return / self.approved_trades if self.approved_trades else None
+
+    @property
+    def declined_avg(self) -> float | None:
+        return self.declined_return / self.declined_trades if self.declined_trades else None
+
+
+@dataclass(slots=True)
+class LearningAgent:
+    """Keeps every agent's record and follows declined proposals on paper."""
+
+    records: dict[tuple[str, str], Record] = field(default_factory=dict)
+    value: DecisionValue = field(default_factory=DecisionValue)
+    _followed: dict[str, deque[_Followed]] = field(default_factory=dict)
+    _dirty: set[tuple[str, str]] = field(default_factory=set)
+
+    # --- inputs ---------------------------------------------------------------
+
+    def restore(self, rows: list[AgentRecordRow]) -> None:
+        """Load the persisted record (after a restart)."""
+        for r in rows:
+            self.records[(r.agent, r.symbol)] = Record(
+                r.trades, r.wins, r.sum_win, r.sum_loss,
+                r.cf_trades, r.cf_wins, r.cf_sum_win, r.cf_sum_loss,
+            )  # fmt: skip
+
+    def follow(self, proposal: Proposal) -> None:
+        """Start following a rejected or expired proposal on paper."""
+        agents = tuple(v.agent for v in proposal.votes if v.direction is proposal.side)
+        if not agents:
+            return
+        queue = self._followed.get(proposal.symbol)
+        if queue is None:
+            queue = self._followed[proposal.symbol] = deque(maxlen=MAX_FOLLOWED)
+        queue.append(
+            _Followed(
+                proposal.id,
+                proposal.symbol,
+                proposal.side,
+                float(proposal.entry),
+                float(proposal.stop),
+                float(proposal.take_profit),
+                agents,
+            )
+        )
+
+    def on_candle(self, candle: Candle) -> int:
+        """Advance the counterfactual trades of ``candle.symbol``; return how many closed.
+
+        The stop is assumed to trigger first when both fall inside one candle,
+        the same rule as the paper broker.
+        """
+        queue = self._followed.get(candle.symbol)
+        if not queue:
+            return 0
+        closed = 0
+        keep: list[_Followed] = []
+        for f in queue:
+            f.age += 1
+            exit_price: float | None = None
+            if f.side is Side.LONG:
+                if candle.low <= f.stop:
+                    exit_price = min(candle.open, f.stop)
+                elif candle.high >= f.take_profit:
+                    exit_price = max(candle.open, f.take_profit)
+            else:
+                if candle.high >= f.stop:
+                    exit_price = max(candle.open, f.stop)
+                elif candle.low <= f.take_profit:
+                    exit_price = min(candle.open, f.take_profit)
+            if exit_price is None and f.age >= MAX_HOLD_CANDLES:
+                exit_price = candle.close
+            if exit_price is None:
+                keep.append(f)
+                continue
+            ret = (exit_price - f.entry) / f.entry * f.side.sign
+            self._add(f.symbol, f.agents, ret, counterfactual=True)
+            self.value.declined_trades += 1
+            self.value.declined_return += ret
+            closed += 1
+        if closed:
+            self._followed[candle.symbol] = deque(keep, maxlen=MAX_FOLLOWED)
+        return closed
+
+    def on_trade_closed(self, proposal: Proposal | None, symbol: str, ret: float) -> None:
+        """Count a real trade's return (net PnL over cost) for the agents behind it."""
+        self.value.approved_trades += 1
+        self.value.approved_return += ret
+        if proposal is None:
+            return
+        agents = tuple(v.agent for v in proposal.votes if v.direction is proposal.side)
+        self._add(symbol, agents, ret, counterfactual=False)
+
+    def _add(self, symbol: str, agents: tuple[str, ...], ret: float, counterfactual: bool) -> None:
+        for agent in agents:
+            for key in ((agent, symbol), (agent, OVERALL)):
+                rec = self.records.get(key)
+                if rec is None:
+                    rec = self.records[key] = Record()
+                rec.add(ret, counterfactual)
+                self._dirty.add(key)
+
+    # --- outputs --------------------------------------------------------------
+
+    def weight(self, agent: str, symbol: str) -> float:
+        """Synthesis weight in (0, 2): twice the smoothed win rate, 1.0 with no record.
+
+        The per-symbol record is used once it has 10 trades, else the overall one;
+        a Beta(2, 2) prior keeps a few lucky trades from dominating.
+        """
+        rec = self.records.get((agent, symbol))
+        if rec is None or rec.all_trades < 10:
+            rec = self.records.get((agent, OVERALL))
+        if rec is None:
+            return 1.0
+        return 2.0 * (rec.all_wins + 2) / (rec.all_trades + 4)
+
+    def edge(self, proposal: Proposal) -> EdgeStats | None:
+        """Kelly statistics of the agents behind ``proposal``, pooled over their records."""
+        pooled = Record()
+        for v in proposal.votes:
+            if v.direction is not proposal.side:
+                continue
+            rec = self.records.get((v.agent, OVERALL))
+            if rec is None:
+                continue
+            pooled.trades += rec.trades
+            pooled.wins += rec.wins
+            pooled.sum_win += rec.sum_win
+            pooled.sum_loss += rec.sum_loss
+            pooled.cf_trades += rec.cf_trades
+            pooled.cf_wins += rec.cf_wins
+            pooled.cf_sum_win += rec.cf_sum_win
+            pooled.cf_sum_loss += rec.cf_sum_loss
+        return pooled.edge()
+
+    def take_dirty(self) -> list[AgentRecordRow]:
+        """Rows changed since the last call, for the store."""
+        rows = [
+            AgentRecordRow(agent, symbol, r.trades, r.wins, r.sum_win, r.sum_loss,
+                           r.cf_trades, r.cf_wins, r.cf_sum_win, r.cf_sum_loss)
+            for (agent, symbol) in sorted(self._dirty)
+            for r in (self.records[(agent, symbol)],)
+        ]  # fmt: skip
+        self._dirty.clear()
+        return rows
+
+    @property
+    def followed(self) -> int:
+        return sum(len(q) for q in self._followed.values())

@@ -1,0 +1,859 @@
+"""The engine: feeds → agents → synthesis → approval → risk → broker → portfolio → store.
+
+It runs inside whatever event loop starts it (the console's, or the headless
+runner's). The path from a candle to a proposal is plain synchronous calls;
+the engine awaits only where there is I/O: a store write when something
+changed, and the feed between batches. Every state change is written in one
+unit of work *before* subscribers hear of it, so what the console shows is
+what the store holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from engine.agents import BUILTIN_AGENTS, load_agent_class
+from engine.agents.base import Agent
+from engine.broker import Broker, PaperBroker
+from engine.config import Settings
+from engine.feeds.base import Feed
+from engine.learning import LearningAgent
+from engine.models import (
+    QTY_QUANTUM,
+    Candle,
+    Decision,
+    DecisionAction,
+    EngineEvent,
+    EngineMessage,
+    EngineStateChanged,
+    EquityUpdated,
+    Fill,
+    OrderDenied,
+    OrderIntent,
+    OrderSide,
+    Position,
+    Proposal,
+    ProposalMerged,
+    RejectReason,
+    Side,
+    TradingState,
+    TradingStateChanged,
+    new_id,
+    q_cash,
+    to_decimal,
+)
+from engine.portfolio import FillOutcome, Portfolio
+from engine.ports import RecoveredState, StorePort, UnitOfWork
+from engine.risk import RiskLimits, RiskManager, RiskSnapshot
+from engine.router import Policy, SignalRouter, Verdict
+from engine.synthesis import SynthesisParams, Synthesizer
+from engine.timeframes import timeframe_ms
+
+log = logging.getLogger("cma.engine")
+
+DAY_MS = 86_400_000
+Status = Literal["starting", "running", "paused", "stopping", "stopped"]
+Callback = Callable[[EngineEvent], None]
+
+
+class CommandError(Exception):
+    """A command the engine could not carry out; the message is for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySnapshot:
+    """The account at the last candle."""
+
+    equity: Decimal
+    cash: Decimal
+    unrealized: Decimal
+    realized_today: Decimal
+    peak: Decimal
+    drawdown: float
+
+
+@dataclass(slots=True)
+class Recovery:
+    """What the engine found in the store when it started."""
+
+    is_fresh: bool
+    positions: list[Position] = field(default_factory=list)
+    pending: list[Proposal] = field(default_factory=list)
+    trading_state: TradingState = TradingState.ACTIVE
+    notes: list[str] = field(default_factory=list)
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    """The risk manager's limits from the configuration."""
+    r = settings.risk
+    return RiskLimits(
+        max_open_positions=r.max_open_positions,
+        max_symbol_exposure=r.max_symbol_exposure,
+        max_total_exposure=r.max_total_exposure,
+        max_correlation=r.max_correlation,
+        correlation_window=r.correlation_window,
+        max_daily_loss=r.max_daily_loss,
+        max_drawdown=r.max_drawdown,
+        reduce_drawdown=r.reduce_drawdown,
+        kelly_multiplier=r.kelly_multiplier,
+        max_position_fraction=r.max_position_fraction,
+        max_risk_per_trade=r.max_risk_per_trade,
+        default_risk_fraction=r.default_risk_fraction,
+        min_trades_for_kelly=r.min_trades_for_kelly,
+        min_notional=r.min_notional,
+        auto_resume_next_day=r.auto_resume_next_day,
+    )
+
+
+def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
+    """The feed the configuration asks for."""
+    f = settings.feed
+    speed = None if f.speed == "max" else float(f.speed)
+    if f.kind == "sim":
+        from engine.feeds.sim import SimFeed
+
+        return SimFeed(
+            symbols=f.symbols, timeframe=f.timeframe, seed=f.seed, speed=speed, limit=limit
+        )
+    if f.kind == "replay":
+        from engine.feeds.replay import ReplayFeed
+
+        if not f.files:
+            raise ValueError("feed.files: the replay feed needs at least one CSV file (--files)")
+        return ReplayFeed(list(f.files), speed=speed)
+    raise ValueError("feed.kind: the ccxt exchange feed is not available yet; use sim or replay")
+
+
+def quote_currency(symbols: tuple[str, ...]) -> str:
+    return symbols[0].split("/")[1] if symbols else "USDT"
+
+
+class Engine:
+    """One trading session on one store. See the module docstring for the flow."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StorePort,
+        feed: Feed | None = None,
+        *,
+        broker: Broker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.feed = feed if feed is not None else make_feed(settings)
+        self.broker = (
+            broker
+            if broker is not None
+            else PaperBroker(settings.broker.fee_rate, settings.broker.slippage_bps)
+        )
+        self.mode = "LIVE" if self.broker.live else "PAPER"
+        self.feed_name = self.feed.name
+        self._clock = clock
+        self.session_started = time.time()
+        self._tf_ms = timeframe_ms(self.feed.timeframe)
+        self.currency = quote_currency(self.feed.symbols)
+
+        self.portfolio = Portfolio(settings.risk.initial_cash, currency=self.currency)
+        self.risk = RiskManager(risk_limits(settings))
+        self.learning = LearningAgent()
+        self._agent_classes = self._load_agents(settings)
+        a = settings.agents
+        self.synth = Synthesizer(
+            SynthesisParams(
+                agent_count=len(self._agent_classes),
+                min_votes=a.min_votes,
+                min_confidence=a.min_confidence,
+                stop_atr=a.stop_atr,
+                reward_risk=a.reward_risk,
+                ttl_ms=int(settings.approval.ttl_seconds * 1000),
+                allow_shorts=settings.broker.shorts_allowed(),
+            ),
+            self.learning.weight,
+        )
+        ap = settings.approval
+        self.router = SignalRouter(
+            max_pending=ap.max_pending,
+            dedup_window_ms=int(ap.dedup_window_seconds * 1000),
+            policy=Policy(ap.policy),
+            auto_confidence=ap.auto_confidence,
+            below_confidence=ap.below_confidence,
+        )
+        self._agents: dict[str, list[Agent]] = {}
+        self._last_ts: dict[str, int] = {}
+        self.marks: dict[str, Decimal] = {}
+        self._subscribers: list[Callback] = []
+        self.status: Status = "starting"
+        self.market_ts = 0
+        self._shown_at: dict[str, float] = {}  # wall clock when each proposal appeared
+        self._entry_of: dict[str, Proposal] = {}  # client order id → proposal, for open entries
+        self._exit_reason: dict[str, str] = {}  # client order id → why we exit
+        self._closing: set[str] = set()  # symbols with an exit order in flight
+        self._position_proposal: dict[str, Proposal] = {}
+        self._peak = settings.risk.initial_cash
+        self._realized_today = Decimal(0)
+        self._day = -1
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._error: BaseException | None = None
+        self.candles_seen = 0
+
+    # --- wiring -------------------------------------------------------------------
+
+    @staticmethod
+    def _load_agents(settings: Settings) -> list[type[Agent]]:
+        classes: list[type[Agent]] = []
+        for name in settings.agents.enabled:
+            if name not in BUILTIN_AGENTS:
+                raise ValueError(
+                    f"agents.enabled: unknown agent {name!r}; built-in agents are "
+                    f"{', '.join(sorted(BUILTIN_AGENTS))}"
+                )
+            classes.append(BUILTIN_AGENTS[name])
+        classes.extend(load_agent_class(path) for path in settings.agents.user)
+        if not classes:
+            raise ValueError("agents.enabled: at least one agent must run")
+        return classes
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback`` with every engine event, after it is stored."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, *events: EngineEvent) -> None:
+        for event in events:
+            for callback in list(self._subscribers):
+                try:
+                    callback(event)
+                except Exception:  # a broken consumer must not stop trading
+                    log.exception("event subscriber failed on %s", event.kind)
+
+    def _set_status(self, status: Status) -> None:
+        if status != self.status:
+            self.status = status
+            self._emit(EngineStateChanged(ts=self.market_ts, state=status))
+
+    # --- views ----------------------------------------------------------------------
+
+    @property
+    def policy(self) -> str:
+        return self.router.policy.value
+
+    @property
+    def auto_confidence(self) -> float:
+        return self.router.auto_confidence
+
+    def pending(self) -> list[Proposal]:
+        """Pending proposals, oldest first."""
+        return self.router.pending()
+
+    def positions(self) -> list[Position]:
+        return list(self.portfolio.positions.values())
+
+    def equity_snapshot(self) -> EquitySnapshot:
+        equity = self.portfolio.equity(self.marks)
+        peak = max(self._peak, equity)
+        drawdown = float((peak - equity) / peak) if peak > 0 else 0.0
+        return EquitySnapshot(
+            equity=equity,
+            cash=self.portfolio.cash,
+            unrealized=self.portfolio.unrealized(self.marks),
+            realized_today=self._realized_today,
+            peak=peak,
+            drawdown=max(0.0, drawdown),
+        )
+
+    def risk_snapshot(self) -> RiskSnapshot:
+        return self.risk.snapshot(self.portfolio.equity(self.marks), self.positions(), self.marks)
+
+    def status_line(self) -> str:
+        eq = self.equity_snapshot()
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1000))
+        return (
+            f"{stamp} {self.status:8} {self.risk.state.value:8} equity {eq.equity:.2f} "
+            f"(dd {eq.drawdown:.1%}) cash {eq.cash:.2f} pos {len(self.portfolio.positions)} "
+            f"pending {len(self.router)} candles {self.candles_seen}"
+        )
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self, *, paused_if_recovered: bool = True) -> Recovery:
+        """Rebuild state from the store and start consuming the feed in the background."""
+        state = await self.store.load_state()
+        recovery = await self._recover(state)
+        mode = "live" if self.broker.live else "paper"
+        config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
+        begin = getattr(self.store, "begin_session", None)
+        if begin is not None:
+            await begin(mode, self.feed_name, config, self.market_ts)
+        paused = not recovery.is_fresh and paused_if_recovered
+        self._set_status("paused" if paused else "running")
+        self._task = asyncio.create_task(self._run(), name="cma-engine")
+        return recovery
+
+    async def _recover(self, state: RecoveredState) -> Recovery:
+        now = state.last_ts or 0
+        self.market_ts = now
+        if state.is_fresh:
+            await self.store.init_balance(self.currency, self.settings.risk.initial_cash, now)
+            return Recovery(is_fresh=True)
+        assert state.cash is not None and state.initial_cash is not None
+        self.portfolio = Portfolio(
+            state.initial_cash, state.cash, state.positions, currency=self.currency
+        )
+        self.router.restore(state.pending)
+        mono = self._clock()
+        for p in state.pending:
+            self._shown_at[p.id] = mono
+        self.learning.restore(state.records)
+        self._position_proposal = dict(state.position_proposals)
+        self._realized_today = state.realized_today
+        self._day = now // DAY_MS
+        trading = TradingState(state.state.get("trading_state", TradingState.ACTIVE.value))
+        peak = state.equity_peak or state.initial_cash
+        self._peak = peak
+        self.risk.restore(
+            trading,
+            peak,
+            state.day_start_equity or peak,
+            max(0, now // DAY_MS),
+            halted_by_limit=state.state.get("halted_by_limit") == "1",
+        )
+        notes: list[str] = []
+        for open_intent in state.open_intents:
+            intent = open_intent.intent
+            if open_intent.status == "sent":
+                # The paper order was accepted before the restart: it is still open.
+                self.broker.submit(intent)
+                if intent.purpose == "entry" and intent.proposal_id is not None:
+                    self._entry_of[intent.client_order_id] = Proposal(
+                        id=intent.proposal_id, symbol=intent.symbol,
+                        side=Side.LONG if intent.side is OrderSide.BUY else Side.SHORT,
+                        entry=Decimal(1), stop=open_intent.stop or Decimal(0),
+                        take_profit=open_intent.take_profit or Decimal(0), confidence=0,
+                        size=intent.qty, created_at=intent.created_at,
+                        expires_at=intent.created_at,
+                    )  # fmt: skip
+                else:
+                    self._closing.add(intent.symbol)
+                    self._exit_reason[intent.client_order_id] = intent.reason or "exit"
+                notes.append(
+                    f"order {intent.client_order_id} ({intent.side.value} {intent.qty} "
+                    f"{intent.symbol}) is still open and fills at the next price"
+                )
+            else:
+                async with self.store.unit_of_work() as uow:
+                    uow.intent_cancelled(
+                        intent.client_order_id, now, "never sent before the restart"
+                    )
+                notes.append(f"order intent {intent.client_order_id} was never sent: cancelled")
+        return Recovery(
+            is_fresh=False,
+            positions=self.positions(),
+            pending=self.pending(),
+            trading_state=trading,
+            notes=notes,
+        )
+
+    async def _run(self) -> None:
+        try:
+            async for batch in self.feed.batches():
+                if self.status in ("stopping", "stopped"):
+                    break
+                await self._on_batch(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Crash-only: everything committed is consistent; stop rather than
+            # trade on a state the store may not have.
+            self._error = exc
+            log.exception("engine stopped on an error")
+            self._emit(
+                EngineMessage(ts=self.market_ts, level="error", text=f"engine stopped: {exc}")
+            )
+            self._set_status("stopped")
+        finally:
+            self._stopped.set()
+
+    async def wait(self) -> None:
+        """Until the feed ends or the engine stops; re-raises an engine error."""
+        await self._stopped.wait()
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def pause(self) -> None:
+        """No new proposals; the feed, marks, stops and take-profits keep running."""
+        if self.status == "running":
+            self._set_status("paused")
+
+    def resume(self) -> None:
+        if self.status == "paused":
+            self._set_status("running")
+
+    async def stop(self, *, close_positions: bool | None = None) -> None:
+        """Stop gracefully: the feed stops, pending proposals are kept or expired, the
+        store is flushed; positions stay open unless asked (or configured) to close."""
+        if self.status in ("stopping", "stopped"):
+            await self._stopped.wait()
+            return
+        self._set_status("stopping")
+        self.feed.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stopped.wait()), timeout=5.0)
+            except TimeoutError:
+                self._task.cancel()
+        if self.settings.approval.on_stop == "expire":
+            for p in list(self.router.pending()):
+                if self.router.claim(p.id) is not None:
+                    await self._store_expiry(p)
+        close = (
+            self.settings.engine.close_positions_on_stop
+            if close_positions is None
+            else close_positions
+        )
+        if close:
+            for pos in self.positions():
+                # No next price after the feed stops: close at the last mark.
+                mark = self.marks.get(pos.symbol, pos.entry_price)
+                await self._exit_now(pos, mark, "closed on stop")
+        await self.store.flush()
+        end = getattr(self.store, "end_session", None)
+        if end is not None:
+            await end(self.market_ts)
+        self._stopped.set()
+        self._set_status("stopped")
+
+    # --- the market -----------------------------------------------------------------
+
+    async def _on_batch(self, batch: list[Candle]) -> None:
+        for candle in batch:
+            if self.broker.open_orders(candle.symbol):
+                for fill in self.broker.on_candle(candle):
+                    await self._apply_fill(fill)
+            if candle.symbol in self.portfolio.positions and candle.symbol not in self._closing:
+                trigger = self._trigger(self.portfolio.positions[candle.symbol], candle)
+                if trigger is not None:
+                    await self._exit_now(
+                        self.portfolio.positions[candle.symbol], trigger[0], trigger[1], candle.ts
+                    )
+            proposal = self._analyse(candle)
+            if proposal is not None:
+                await self._propose(proposal)
+        if batch:
+            await self._after_batch(batch[-1].ts + self._tf_ms, batch)
+
+    def _analyse(self, candle: Candle) -> Proposal | None:
+        """Marks, indicators and agents for one candle: plain calls, no I/O."""
+        symbol = candle.symbol
+        self.candles_seen += 1
+        last = self._last_ts.get(symbol)
+        agents = self._agents.get(symbol)
+        if agents is None:
+            agents = self._agents[symbol] = [cls(symbol) for cls in self._agent_classes]
+        elif last is not None and candle.ts - last > self._tf_ms:
+            missing = (candle.ts - last) // self._tf_ms - 1
+            for agent in agents:
+                agent.on_gap(symbol, missing)
+            self.synth.on_gap(symbol)
+        self._last_ts[symbol] = candle.ts
+        self.marks[symbol] = to_decimal(candle.close)
+        self.risk.on_candle(symbol, candle.ts, candle.close)
+        self.learning.on_candle(candle)
+        self.synth.on_candle(candle)
+        votes = [v for agent in agents if (v := agent.on_candle(candle)) is not None]
+        if not votes or self.status != "running":
+            return None
+        now = candle.ts + self._tf_ms
+        proposal = self.synth.synthesize(candle, votes, Decimal(0), now)
+        if proposal is None:
+            return None
+        held = self.portfolio.positions.get(symbol)
+        if held is not None and held.side is not proposal.side:
+            return None  # an entry against an open position is not a proposal
+        try:
+            preview = self.risk.size(
+                proposal,
+                self.portfolio.equity(self.marks),
+                self.positions(),
+                self.marks,
+                self.learning.edge(proposal),
+                ts=now,
+                record=False,
+            )
+        except ValueError:
+            return None
+        if not preview.approved:
+            return None
+        return proposal.model_copy(update={"size": preview.qty})
+
+    @staticmethod
+    def _trigger(pos: Position, c: Candle) -> tuple[Decimal, str] | None:
+        """Stop or take-profit hit inside ``c``; the stop first when both are."""
+        o, h, lo = to_decimal(c.open), to_decimal(c.high), to_decimal(c.low)
+        stop, tp = pos.stop, pos.take_profit
+        if pos.side is Side.LONG:
+            if stop is not None and lo <= stop:
+                return min(o, stop), "stop"
+            if tp is not None and h >= tp:
+                return max(o, tp), "take-profit"
+        else:
+            if stop is not None and h >= stop:
+                return max(o, stop), "stop"
+            if tp is not None and lo <= tp:
+                return min(o, tp), "take-profit"
+        return None
+
+    async def _after_batch(self, now: int, batch: list[Candle]) -> None:
+        self.market_ts = now
+        day = now // DAY_MS
+        if day != self._day:
+            if self._day >= 0:
+                self._realized_today = Decimal(0)
+                prune = getattr(self.store, "prune", None)
+                if prune is not None:
+                    s = self.settings.store
+                    await prune(now, s.equity_retention_days, s.candle_retention_days)
+            self._day = day
+        for p in self.router.due(now):
+            await self._store_expiry(p)
+        rows = self.learning.take_dirty()
+        if rows:
+            async with self.store.unit_of_work() as uow:
+                uow.agent_records(rows)
+        equity = self.portfolio.equity(self.marks)
+        changes = self.risk.on_equity(now, equity)
+        if changes:
+            await self._store_state_changes(changes)
+        if equity > self._peak:
+            self._peak = equity
+        snap = self.equity_snapshot()
+        event = EquityUpdated(
+            ts=now,
+            equity=snap.equity,
+            cash=snap.cash,
+            unrealized=snap.unrealized,
+            realized_today=snap.realized_today,
+            drawdown=snap.drawdown,
+        )
+        self.store.record_equity(event)
+        if self.feed_name != "replay":
+            self.store.record_candles(self.feed.timeframe, batch)
+        self._emit(event)
+
+    async def _store_state_changes(self, changes: list[TradingStateChanged]) -> None:
+        async with self.store.unit_of_work() as uow:
+            events = [uow.trading_state_changed(c) for c in changes]
+            uow.set_state("halted_by_limit", "1" if self.risk.halted_by_limit else "0")
+            if any(c.new is TradingState.ACTIVE for c in changes):
+                uow.set_state("risk_rebased_at", str(self.market_ts))
+        if any(c.new is TradingState.ACTIVE for c in changes):
+            self._peak = self.portfolio.equity(self.marks)
+        self._emit(*events)
+
+    # --- proposals and decisions ------------------------------------------------------
+
+    async def _propose(self, proposal: Proposal) -> None:
+        offered = self.router.offer(proposal)
+        async with self.store.unit_of_work() as uow:
+            if offered.merged:
+                event: EngineEvent = uow.proposal_merged(
+                    ProposalMerged(
+                        ts=proposal.created_at,
+                        proposal_id=offered.proposal.id,
+                        merged=offered.proposal.merged,
+                        confidence=offered.proposal.confidence,
+                    )
+                )
+            else:
+                event = uow.proposal_created(proposal, proposal.created_at)
+        if not offered.merged:
+            self._shown_at[proposal.id] = self._clock()
+        self._emit(event)
+        for old in offered.evicted:
+            await self._store_expiry(old, reason="queue full: oldest expired first")
+        if offered.merged:
+            return
+        verdict = self.router.verdict(proposal)
+        if verdict is Verdict.APPROVE:
+            await self._approve(proposal.id, None, by="policy")
+        elif verdict is Verdict.REJECT:
+            await self._reject(proposal.id, RejectReason.POLICY, by="policy")
+
+    def _latency_ms(self, proposal_id: str) -> int:
+        shown = self._shown_at.pop(proposal_id, None)
+        return 0 if shown is None else max(0, round((self._clock() - shown) * 1000))
+
+    def _claim(self, proposal_id: str) -> Proposal:
+        proposal = self.router.claim(proposal_id)
+        if proposal is None:
+            raise CommandError(
+                f"proposal {proposal_id} is no longer pending (already decided or expired)"
+            )
+        return proposal
+
+    async def approve(self, proposal_id: str, qty: Decimal | None = None) -> Decision:
+        """Approve a pending proposal (``qty`` resizes it). Returns once stored."""
+        if qty is not None and qty <= 0:
+            raise CommandError(f"size must be a positive quantity, got {qty}")
+        return await self._approve(proposal_id, qty, by="human")
+
+    async def _approve(
+        self, proposal_id: str, qty: Decimal | None, by: Literal["human", "policy"]
+    ) -> Decision:
+        p = self._claim(proposal_id)
+        now = self.market_ts
+        reason: str | None = None
+        held = self.portfolio.positions.get(p.symbol)
+        if held is not None and held.side is not p.side:
+            approved, size, reason = False, Decimal(0), f"{held.side.value} {p.symbol} is open"
+        else:
+            try:
+                rd = self.risk.size(
+                    p,
+                    self.portfolio.equity(self.marks),
+                    self.positions(),
+                    self.marks,
+                    self.learning.edge(p),
+                    requested_qty=qty,
+                    ts=now,
+                )
+                approved, size, reason = rd.approved, rd.qty, None if rd.approved else rd.reason
+            except ValueError as exc:  # a bad input is a denial, never an escaping error
+                approved, size, reason = False, Decimal(0), f"invalid order: {exc}"
+        intent = OrderIntent(
+            client_order_id=new_id("ord"),
+            proposal_id=p.id,
+            symbol=p.symbol,
+            side=OrderSide.BUY if p.side is Side.LONG else OrderSide.SELL,
+            qty=size if approved else max(qty or p.size, QTY_QUANTUM),
+            purpose="entry",
+            created_at=now,
+            reason=reason or "",
+        )
+        decision = Decision(
+            proposal_id=p.id,
+            action=DecisionAction.APPROVE,
+            size=intent.qty,
+            resized=qty is not None and qty != p.size,
+            latency_ms=self._latency_ms(p.id),
+            decided_at=now,
+            decided_by=by,
+        )
+        try:
+            async with self.store.unit_of_work() as uow:
+                events: list[EngineEvent] = [uow.decision_made(decision, p.symbol, p.side, intent)]
+                if approved:
+                    events.append(uow.order_submitted(intent, now))
+                else:
+                    events.append(
+                        uow.order_denied(
+                            OrderDenied(
+                                ts=now,
+                                symbol=p.symbol,
+                                reason=reason or "denied",
+                                proposal_id=p.id,
+                                client_order_id=intent.client_order_id,
+                            )
+                        )
+                    )
+        except Exception as exc:
+            self.router.release(p.id)
+            self._shown_at.setdefault(p.id, self._clock())
+            raise CommandError(f"could not store the approval: {exc}") from exc
+        self.router.done(p.id)
+        if approved:
+            self._entry_of[intent.client_order_id] = p
+            self.broker.submit(intent)
+        self._emit(*events)
+        return decision
+
+    async def reject(self, proposal_id: str, reason: RejectReason) -> Decision:
+        """Reject a pending proposal with a reason code. Returns once stored."""
+        return await self._reject(proposal_id, RejectReason(reason), by="human")
+
+    async def _reject(
+        self, proposal_id: str, reason: RejectReason, by: Literal["human", "policy"]
+    ) -> Decision:
+        p = self._claim(proposal_id)
+        decision = Decision(
+            proposal_id=p.id,
+            action=DecisionAction.REJECT,
+            reason=reason.value,
+            latency_ms=self._latency_ms(p.id),
+            decided_at=self.market_ts,
+            decided_by=by,
+        )
+        try:
+            async with self.store.unit_of_work() as uow:
+                event = uow.decision_made(decision, p.symbol, p.side, None)
+        except Exception as exc:
+            self.router.release(p.id)
+            raise CommandError(f"could not store the rejection: {exc}") from exc
+        self.router.done(p.id)
+        self.learning.follow(p)
+        self._emit(event)
+        return decision
+
+    async def _store_expiry(self, p: Proposal, reason: str = "time to live ran out") -> None:
+        decision = Decision(
+            proposal_id=p.id,
+            action=DecisionAction.EXPIRE,
+            reason=reason,
+            latency_ms=self._latency_ms(p.id),
+            decided_at=max(self.market_ts, p.created_at),
+            decided_by="engine",
+        )
+        async with self.store.unit_of_work() as uow:
+            event = uow.decision_made(decision, p.symbol, p.side, None)
+        self.router.done(p.id)
+        self.learning.follow(p)
+        self._emit(event)
+
+    async def set_policy(self, policy: str, auto_confidence: float | None = None) -> None:
+        """Switch the approval policy (manual, auto above a confidence, queue-only)."""
+        try:
+            new = Policy(policy)
+        except ValueError:
+            raise CommandError(
+                f"policy must be one of {', '.join(p.value for p in Policy)}, got {policy!r}"
+            ) from None
+        if auto_confidence is not None:
+            if not 0.0 <= auto_confidence <= 1.0:
+                raise CommandError(f"confidence must lie in [0, 1], got {auto_confidence}")
+            self.router.auto_confidence = auto_confidence
+        self.router.policy = new
+        text = f"approval policy is now {new.value}"
+        if new is Policy.AUTO:
+            text += f" (approve at confidence ≥ {self.router.auto_confidence:.2f})"
+        async with self.store.unit_of_work() as uow:
+            event = uow.event(EngineMessage(ts=self.market_ts, text=text))
+        self._emit(event)
+
+    # --- trading state ------------------------------------------------------------------
+
+    async def halt(self, reason: str) -> None:
+        """Stop new entries until :meth:`resume_trading`."""
+        changes = self.risk.halt(self.market_ts, reason)
+        if changes:
+            await self._store_state_changes(changes)
+
+    async def resume_trading(self, reason: str) -> None:
+        """Leave HALTED or REDUCING: only ever by this explicit command (or config)."""
+        changes = self.risk.resume(self.market_ts, reason)
+        if changes:
+            await self._store_state_changes(changes)
+
+    # --- exits and fills ----------------------------------------------------------------
+
+    def _exit_intent(self, pos: Position, reason: str, now: int) -> OrderIntent:
+        return OrderIntent(
+            client_order_id=new_id("ord"),
+            proposal_id=None,
+            symbol=pos.symbol,
+            side=OrderSide.SELL if pos.side is Side.LONG else OrderSide.BUY,
+            qty=pos.qty,
+            purpose="exit",
+            created_at=now,
+            reason=reason,
+        )
+
+    async def close_position(self, symbol: str, reason: str = "closed by hand") -> None:
+        """Send a market order closing ``symbol``; it fills at the next price."""
+        pos = self.portfolio.positions.get(symbol)
+        if pos is None:
+            raise CommandError(f"no open position in {symbol}")
+        if symbol in self._closing:
+            raise CommandError(f"{symbol} is already being closed")
+        check = self.risk.check_exit(self.market_ts, pos)
+        if not check.approved:
+            raise CommandError(check.reason)
+        intent = self._exit_intent(pos, reason, self.market_ts)
+        try:
+            async with self.store.unit_of_work() as uow:
+                uow.intent_created(intent)
+                event = uow.order_submitted(intent, self.market_ts)
+        except Exception as exc:
+            raise CommandError(f"could not store the exit order: {exc}") from exc
+        self._closing.add(symbol)
+        self._exit_reason[intent.client_order_id] = reason
+        self.broker.submit(intent)
+        self._emit(event)
+
+    async def close_all(self) -> None:
+        """Close every open position that is not already closing."""
+        for symbol in list(self.portfolio.positions):
+            if symbol not in self._closing:
+                await self.close_position(symbol, "closed by hand (all)")
+
+    async def _exit_now(
+        self, pos: Position, price: Decimal, reason: str, ts: int | None = None
+    ) -> None:
+        """A triggered stop or take-profit (or a close on stop): intent, order and fill
+        in one transaction."""
+        now = self.market_ts if ts is None else ts
+        intent = self._exit_intent(pos, reason, now)
+        fill = self.broker.fill_now(intent, price, now)
+        outcome = self.portfolio.apply_fill(fill, reason=reason)
+        async with self.store.unit_of_work() as uow:
+            uow.intent_created(intent)
+            events: list[EngineEvent] = [uow.order_submitted(intent, now)]
+            events += self._record_outcome(uow, outcome)
+        self._emit(*events)
+
+    async def _apply_fill(self, fill: Fill) -> None:
+        proposal = self._entry_of.pop(fill.client_order_id, None)
+        reason = self._exit_reason.pop(fill.client_order_id, "")
+        outcome = self.portfolio.apply_fill(
+            fill,
+            stop=proposal.stop if proposal is not None and proposal.stop > 0 else None,
+            take_profit=(
+                proposal.take_profit if proposal is not None and proposal.take_profit > 0 else None
+            ),
+            proposal_id=proposal.id if proposal is not None else None,
+            reason=reason,
+        )
+        if proposal is not None and outcome.opened is not None:
+            self._position_proposal[fill.symbol] = proposal
+        async with self.store.unit_of_work() as uow:
+            events = self._record_outcome(uow, outcome)
+        if reason:
+            self._closing.discard(fill.symbol)
+        self._emit(*events)
+
+    def _record_outcome(self, uow: UnitOfWork, outcome: FillOutcome) -> list[EngineEvent]:
+        """The statements of one fill: fill, order, position, cash, learning record."""
+        events: list[EngineEvent] = [uow.order_filled(outcome.record, outcome.cash)]
+        ts = outcome.record.ts
+        self._realized_today += outcome.record.realized_pnl - outcome.record.fee
+        if outcome.opened is not None:
+            events.append(uow.position_opened(outcome.opened, ts))
+        if outcome.changed is not None:
+            events.append(uow.position_changed(outcome.changed, ts))
+        if outcome.closed is not None:
+            closed = outcome.closed
+            events.append(uow.position_closed(closed))
+            self._closing.discard(closed.symbol)
+            cost = q_cash(closed.qty * closed.entry_price)
+            ret = float((closed.realized_pnl - closed.fees) / cost) if cost > 0 else 0.0
+            self.learning.on_trade_closed(
+                self._position_proposal.pop(closed.symbol, None), closed.symbol, ret
+            )
+            uow.agent_records(self.learning.take_dirty())
+        return events
