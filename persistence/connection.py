@@ -45,12 +45,16 @@ def connect_writer(path: Path | str, busy_timeout_ms: int = 5000) -> sqlite3.Con
     if str(path) != MEMORY:
         _prepare_file(Path(path))
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    apply_pragmas(conn, busy_timeout_ms)
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-    if str(path) != MEMORY and str(mode).lower() != "wal":
+    try:
+        apply_pragmas(conn, busy_timeout_ms)
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(path) != MEMORY and str(mode).lower() != "wal":
+            raise RuntimeError(f"could not switch {path} to WAL (journal_mode is {mode})")
+        migrate(conn)
+    except BaseException:
+        # A refused file (newer schema, not WAL) must not stay open behind the error.
         conn.close()
-        raise RuntimeError(f"could not switch {path} to WAL (journal_mode is {mode})")
-    migrate(conn)
+        raise
     return conn
 
 

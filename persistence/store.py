@@ -49,6 +49,7 @@ from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState
 from persistence.connection import MEMORY, WriterLock, connect_writer
 
 T = TypeVar("T")
+E = TypeVar("E", bound=EngineEvent)
 Op = tuple[str, tuple[Any, ...]]
 
 BATCH_ROWS = 1000
@@ -78,12 +79,14 @@ class UnitOfWork:
         self._session_id = session_id
         self.ops: list[Op] = []
 
-    def event(self, event: EngineEvent) -> None:
+    def event(self, event: E) -> E:
+        """Append ``event`` to the log; return it so the caller emits what was stored."""
         self.ops.append(
             (_INSERT_EVENT, (event.ts, self._session_id, event.kind, event.model_dump_json()))
         )
+        return event
 
-    def proposal_created(self, proposal: Proposal, ts: int) -> None:
+    def proposal_created(self, proposal: Proposal, ts: int) -> ProposalCreated:
         p = proposal
         votes = json.dumps([v.model_dump(mode="json") for v in p.votes])
         self.ops.append(
@@ -98,20 +101,20 @@ class UnitOfWork:
                 ),
             )
         )  # fmt: skip
-        self.event(ProposalCreated(ts=ts, proposal=proposal))
+        return self.event(ProposalCreated(ts=ts, proposal=proposal))
 
-    def proposal_merged(self, event: ProposalMerged) -> None:
+    def proposal_merged(self, event: ProposalMerged) -> ProposalMerged:
         self.ops.append(
             (
                 "UPDATE proposals SET merged = ?, confidence = ? WHERE id = ?",
                 (event.merged, event.confidence, event.proposal_id),
             )
         )
-        self.event(event)
+        return self.event(event)
 
     def decision_made(
         self, decision: Decision, symbol: str, side: Side, intent: OrderIntent | None
-    ) -> None:
+    ) -> DecisionMade:
         d = decision
         self.ops.append(
             (
@@ -133,7 +136,7 @@ class UnitOfWork:
         # The intent finds its decision by proposal id inside the same transaction.
         if intent is not None:
             self._intent(intent, decision_sql="(SELECT id FROM decisions WHERE proposal_id = ?)")
-        self.event(DecisionMade(ts=d.decided_at, decision=d, symbol=symbol, side=side))
+        return self.event(DecisionMade(ts=d.decided_at, decision=d, symbol=symbol, side=side))
 
     def _intent(self, intent: OrderIntent, decision_sql: str | None = None) -> None:
         i = intent
@@ -155,7 +158,7 @@ class UnitOfWork:
     def intent_created(self, intent: OrderIntent) -> None:
         self._intent(intent)
 
-    def order_denied(self, event: OrderDenied) -> None:
+    def order_denied(self, event: OrderDenied) -> OrderDenied:
         if event.client_order_id is not None:
             self.ops.append(
                 (
@@ -164,9 +167,9 @@ class UnitOfWork:
                     (event.reason, event.client_order_id),
                 )
             )
-        self.event(event)
+        return self.event(event)
 
-    def order_submitted(self, intent: OrderIntent, ts: int) -> None:
+    def order_submitted(self, intent: OrderIntent, ts: int) -> OrderSubmitted:
         i = intent
         self.ops.append(
             (
@@ -181,9 +184,9 @@ class UnitOfWork:
                 (i.client_order_id,),
             )
         )
-        self.event(OrderSubmitted(ts=ts, intent=intent))
+        return self.event(OrderSubmitted(ts=ts, intent=intent))
 
-    def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> None:
+    def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> EngineMessage:
         self.ops.append(
             (
                 "UPDATE order_intents SET status = 'cancelled', reason = ?"
@@ -197,13 +200,13 @@ class UnitOfWork:
                 (ts, client_order_id),
             )
         )
-        self.event(
+        return self.event(
             EngineMessage(
                 ts=ts, level="warning", text=f"order {client_order_id} cancelled: {reason}"
             )
         )
 
-    def order_filled(self, fill: FillRecord, cash: Decimal) -> None:
+    def order_filled(self, fill: FillRecord, cash: Decimal) -> OrderFilled:
         f = fill
         self.ops.append(
             (
@@ -234,7 +237,7 @@ class UnitOfWork:
                 (dec(cash), f.ts),
             )
         )
-        self.event(
+        return self.event(
             OrderFilled(
                 ts=f.ts,
                 client_order_id=f.client_order_id,
@@ -247,7 +250,7 @@ class UnitOfWork:
             )
         )
 
-    def position_opened(self, position: Position, ts: int) -> None:
+    def position_opened(self, position: Position, ts: int) -> PositionOpened:
         p = position
         self.ops.append(
             (
@@ -262,9 +265,9 @@ class UnitOfWork:
                 ),
             )
         )  # fmt: skip
-        self.event(PositionOpened(ts=ts, position=position))
+        return self.event(PositionOpened(ts=ts, position=position))
 
-    def position_changed(self, position: Position, ts: int) -> None:
+    def position_changed(self, position: Position, ts: int) -> PositionChanged:
         p = position
         self.ops.append(
             (
@@ -279,9 +282,9 @@ class UnitOfWork:
                 ),
             )
         )  # fmt: skip
-        self.event(PositionChanged(ts=ts, position=position))
+        return self.event(PositionChanged(ts=ts, position=position))
 
-    def position_closed(self, event: PositionClosed) -> None:
+    def position_closed(self, event: PositionClosed) -> PositionClosed:
         e = event
         self.ops.append(
             (
@@ -291,11 +294,11 @@ class UnitOfWork:
                 (e.ts, dec(e.exit_price), e.reason, dec(e.realized_pnl), dec(e.fees), e.symbol),
             )
         )
-        self.event(event)
+        return self.event(event)
 
-    def trading_state_changed(self, event: TradingStateChanged) -> None:
+    def trading_state_changed(self, event: TradingStateChanged) -> TradingStateChanged:
         self.set_state("trading_state", event.new.value)
-        self.event(event)
+        return self.event(event)
 
     def set_state(self, key: str, value: str) -> None:
         self.ops.append(
@@ -582,28 +585,30 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
                 opened_at=r[7], proposal_id=r[8], realized_pnl=Decimal(r[9]), fees=Decimal(r[10]),
             )
         )  # fmt: skip
-    for r in conn.execute(
+    proposal_sql = (
         "SELECT id, symbol, side, entry, stop, take_profit, confidence, size, created_at,"
-        " expires_at, merged, votes_json FROM proposals WHERE status = 'pending'"
-        " ORDER BY created_at"
-    ):
-        state.pending.append(
-            Proposal(
-                id=r[0], symbol=r[1], side=Side(r[2]), entry=Decimal(r[3]), stop=Decimal(r[4]),
-                take_profit=Decimal(r[5]), confidence=r[6], size=Decimal(r[7]), created_at=r[8],
-                expires_at=r[9], merged=r[10],
-                votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])),
-            )
-        )  # fmt: skip
+        " expires_at, merged, votes_json FROM proposals"
+    )
+    for r in conn.execute(proposal_sql + " WHERE status = 'pending' ORDER BY created_at"):
+        state.pending.append(_proposal(r))
+    for pos in state.positions:
+        if pos.proposal_id is not None:
+            row = conn.execute(proposal_sql + " WHERE id = ?", (pos.proposal_id,)).fetchone()
+            if row is not None:
+                state.position_proposals[pos.symbol] = _proposal(row)
     for r in conn.execute(
-        "SELECT client_order_id, proposal_id, symbol, side, qty, purpose, created_at, reason,"
-        " status FROM order_intents WHERE status IN ('pending', 'sent') ORDER BY created_at"
+        "SELECT i.client_order_id, i.proposal_id, i.symbol, i.side, i.qty, i.purpose,"
+        " i.created_at, i.reason, i.status, p.stop, p.take_profit FROM order_intents i"
+        " LEFT JOIN proposals p ON p.id = i.proposal_id"
+        " WHERE i.status IN ('pending', 'sent') ORDER BY i.created_at"
     ):
         intent = OrderIntent(
             client_order_id=r[0], proposal_id=r[1], symbol=r[2], side=OrderSide(r[3]),
             qty=Decimal(r[4]), purpose=r[5], created_at=r[6], reason=r[7],
         )  # fmt: skip
-        state.open_intents.append(OpenIntent(intent=intent, status=r[8]))
+        state.open_intents.append(
+            OpenIntent(intent=intent, status=r[8], stop=_opt_dec(r[9]), take_profit=_opt_dec(r[10]))
+        )
     for r in conn.execute(
         "SELECT agent, symbol, trades, wins, sum_win, sum_loss, cf_trades, cf_wins,"
         " cf_sum_win, cf_sum_loss FROM agent_records"
@@ -612,4 +617,29 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
     state.state = dict(conn.execute("SELECT key, value FROM engine_state").fetchall())
     last = conn.execute("SELECT MAX(ts) FROM events").fetchone()
     state.last_ts = None if last is None else last[0]
+    rebased = int(state.state.get("risk_rebased_at", "0"))
+    peak = conn.execute(
+        "SELECT equity FROM equity WHERE ts >= ? ORDER BY CAST(equity AS REAL) DESC LIMIT 1",
+        (rebased,),
+    ).fetchone()
+    state.equity_peak = None if peak is None else Decimal(peak[0])
+    if state.last_ts is not None:
+        day_start = state.last_ts - state.last_ts % DAY_MS
+        first = conn.execute(
+            "SELECT equity FROM equity WHERE ts >= ? ORDER BY ts LIMIT 1", (day_start,)
+        ).fetchone()
+        state.day_start_equity = None if first is None else Decimal(first[0])
+        for pnl, fee in conn.execute(
+            "SELECT realized_pnl, fee FROM fills WHERE ts >= ?", (day_start,)
+        ):
+            state.realized_today += Decimal(pnl) - Decimal(fee)
     return state
+
+
+def _proposal(r: sqlite3.Row | tuple[Any, ...]) -> Proposal:
+    return Proposal(
+        id=r[0], symbol=r[1], side=Side(r[2]), entry=Decimal(r[3]), stop=Decimal(r[4]),
+        take_profit=Decimal(r[5]), confidence=r[6], size=Decimal(r[7]), created_at=r[8],
+        expires_at=r[9], merged=r[10],
+        votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])),
+    )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,19 @@ def db_command(args: argparse.Namespace) -> int:
             return EXIT_OK if failed == 0 else EXIT_FAIL
         if args.db_command == "backup":
             dest: Path = args.path
-            if dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Create the copy empty and 0600 first (VACUUM INTO accepts an empty
+            # file), so it is never readable by others, and O_EXCL refuses a
+            # destination that exists, even one created since we looked.
+            try:
+                os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
                 die(f"{dest} exists; choose a new path", EXIT_USAGE)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            conn.execute("VACUUM INTO ?", (str(dest),))
+            try:
+                conn.execute("VACUUM INTO ?", (str(dest),))
+            except BaseException:
+                dest.unlink(missing_ok=True)
+                raise
             dest.chmod(0o600)
             print(f"backed up {path} to {dest}")
             return EXIT_OK
