@@ -26,6 +26,7 @@ from engine.feeds.base import Feed
 from engine.learning import LearningAgent
 from engine.models import (
     QTY_QUANTUM,
+    AgentVote,
     Candle,
     Decision,
     DecisionAction,
@@ -477,7 +478,10 @@ class Engine:
         self.risk.on_candle(symbol, candle.ts, candle.close)
         self.learning.on_candle(candle)
         self.synth.on_candle(candle)
-        votes = [v for agent in agents if (v := agent.on_candle(candle)) is not None]
+        try:
+            votes = [v for agent in agents if (v := agent.on_candle(candle)) is not None]
+        except Exception:
+            votes = self._votes_without_broken_agents(agents, candle)
         if not votes or self.status != "running":
             return None
         now = candle.ts + self._tf_ms
@@ -502,6 +506,27 @@ class Engine:
         if not preview.approved:
             return None
         return proposal.model_copy(update={"size": preview.qty})
+
+    def _votes_without_broken_agents(self, agents: list[Agent], candle: Candle) -> list[AgentVote]:
+        """Ask each agent alone; one that raises is switched off for this symbol."""
+        votes: list[AgentVote] = []
+        for agent in list(agents):
+            try:
+                vote = agent.on_candle(candle)
+            except Exception as exc:
+                agents.remove(agent)
+                log.exception("agent %s failed on %s", agent.name, candle.symbol)
+                self._emit(
+                    EngineMessage(
+                        ts=self.market_ts,
+                        level="error",
+                        text=f"agent {agent.name} switched off for {candle.symbol}: {exc!r}",
+                    )
+                )
+                continue
+            if vote is not None:
+                votes.append(vote)
+        return votes
 
     @staticmethod
     def _trigger(pos: Position, c: Candle) -> tuple[Decimal, str] | None:
