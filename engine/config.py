@@ -64,7 +64,6 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
-
 class StoreSettings(Section):
     path: Path | None = None
     """SQLite file of the store. Default: $XDG_DATA_HOME/cma/cma.db."""

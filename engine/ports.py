@@ -75,8 +75,7 @@ class OpenIntent:
 
     intent: OrderIntent
     status: str  # 'pending' (never sent) or 'sent' (an order exists)
-    stop: Decimal | None = None  # of the proposal behind an entry
-    take_profit: Decimal | None = None
+    proposal: Proposal | None = None  # behind an entry: its stop, take-profit and votes
 
 
 @dataclass(slots=True)

@@ -263,6 +263,31 @@ class Engine:
     def positions(self) -> list[Position]:
         return list(self.portfolio.positions.values())
 
+    def _committed_positions(self) -> list[Position]:
+        """Open positions plus entry orders not yet filled, as the risk limits see them.
+
+        Without the orders, several approvals between two candles would each
+        see the same exposure and together pass the limits.
+        """
+        held = dict(self.portfolio.positions)
+        for order in self.broker.open_orders():
+            proposal = self._entry_of.get(order.client_order_id)
+            if proposal is None:
+                continue
+            pos = held.get(order.symbol)
+            if pos is None:
+                held[order.symbol] = Position(
+                    symbol=order.symbol,
+                    side=proposal.side,
+                    qty=order.qty,
+                    entry_price=proposal.entry,
+                    cost_basis=q_cash(order.qty * proposal.entry),
+                    opened_at=order.created_at,
+                )
+            elif pos.side is proposal.side:
+                held[order.symbol] = pos.model_copy(update={"qty": pos.qty + order.qty})
+        return list(held.values())
+
     def equity_snapshot(self) -> EquitySnapshot:
         equity = self.portfolio.equity(self.marks)
         peak = max(self._peak, equity)
@@ -338,15 +363,8 @@ class Engine:
             if open_intent.status == "sent":
                 # The paper order was accepted before the restart: it is still open.
                 self.broker.submit(intent)
-                if intent.purpose == "entry" and intent.proposal_id is not None:
-                    self._entry_of[intent.client_order_id] = Proposal(
-                        id=intent.proposal_id, symbol=intent.symbol,
-                        side=Side.LONG if intent.side is OrderSide.BUY else Side.SHORT,
-                        entry=Decimal(1), stop=open_intent.stop or Decimal(0),
-                        take_profit=open_intent.take_profit or Decimal(0), confidence=0,
-                        size=intent.qty, created_at=intent.created_at,
-                        expires_at=intent.created_at,
-                    )  # fmt: skip
+                if intent.purpose == "entry" and open_intent.proposal is not None:
+                    self._entry_of[intent.client_order_id] = open_intent.proposal
                 else:
                     self._closing.add(intent.symbol)
                     self._exit_reason[intent.client_order_id] = intent.reason or "exit"
@@ -495,7 +513,7 @@ class Engine:
             preview = self.risk.size(
                 proposal,
                 self.portfolio.equity(self.marks),
-                self.positions(),
+                self._committed_positions(),
                 self.marks,
                 self.learning.edge(proposal),
                 ts=now,
@@ -653,7 +671,7 @@ class Engine:
                 rd = self.risk.size(
                     p,
                     self.portfolio.equity(self.marks),
-                    self.positions(),
+                    self._committed_positions(),
                     self.marks,
                     self.learning.edge(p),
                     requested_qty=qty,
@@ -847,10 +865,8 @@ class Engine:
         reason = self._exit_reason.pop(fill.client_order_id, "")
         outcome = self.portfolio.apply_fill(
             fill,
-            stop=proposal.stop if proposal is not None and proposal.stop > 0 else None,
-            take_profit=(
-                proposal.take_profit if proposal is not None and proposal.take_profit > 0 else None
-            ),
+            stop=proposal.stop if proposal is not None else None,
+            take_profit=proposal.take_profit if proposal is not None else None,
             proposal_id=proposal.id if proposal is not None else None,
             reason=reason,
         )

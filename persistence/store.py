@@ -597,18 +597,18 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
             if row is not None:
                 state.position_proposals[pos.symbol] = _proposal(row)
     for r in conn.execute(
-        "SELECT i.client_order_id, i.proposal_id, i.symbol, i.side, i.qty, i.purpose,"
-        " i.created_at, i.reason, i.status, p.stop, p.take_profit FROM order_intents i"
-        " LEFT JOIN proposals p ON p.id = i.proposal_id"
-        " WHERE i.status IN ('pending', 'sent') ORDER BY i.created_at"
+        "SELECT client_order_id, proposal_id, symbol, side, qty, purpose, created_at, reason,"
+        " status FROM order_intents WHERE status IN ('pending', 'sent') ORDER BY created_at"
     ):
         intent = OrderIntent(
             client_order_id=r[0], proposal_id=r[1], symbol=r[2], side=OrderSide(r[3]),
             qty=Decimal(r[4]), purpose=r[5], created_at=r[6], reason=r[7],
         )  # fmt: skip
-        state.open_intents.append(
-            OpenIntent(intent=intent, status=r[8], stop=_opt_dec(r[9]), take_profit=_opt_dec(r[10]))
-        )
+        proposal = None
+        if r[1] is not None:
+            row = conn.execute(proposal_sql + " WHERE id = ?", (r[1],)).fetchone()
+            proposal = None if row is None else _proposal(row)
+        state.open_intents.append(OpenIntent(intent=intent, status=r[8], proposal=proposal))
     for r in conn.execute(
         "SELECT agent, symbol, trades, wins, sum_win, sum_loss, cf_trades, cf_wins,"
         " cf_sum_win, cf_sum_loss FROM agent_records"
