@@ -51,7 +51,7 @@ from engine.models import (
 )
 from engine.portfolio import FillOutcome, Portfolio
 from engine.ports import RecoveredState, StorePort, UnitOfWork
-from engine.risk import RiskLimits, RiskManager, RiskSnapshot
+from engine.risk import RiskDecision, RiskLimits, RiskManager, RiskSnapshot
 from engine.router import Policy, SignalRouter, Verdict
 from engine.synthesis import SynthesisParams, Synthesizer
 from engine.timeframes import timeframe_ms
@@ -506,24 +506,31 @@ class Engine:
         proposal = self.synth.synthesize(candle, votes, Decimal(0), now)
         if proposal is None:
             return None
-        held = self.portfolio.positions.get(symbol)
+        preview = self._size_entry(proposal, None, now, record=False)
+        if not preview.approved:
+            return None
+        return proposal.model_copy(update={"size": preview.qty})
+
+    def _size_entry(
+        self, proposal: Proposal, qty: Decimal | None, now: int, *, record: bool = True
+    ) -> RiskDecision:
+        """The risk manager's answer for an entry; a bad input is a denial, never an error."""
+        held = self.portfolio.positions.get(proposal.symbol)
         if held is not None and held.side is not proposal.side:
-            return None  # an entry against an open position is not a proposal
+            return RiskDecision(False, Decimal(0), f"{held.side.value} {proposal.symbol} is open")
         try:
-            preview = self.risk.size(
+            return self.risk.size(
                 proposal,
                 self.portfolio.equity(self.marks),
                 self._committed_positions(),
                 self.marks,
                 self.learning.edge(proposal),
+                requested_qty=qty,
                 ts=now,
-                record=False,
+                record=record,
             )
-        except ValueError:
-            return None
-        if not preview.approved:
-            return None
-        return proposal.model_copy(update={"size": preview.qty})
+        except ValueError as exc:
+            return RiskDecision(False, Decimal(0), f"invalid order: {exc}")
 
     def _votes_without_broken_agents(self, agents: list[Agent], candle: Candle) -> list[AgentVote]:
         """Ask each agent alone; one that raises is switched off for this symbol."""
@@ -662,30 +669,15 @@ class Engine:
     ) -> Decision:
         p = self._claim(proposal_id)
         now = self.market_ts
-        reason: str | None = None
-        held = self.portfolio.positions.get(p.symbol)
-        if held is not None and held.side is not p.side:
-            approved, size, reason = False, Decimal(0), f"{held.side.value} {p.symbol} is open"
-        else:
-            try:
-                rd = self.risk.size(
-                    p,
-                    self.portfolio.equity(self.marks),
-                    self._committed_positions(),
-                    self.marks,
-                    self.learning.edge(p),
-                    requested_qty=qty,
-                    ts=now,
-                )
-                approved, size, reason = rd.approved, rd.qty, None if rd.approved else rd.reason
-            except ValueError as exc:  # a bad input is a denial, never an escaping error
-                approved, size, reason = False, Decimal(0), f"invalid order: {exc}"
+        rd = self._size_entry(p, qty, now)
+        approved = rd.approved
+        reason = None if approved else rd.reason
         intent = OrderIntent(
             client_order_id=new_id("ord"),
             proposal_id=p.id,
             symbol=p.symbol,
             side=OrderSide.BUY if p.side is Side.LONG else OrderSide.SELL,
-            qty=size if approved else max(qty or p.size, QTY_QUANTUM),
+            qty=rd.qty if approved else max(qty or p.size, QTY_QUANTUM),
             purpose="entry",
             created_at=now,
             reason=reason or "",
