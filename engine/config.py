@@ -87,8 +87,9 @@ class FeedSettings(Section):
     """Candle timeframe, one ccxt knows (1m, 5m, 1h, ...)."""
     seed: int = 7
     """Seed of the demo market: the same seed plays the same market."""
-    speed: float | Literal["max"] = 1.0
-    """Market seconds per wall second (60 plays an hour a minute), or "max"."""
+    speed: float | Literal["max"] = 60.0
+    """Market seconds per wall second of the sim and replay feeds (60 plays an hour
+    a minute; 1 is real time), or "max"."""
     files: tuple[Path, ...] = ()
     """CSV files for the replay feed (timestamp,open,high,low,close,volume)."""
     exchange: str = "binance"
@@ -126,7 +127,7 @@ class ApprovalSettings(Section):
     """Confidence at or above which the auto policy approves."""
     below_confidence: Literal["queue", "reject"] = "queue"
     """What the auto policy does below auto_confidence."""
-    ttl_seconds: float = Field(default=300.0, gt=0)
+    ttl_seconds: float = Field(default=1200.0, gt=0)
     """A proposal expires this many market seconds after it is made."""
     dedup_window_seconds: float = Field(default=300.0, ge=0)
     """A second proposal for the same symbol and side inside this window is merged."""
@@ -201,7 +202,7 @@ class AgentSettings(Section):
     """User agents by dotted path, e.g. "mypkg.agents:MyAgent"."""
     min_votes: int = Field(default=1, gt=0)
     """Votes needed on one candle before a proposal is made."""
-    min_confidence: float = Field(default=0.35, ge=0.0, le=1.0)
+    min_confidence: float = Field(default=0.3, ge=0.0, le=1.0)
     """Proposals below this confidence are not made at all."""
     stop_atr: float = Field(default=2.0, gt=0)
     """Stop distance in ATRs from the entry."""
@@ -305,11 +306,19 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"config file {path}: not found")
     if toml_path.is_file():
         try:
-            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {toml_path}: not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config file {toml_path}: cannot read: {exc.strerror}") from None
+        exchange = data.get("exchange")
+        if isinstance(exchange, dict):
+            for key in ("api_key", "api_secret"):
+                if key in exchange:
+                    raise ConfigError(
+                        f"invalid configuration in {toml_path}:\n  exchange.{key} = ********: "
+                        "API keys never go in the config file; store them in the keyring"
+                    )
         _TOML_FILE["path"] = toml_path
     else:
         _TOML_FILE["path"] = None

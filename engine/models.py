@@ -169,6 +169,9 @@ class Proposal(Frozen):
     expires_at: int  # ms
     votes: tuple[VoteModel, ...] = ()
     merged: int = 0  # how many later duplicates were folded into this one
+    #: Why the risk manager would not size it right now ("" when it would); such a
+    #: proposal is still shown, with size 0, so a person sees the signal and the reason.
+    risk_note: str = ""
 
     @property
     def notional(self) -> Decimal:

@@ -205,6 +205,10 @@ class Engine:
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
         self.candles_seen = 0
+        # After a restart: candles before this market time were traded before it.
+        self._resume_ts: int | None = None
+        self._resume_speed: float | None = None
+        self._skipped = 0
 
     # --- wiring -------------------------------------------------------------------
 
@@ -340,6 +344,11 @@ class Engine:
             state.initial_cash, state.cash, state.positions, currency=self.currency
         )
         self.router.restore(state.pending)
+        # A feed that starts before ``now`` (a replay, the demo market) plays unpaced and
+        # untraded up to it, so market time never goes back across a restart.
+        self._resume_ts = now
+        self._resume_speed = self.feed.speed
+        self.feed.speed = None
         mono = self._clock()
         for p in state.pending:
             self._shown_at[p.id] = mono
@@ -462,6 +471,8 @@ class Engine:
     # --- the market -----------------------------------------------------------------
 
     async def _on_batch(self, batch: list[Candle]) -> None:
+        if self._resume_ts is not None and not self._caught_up(batch):
+            return
         for candle in batch:
             if self.broker.open_orders(candle.symbol):
                 for fill in self.broker.on_candle(candle):
@@ -477,6 +488,19 @@ class Engine:
                 await self._propose(proposal)
         if batch:
             await self._after_batch(batch[-1].ts + self._tf_ms, batch)
+
+    def _caught_up(self, batch: list[Candle]) -> bool:
+        """Whether ``batch`` is past the market time recovered from the store."""
+        assert self._resume_ts is not None
+        if batch and batch[0].ts < self._resume_ts:
+            self._skipped += len(batch)
+            return False
+        if self._skipped:
+            log.info("skipped %d candles traded before the restart", self._skipped)
+        self._resume_ts = None
+        if self.feed.speed is None:  # unless a speed was chosen meanwhile
+            self.feed.speed = self._resume_speed
+        return True
 
     def _analyse(self, candle: Candle) -> Proposal | None:
         """Marks, indicators and agents for one candle: plain calls, no I/O."""
@@ -506,9 +530,11 @@ class Engine:
         proposal = self.synth.synthesize(candle, votes, Decimal(0), now)
         if proposal is None:
             return None
+        if self.risk.state is not TradingState.ACTIVE:
+            return None  # no new entries: nothing to propose
         preview = self._size_entry(proposal, None, now, record=False)
         if not preview.approved:
-            return None
+            return proposal.model_copy(update={"risk_note": preview.reason})
         return proposal.model_copy(update={"size": preview.qty})
 
     def _size_entry(

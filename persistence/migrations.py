@@ -49,6 +49,7 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at  INTEGER NOT NULL,
         merged      INTEGER NOT NULL DEFAULT 0,
         votes_json  TEXT NOT NULL,
+        risk_note   TEXT NOT NULL DEFAULT '',
         status      TEXT NOT NULL DEFAULT 'pending'
                     CHECK (status IN ('pending', 'approved', 'rejected', 'expired'))
     );

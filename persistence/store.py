@@ -92,12 +92,12 @@ class UnitOfWork:
         self.ops.append(
             (
                 "INSERT INTO proposals (id, session_id, symbol, side, entry, stop, take_profit,"
-                " confidence, size, created_at, expires_at, merged, votes_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " confidence, size, created_at, expires_at, merged, votes_json, risk_note)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     p.id, self._session_id, p.symbol, p.side.value, dec(p.entry), dec(p.stop),
                     dec(p.take_profit), p.confidence, dec(p.size), p.created_at, p.expires_at,
-                    p.merged, votes,
+                    p.merged, votes, p.risk_note,
                 ),
             )
         )  # fmt: skip
@@ -587,7 +587,7 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
         )  # fmt: skip
     proposal_sql = (
         "SELECT id, symbol, side, entry, stop, take_profit, confidence, size, created_at,"
-        " expires_at, merged, votes_json FROM proposals"
+        " expires_at, merged, votes_json, risk_note FROM proposals"
     )
     for r in conn.execute(proposal_sql + " WHERE status = 'pending' ORDER BY created_at"):
         state.pending.append(_proposal(r))
@@ -641,5 +641,5 @@ def _proposal(r: sqlite3.Row | tuple[Any, ...]) -> Proposal:
         id=r[0], symbol=r[1], side=Side(r[2]), entry=Decimal(r[3]), stop=Decimal(r[4]),
         take_profit=Decimal(r[5]), confidence=r[6], size=Decimal(r[7]), created_at=r[8],
         expires_at=r[9], merged=r[10],
-        votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])),
+        votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])), risk_note=r[12],
     )  # fmt: skip
