@@ -59,6 +59,8 @@ from engine.timeframes import timeframe_ms
 log = logging.getLogger("cma.engine")
 
 DAY_MS = 86_400_000
+#: Candles of history a paced demo market plays unpaced before it goes live.
+SIM_WARMUP_BATCHES = 120
 Status = Literal["starting", "running", "paused", "stopping", "stopped"]
 Callback = Callable[[EngineEvent], None]
 
@@ -119,9 +121,22 @@ def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
     if f.kind == "sim":
         from engine.feeds.sim import SimFeed
 
-        return SimFeed(
-            symbols=f.symbols, timeframe=f.timeframe, seed=f.seed, speed=speed, limit=limit
+        start_ts = None
+        if speed is not None:
+            # Start the demo with history behind it, so agents are warm when it goes live.
+            tf = timeframe_ms(f.timeframe)
+            start_ts = (time.time_ns() // 1_000_000 // tf - SIM_WARMUP_BATCHES) * tf
+        feed: Feed = SimFeed(
+            symbols=f.symbols,
+            timeframe=f.timeframe,
+            seed=f.seed,
+            speed=speed,
+            start_ts=start_ts,
+            limit=limit,
         )
+        if speed is not None:
+            feed.warmup_batches = SIM_WARMUP_BATCHES
+        return feed
     if f.kind == "replay":
         from engine.feeds.replay import ReplayFeed
 
@@ -205,6 +220,7 @@ class Engine:
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
         self.candles_seen = 0
+        self._batches = 0
         # After a restart: candles before this market time were traded before it.
         self._resume_ts: int | None = None
         self._resume_speed: float | None = None
@@ -471,6 +487,7 @@ class Engine:
     # --- the market -----------------------------------------------------------------
 
     async def _on_batch(self, batch: list[Candle]) -> None:
+        self._batches += 1
         if self._resume_ts is not None and not self._caught_up(batch):
             return
         for candle in batch:
@@ -524,7 +541,7 @@ class Engine:
             votes = [v for agent in agents if (v := agent.on_candle(candle)) is not None]
         except Exception:
             votes = self._votes_without_broken_agents(agents, candle)
-        if not votes or self.status != "running":
+        if not votes or self.status != "running" or self._batches <= self.feed.warmup_batches:
             return None
         now = candle.ts + self._tf_ms
         proposal = self.synth.synthesize(candle, votes, Decimal(0), now)

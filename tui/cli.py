@@ -139,7 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = args.command or "run"
+    if args.command is None:
+        # `cma` alone is `cma run`: parse again so run's options have their defaults.
+        given = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(["run", *given])
+    command = args.command
     if command in NOT_YET:
         die(
             f"'cma {command}' ({NOT_YET[command]}) is not available yet in this version",

@@ -67,6 +67,9 @@ class Feed(ABC):
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        #: The first batches play unpaced, as history to warm indicators up (a live
+        #: demo starts with agents ready); the engine proposes nothing from them.
+        self.warmup_batches = 0
 
     @property
     def speed(self) -> float | None:
@@ -145,10 +148,13 @@ class SyncFeed(Feed):
         try:
             anchor: float | None = None  # when the previous batch was due
             since_turn = 0
-            for batch in batches:
+            for index, batch in enumerate(batches):
                 if self._closed:
                     return
-                anchor = loop.time() if anchor is None else await self._pace(anchor)
+                if anchor is None or index < self.warmup_batches:
+                    anchor = loop.time()
+                else:
+                    anchor = await self._pace(anchor)
                 if self._closed:
                     return
                 since_turn += len(batch)
