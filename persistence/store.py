@@ -615,7 +615,11 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
     ):
         state.records.append(AgentRecordRow(*r))
     state.state = dict(conn.execute("SELECT key, value FROM engine_state").fetchall())
-    last = conn.execute("SELECT MAX(ts) FROM events").fetchone()
+    # Market time goes on from the last thing stored: an event or an equity point.
+    last = conn.execute(
+        "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM events UNION ALL"
+        " SELECT MAX(ts) FROM equity)"
+    ).fetchone()
     state.last_ts = None if last is None else last[0]
     rebased = int(state.state.get("risk_rebased_at", "0"))
     peak = conn.execute(

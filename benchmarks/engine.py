@@ -1,0 +1,284 @@
+"""The whole engine's throughput and memory, on the shared 2023 BTC/USDT minute file.
+
+Run: ``.venv/bin/python benchmarks/engine.py [--dir DIR] [--rounds N] [--candles N]``
+
+1. Throughput. ``binanceus_BTC-USDT_1m_2023-03.csv`` (30,240 candles) replays as
+   fast as possible through the real engine (agents, synthesis, approval queue
+   with the ``auto`` policy, risk manager, paper broker, portfolio) onto a
+   file-backed store in a temporary directory. Against it, a bare loop reads the
+   same candles through the same feed (``ReplayFeed.batches()``, unpaced) and
+   does nothing else. It reports candles per second and the engine's time per
+   candle over the bare loop's (the ratio), best of ``--rounds`` alternating runs.
+2. Memory. One million candles (the file tiled: every other copy played
+   backwards, so prices join up at each seam, timestamps always forward) go
+   through the engine, again onto a file store. It reports peak RSS (VmHWM of
+   /proc/self/status) after a warm-up of 100,000 candles and at the end, and
+   the current RSS every 100,000 candles. Growth of the peak after warm-up must
+   stay under 10 %. On FAIL it prints tracemalloc's top growth between the
+   warm-up and the end of a second, traced run.
+
+It prints figures; it is not a test and exits 0 unless something crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import gc
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.config import Settings  # noqa: E402
+from engine.feeds.base import SyncFeed  # noqa: E402
+from engine.feeds.replay import ReplayFeed  # noqa: E402
+from engine.models import Candle, EngineEvent, EquityUpdated  # noqa: E402
+from engine.runtime import Engine  # noqa: E402
+from persistence.store import Store  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+BTC = DATA / "binanceus_BTC-USDT_1m_2023-03.csv"
+WARMUP = 100_000
+CHECKPOINT = 100_000
+GROWTH_LIMIT = 0.10
+
+
+def settings() -> Settings:
+    return Settings(approval={"policy": "auto"})
+
+
+def rss_kib() -> tuple[int, int]:
+    """(current, peak) resident set size of this process, KiB."""
+    fields: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                fields[key] = int(value.split()[0])
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def filesystem(path: Path) -> str:
+    """File system type and mount point holding ``path`` (from /proc/self/mounts)."""
+    best = ("?", "/")
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            mount, kind = parts[1], parts[2]
+            inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) >= len(best[1]):
+                best = (kind, mount)
+    return f"{best[0]} (mounted on {best[1]})"
+
+
+# --- the feeds --------------------------------------------------------------------------
+
+
+class TiledFeed(SyncFeed):
+    """The rows of one CSV, tiled to ``total`` candles: odd copies play backwards
+    (open and close swapped), so each copy starts where the previous one ended."""
+
+    name = "replay"
+
+    def __init__(self, path: Path, total: int) -> None:
+        super().__init__(["BTC/USDT"], "1m")
+        with open(path, newline="", encoding="ascii") as f:
+            reader = csv.reader(f)
+            next(reader)
+            self.rows = [
+                (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
+                for r in reader
+            ]
+        self.total = total
+
+    def iter_batches(self) -> Iterator[list[Candle]]:
+        rows, n = self.rows, len(self.rows)
+        step = self.timeframe_ms
+        start = rows[0][0]
+        for i in range(self.total):
+            if self._closed:
+                return
+            copy, k = divmod(i, n)
+            if copy % 2:
+                _, o, h, lo, c, v = rows[n - 1 - k]
+                o, c = c, o
+            else:
+                _, o, h, lo, c, v = rows[k]
+            yield [Candle("BTC/USDT", start + i * step, o, h, lo, c, v)]
+
+
+# --- 1. throughput ------------------------------------------------------------------------
+
+
+async def bare_loop() -> tuple[int, float]:
+    feed = ReplayFeed([BTC])
+    n = 0
+    start = time.perf_counter()
+    async for batch in feed.batches():
+        n += len(batch)
+    return n, time.perf_counter() - start
+
+
+async def engine_run(work: Path, tag: str) -> tuple[int, float, dict[str, int]]:
+    feed = ReplayFeed([BTC])
+    store = await Store.open(work / f"throughput-{tag}.db")
+    try:
+        engine = Engine(settings(), store, feed)
+        start = time.perf_counter()
+        await engine.start()
+        await engine.wait()
+        await engine.stop()
+        elapsed = time.perf_counter() - start
+
+        def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+            return {
+                t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("proposals", "decisions", "fills", "equity")
+            }
+
+        counts = await store.run(_counts)
+        return engine.candles_seen, elapsed, counts
+    finally:
+        await store.close()
+
+
+async def throughput(work: Path, rounds: int) -> None:
+    bare: list[float] = []
+    full: list[float] = []
+    counts: dict[str, int] = {}
+    n_bare = n_engine = 0
+    for r in range(rounds):
+        order = ("bare", "engine") if r % 2 == 0 else ("engine", "bare")
+        for side in order:
+            gc.collect()
+            if side == "bare":
+                n_bare, t = await bare_loop()
+                bare.append(t)
+            else:
+                n_engine, t, counts = await engine_run(work, str(r))
+                full.append(t)
+    assert n_bare == n_engine, (n_bare, n_engine)
+    tb, te = min(bare), min(full)
+    per_b, per_e = tb / n_bare * 1e6, te / n_engine * 1e6
+    print(f"\n1. throughput: {BTC.name}, {n_engine:,} candles, auto policy, file store")
+    print(f"   best of {rounds} rounds, sides alternating; the engine run made "
+          f"{counts['proposals']} proposals, {counts['decisions']} decisions, "
+          f"{counts['fills']} fills, {counts['equity']:,} equity points")  # fmt: skip
+    print(f"   {'':34} {'candles/s':>12} {'µs/candle':>10} {'all rounds (s)':>28}")
+    print(f"   {'bare loop (same feed, no work)':34} {n_bare / tb:>12,.0f} {per_b:>10.2f} "
+          f"{' '.join(f'{t:.3f}' for t in bare):>28}")  # fmt: skip
+    print(f"   {'whole engine':34} {n_engine / te:>12,.0f} {per_e:>10.2f} "
+          f"{' '.join(f'{t:.3f}' for t in full):>28}")  # fmt: skip
+    print(f"   engine time per candle / bare loop's: {per_e / per_b:.1f}×  "
+          f"(the engine's own work: {per_e - per_b:.2f} µs a candle)")  # fmt: skip
+
+
+# --- 2. memory ----------------------------------------------------------------------------
+
+
+async def memory_run(
+    work: Path, total: int, trace: bool
+) -> tuple[list[tuple[int, int, int]], float, list[str]]:
+    """Run ``total`` tiled candles; return (candles, rss, peak) checkpoints, seconds, and
+    tracemalloc's top growth after the warm-up when ``trace``."""
+    feed = TiledFeed(BTC, total)
+    store = await Store.open(work / f"memory-{'traced' if trace else 'plain'}.db")
+    points: list[tuple[int, int, int]] = []
+    growth: list[str] = []
+    baseline: list[tracemalloc.Snapshot] = []
+    try:
+        engine = Engine(settings(), store, feed)
+        if trace:
+            tracemalloc.start(8)
+
+        def sample(event: EngineEvent) -> None:
+            if not isinstance(event, EquityUpdated):
+                return
+            seen = engine.candles_seen
+            if seen % CHECKPOINT == 0:
+                rss, peak = rss_kib()
+                points.append((seen, rss, peak))
+                if trace and seen == WARMUP:
+                    gc.collect()
+                    baseline.append(tracemalloc.take_snapshot())
+
+        engine.subscribe(sample)
+        start = time.perf_counter()
+        await engine.start()
+        await engine.wait()
+        await engine.stop()
+        elapsed = time.perf_counter() - start
+        if trace and baseline:
+            gc.collect()
+            top = tracemalloc.take_snapshot().compare_to(baseline[0], "lineno")
+            growth = [str(stat) for stat in top[:12]]
+            tracemalloc.stop()
+        if not points or points[-1][0] != engine.candles_seen:
+            rss, peak = rss_kib()
+            points.append((engine.candles_seen, rss, peak))
+        return points, elapsed, growth
+    finally:
+        await store.close()
+
+
+async def memory(work: Path, total: int) -> None:
+    gc.collect()
+    points, elapsed, _ = await memory_run(work, total, trace=False)
+    print(f"\n2. memory: {total:,} candles ({BTC.name} tiled), auto policy, file store, "
+          f"{elapsed:.1f} s ({total / elapsed:,.0f} candles/s)")  # fmt: skip
+    print(f"   {'candles':>10} {'RSS MiB':>9} {'peak RSS MiB':>13}")
+    for seen, rss, peak in points:
+        print(f"   {seen:>10,} {rss / 1024:>9.1f} {peak / 1024:>13.1f}")
+    warm = next(peak for seen, _, peak in points if seen >= WARMUP)
+    end = points[-1][2]
+    growth = (end - warm) / warm
+    verdict = "PASS" if growth < GROWTH_LIMIT else "FAIL"
+    print(f"   peak RSS after warm-up ({WARMUP:,} candles): {warm / 1024:.1f} MiB; "
+          f"at the end: {end / 1024:.1f} MiB; growth {growth:+.1%} "
+          f"(limit < {GROWTH_LIMIT:.0%}): {verdict}")  # fmt: skip
+    if verdict == "FAIL":
+        _, _, top = await memory_run(work, total, trace=True)
+        print("   tracemalloc, largest growth after the warm-up:")
+        for line in top:
+            print(f"     {line}")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="cma-bench-", dir=os.path.realpath(args.dir)))
+    try:
+        print(f"temp dir {work} on {filesystem(work)}")
+        print(
+            f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
+            f"{os.cpu_count()} cpus, {platform.machine()}"
+        )
+        asyncio.run(throughput(work, args.rounds))
+        asyncio.run(memory(work, args.candles))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--dir", default="/tmp", help="where the temp dir goes (default /tmp)")
+    p.add_argument("--rounds", type=int, default=3, help="throughput rounds (default 3)")
+    p.add_argument("--candles", type=int, default=1_000_000, help="memory run length")
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    main(parse())

@@ -1,0 +1,206 @@
+"""``cma run --headless`` end to end, in subprocesses: it trades the demo market into the
+store, stops cleanly on SIGTERM and SIGINT, paces by --speed, refuses a bad CSV and a
+store another run is writing."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from engine.runtime import SIM_WARMUP_BATCHES
+from persistence.checks import run_checks
+from persistence.connection import connect_reader
+
+ROOT = Path(__file__).resolve().parents[2]
+MIN = 60_000
+STATUS = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d (running|paused|stopped) +(ACTIVE|REDUCING|HALTED) +"
+    r"equity -?\d+\.\d\d \(dd [\d.]+%\) cash -?\d+\.\d\d pos \d+ pending \d+ candles \d+$"
+)
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
+    env.update(
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        PYTHONPATH=str(ROOT),
+        CMA_ENGINE__STATUS_INTERVAL_SECONDS="1",
+        **extra,
+    )
+    return env
+
+
+def cma(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tui", *args]
+
+
+def start(tmp_path: Path, db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        cma("run", "--headless", "--db", str(db), *args),
+        cwd=ROOT, env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def counts(db: Path) -> dict[str, int]:
+    conn = connect_reader(db)
+    try:
+        return {
+            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("proposals", "decisions", "orders", "fills", "equity", "positions")
+        }
+    finally:
+        conn.close()
+
+
+def checks_pass(db: Path) -> None:
+    conn = connect_reader(db)
+    try:
+        failed = [r for r in run_checks(conn) if not r.ok]
+    finally:
+        conn.close()
+    assert not failed, failed
+
+
+def wait_for_equity(db: Path, proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the engine wrote no equity point"
+        try:
+            if db.exists() and counts(db)["equity"] > 0:
+                return
+        except sqlite3.OperationalError:
+            pass  # not migrated yet
+        time.sleep(0.05)
+
+
+def test_headless_auto_run_trades_the_demo_market_into_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "cma.db"
+    proc = subprocess.run(
+        cma("run", "--headless", "--policy", "auto", "--speed", "max", "--duration", "5s",
+            "--db", str(db)),
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("cma headless: PAPER on sim (BTC/USDT, ETH/USDT")
+    assert "policy auto" in lines[0] and str(db) in lines[0]
+    status = [line for line in lines[1:] if STATUS.match(line)]
+    assert len(status) >= 4, proc.stdout  # one a second, and a last one when stopped
+    assert status[-1].split()[2] == "stopped"
+    candles = [int(line.rsplit(" ", 1)[1]) for line in status]
+    assert candles == sorted(candles) and candles[-1] > 10_000
+
+    check = subprocess.run(
+        cma("db", "check", "--db", str(db)),
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout
+    assert "8 checks passed, 0 failed" in check.stdout
+    n = counts(db)
+    assert all(n[t] > 0 for t in ("proposals", "decisions", "orders", "fills", "equity")), n
+    assert oct(db.stat().st_mode & 0o777) == oct(0o600)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_headless_run_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    db = tmp_path / "cma.db"
+    proc = start(tmp_path, db, "--policy", "auto", "--speed", "max")
+    try:
+        wait_for_equity(db, proc)
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    last = out.splitlines()[-1]
+    assert STATUS.match(last) and " stopped " in last, out
+    checks_pass(db)
+    conn = connect_reader(db)
+    try:
+        ended = conn.execute("SELECT ended_at FROM sessions").fetchall()
+    finally:
+        conn.close()
+    assert len(ended) == 1 and ended[0][0] is not None  # the session was closed, not cut
+
+
+def test_speed_60_plays_about_a_minute_of_market_per_wall_second(tmp_path: Path) -> None:
+    db = tmp_path / "cma.db"
+    began = time.monotonic()
+    proc = subprocess.run(
+        cma("run", "--headless", "--policy", "auto", "--speed", "60", "--duration", "4s",
+            "--db", str(db)),
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    elapsed = time.monotonic() - began
+    assert proc.returncode == 0, proc.stderr
+    conn = connect_reader(db)
+    try:
+        stamps = [ts for (ts,) in conn.execute("SELECT ts FROM equity ORDER BY ts")]
+    finally:
+        conn.close()
+    # The demo opens with history played at once (agents warm up), then goes live.
+    history, live = stamps[:SIM_WARMUP_BATCHES], stamps[SIM_WARMUP_BATCHES:]
+    assert len(history) == SIM_WARMUP_BATCHES and history[-1] - history[0] == 119 * MIN
+    # Live, 1m candles at 60× come one a wall second: about 60 s of market per second.
+    assert 2 <= len(live) <= elapsed + 1, len(live)
+    market_s = (live[-1] - history[-1]) / 1000
+    assert 0.5 * 60 * (elapsed - 1.5) <= market_s <= 1.5 * 60 * elapsed, (market_s, elapsed)
+    assert all(b - a == MIN for a, b in pairwise(stamps))  # one batch per minute, no gaps
+
+
+def test_a_malformed_replay_file_exits_2_naming_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "binance_ETH-BTC_5m_2018-01.csv"
+    bad.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "1515560100000,0.1,0.11,0.09,0.1,5\n"
+        "1515560400000,0.1,0.11,oops,0.1,5\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        cma("run", "--headless", "--feed", "replay", "--files", str(bad), "--speed", "max",
+            "--db", str(tmp_path / "cma.db")),
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert f"{bad.name}:3:" in proc.stderr and "low 'oops' is not a number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_second_run_on_the_same_store_fails_clearly_while_the_first_runs(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "cma.db"
+    first = start(tmp_path, db, "--policy", "auto", "--speed", "max")
+    try:
+        wait_for_equity(db, first)
+        second = subprocess.run(
+            cma("run", "--headless", "--speed", "max", "--duration", "2s", "--db", str(db)),
+            cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "another cma process is writing" in second.stderr and str(db) in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first run is unharmed
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=15)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0
+    checks_pass(db)
