@@ -555,19 +555,33 @@ class Engine:
         return proposal.model_copy(update={"size": preview.qty})
 
     def _size_entry(
-        self, proposal: Proposal, qty: Decimal | None, now: int, *, record: bool = True
+        self,
+        proposal: Proposal,
+        qty: Decimal | None,
+        now: int,
+        *,
+        record: bool = True,
+        human: bool = False,
     ) -> RiskDecision:
-        """The risk manager's answer for an entry; a bad input is a denial, never an error."""
+        """The risk manager's answer for an entry; a bad input is a denial, never an error.
+
+        A person who approves against a record without edge overrides the
+        statistics, not the limits: the entry is sized by the conservative default
+        fraction instead of being denied for "no edge" (the proposal showed why).
+        """
         held = self.portfolio.positions.get(proposal.symbol)
         if held is not None and held.side is not proposal.side:
             return RiskDecision(False, Decimal(0), f"{held.side.value} {proposal.symbol} is open")
+        edge = self.learning.edge(proposal)
+        if human and edge is not None and edge.kelly() <= 0:
+            edge = None
         try:
             return self.risk.size(
                 proposal,
                 self.portfolio.equity(self.marks),
                 self._committed_positions(),
                 self.marks,
-                self.learning.edge(proposal),
+                edge,
                 requested_qty=qty,
                 ts=now,
                 record=record,
@@ -712,7 +726,7 @@ class Engine:
     ) -> Decision:
         p = self._claim(proposal_id)
         now = self.market_ts
-        rd = self._size_entry(p, qty, now)
+        rd = self._size_entry(p, qty, now, human=by == "human")
         approved = rd.approved
         reason = None if approved else rd.reason
         intent = OrderIntent(
