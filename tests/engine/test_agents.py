@@ -9,12 +9,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_data import shared_data_dir
 
 from engine.agents import (
     BUILTIN_AGENTS,
@@ -27,7 +27,7 @@ from engine.agents import (
 )
 from engine.models import AgentVote, Candle, Side
 
-DATA = Path("/work/shared/data/binanceus_BTC-USDT_1m_2023-03.csv")
+DATA = shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv"
 SYMBOL = "BTC/USDT"
 LONG, SHORT = Side.LONG, Side.SHORT
 

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from shared_data import shared_data_dir
+
 from engine.config import Settings
 from engine.feeds.base import SyncFeed
 from engine.feeds.replay import ReplayFeed
@@ -24,7 +26,7 @@ from engine.runtime import CommandError, Engine
 from persistence.checks import run_checks
 from persistence.store import Store
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = shared_data_dir()
 FILES = sorted(DATA.glob("binance_*-BTC_5m_2018-01.csv"))
 DENIAL = re.compile(r"correlation (-?\d\.\d\d) with (?:(?:long|short) )?([A-Z]+/BTC)")
 

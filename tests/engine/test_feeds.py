@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_data import shared_data_dir
 
 from engine.feeds import (
     DEFAULT_SYMBOLS,
@@ -41,7 +42,7 @@ from engine.timeframes import (
     timeframe_ms,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = shared_data_dir()
 BTC_2023 = DATA / "binanceus_BTC-USDT_1m_2023-03.csv"
 ALTS_2018 = sorted(DATA.glob("binance_*-BTC_5m_2018-01.csv"))
 HEADER = "timestamp,open,high,low,close,volume\n"

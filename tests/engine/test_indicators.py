@@ -7,13 +7,13 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
+from shared_data import shared_data_dir
 from talipp.indicators import ATR as TpATR
 from talipp.indicators import EMA as TpEMA
 from talipp.indicators import MACD as TpMACD
@@ -36,7 +36,7 @@ from engine.indicators import (
     VolumeSurge,
 )
 
-DATA = Path("/work/shared/data/binanceus_BTC-USDT_1m_2023-03.csv")
+DATA = shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv"
 TALIPP_ROWS = 3000  # talipp keeps whole lists; a few thousand rows keep the test fast
 REL = 1e-9
 
