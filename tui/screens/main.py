@@ -1,0 +1,328 @@
+"""The main screen: status bar, the five panes, and the trading keys.
+
+Wide terminals get the panes side by side; below :data:`COMPACT_WIDTH` ×
+:data:`COMPACT_HEIGHT` they collapse into tabs, one pane at a time. The
+layout is rebuilt when the terminal crosses that size; the data lives in the
+app, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.events import DescendantFocus, Resize
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from tui.screens.modals import HELP_BINDING
+from tui.widgets.panes import ActivityPane, EquityPane, PositionsPane, ProposalsPane, RiskPane
+from tui.widgets.status import StatusBar
+from tui.widgets.table import VirtualTable
+
+if TYPE_CHECKING:
+    from tui.app import CmaApp
+
+#: Below either of these, the panes collapse into tabs.
+COMPACT_WIDTH = 110
+COMPACT_HEIGHT = 32
+
+#: Panes in tab order: (pane id, tab label).
+PANES: tuple[tuple[str, str], ...] = (
+    ("proposals-pane", "Proposals"),
+    ("positions-pane", "Positions"),
+    ("risk-pane", "Risk"),
+    ("equity-pane", "Equity"),
+    ("activity-pane", "Activity"),
+)
+
+#: What each pane focuses when tab lands on it.
+_FOCUS_TARGET = {
+    "proposals-pane": "#proposals-table",
+    "positions-pane": "#positions-table",
+    "risk-pane": "#risk-pane",
+    "equity-pane": "#equity-pane",
+    "activity-pane": "#activity-table",
+}
+
+
+def is_compact(size: Size) -> bool:
+    """Whether a terminal of ``size`` gets the tabbed layout."""
+    return size.width < COMPACT_WIDTH or size.height < COMPACT_HEIGHT
+
+
+class MainScreen(Screen[None]):
+    """Proposals, positions, risk, equity and activity, with every trading key."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "approve", "Approve", id="approve", tooltip="Approve the selected proposal"),
+        Binding(
+            "r",
+            "reject",
+            "Reject",
+            id="reject",
+            tooltip="Reject the selected proposal, with a reason",
+        ),
+        Binding(
+            "s",
+            "resize",
+            "Resize",
+            id="resize",
+            tooltip="Change the selected proposal's size, then approve it",
+        ),
+        Binding(
+            "enter",
+            "detail",
+            "Detail",
+            id="detail",
+            tooltip="Every field and vote of the selected proposal",
+        ),
+        Binding(
+            "A",
+            "policy",
+            "Policy",
+            id="policy",
+            tooltip="Switch the approval policy between manual and auto",
+        ),
+        Binding(
+            "x",
+            "close_position",
+            "Close",
+            id="close-position",
+            tooltip="Close the selected position (asks first)",
+        ),
+        Binding("X", "close_all", "Close all", id="close-all", tooltip="Close every open position"),
+        Binding(
+            "p",
+            "pause",
+            "Pause",
+            id="pause",
+            tooltip="Pause or resume the engine (paused: no new proposals)",
+        ),
+        Binding(
+            "h",
+            "halt",
+            "Halt",
+            id="halt",
+            tooltip="Halt trading (no new entries), or resume it",
+        ),
+        Binding("e", "export", "Report", id="export", tooltip="Export a session report"),
+        Binding("tab", "next_pane", "Next pane", id="next-pane", show=False, tooltip="Next pane"),
+        Binding(
+            "shift+tab",
+            "previous_pane",
+            "Previous pane",
+            id="previous-pane",
+            show=False,
+            tooltip="Previous pane",
+        ),
+        HELP_BINDING,
+    ]
+
+    compact: reactive[bool] = reactive(False)
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self._pane_index = 0
+        # Focus moves a refresh or two after a pane change; until it lands, focus events
+        # (including Textual moving focus off a hidden tab) do not say which pane is current.
+        self._pending_target: Widget | None = None
+        #: True while the layout is being rebuilt: the app does not draw into it then.
+        self.rebuilding = False
+        self._key_state: tuple[bool, bool, bool] | None = None
+
+    @property
+    def cma(self) -> CmaApp:
+        from tui.app import CmaApp
+
+        assert isinstance(self.app, CmaApp)
+        return self.app
+
+    # ---- layout -----------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        self.set_reactive(MainScreen.compact, is_compact(self.app.size))
+        self.set_class(self.compact, "-compact")
+        yield StatusBar(id="status")
+        if self.compact:
+            with TabbedContent(id="tabs"):
+                with TabPane("Proposals", id="tab-proposals"):
+                    yield ProposalsPane()
+                with TabPane("Positions", id="tab-positions"):
+                    yield PositionsPane()
+                with TabPane("Risk", id="tab-risk"):
+                    yield RiskPane()
+                with TabPane("Equity", id="tab-equity"):
+                    yield EquityPane(self.cma.equity_series)
+                with TabPane("Activity", id="tab-activity"):
+                    yield ActivityPane()
+        else:
+            with Horizontal(id="wide"):
+                with Vertical(id="left"):
+                    yield ProposalsPane()
+                    yield PositionsPane()
+                    yield ActivityPane()
+                with Vertical(id="right"):
+                    yield RiskPane()
+                    yield EquityPane(self.cma.equity_series)
+        yield Footer(id="footer")
+
+    def on_mount(self) -> None:
+        self._after_layout()
+
+    def _after_layout(self) -> None:
+        tables = self.query("#proposals-table")
+        if not tables:
+            return  # the app is closing before the layout was ever built
+        tables.first(VirtualTable).focus()
+        self._pane_index = 0
+        self.cma.redraw(force=True)
+
+    async def on_resize(self, event: Resize) -> None:
+        compact = is_compact(event.size)
+        if compact != self.compact:
+            selected = self.cma.selected_proposal_id()
+            self.compact = compact
+            self.set_class(compact, "-compact")
+            self.rebuilding = True
+            try:
+                await self.recompose()
+            finally:
+                self.rebuilding = False
+            self._after_layout()
+            if selected is not None:
+                self.query_one("#proposals-table", VirtualTable).select_key(selected)
+
+    def on_screen_resume(self) -> None:
+        self.cma.redraw(force=True)
+
+    # ---- panes ------------------------------------------------------------------
+
+    @property
+    def proposals(self) -> ProposalsPane:
+        return self.query_one(ProposalsPane)
+
+    @property
+    def positions(self) -> PositionsPane:
+        return self.query_one(PositionsPane)
+
+    def show_pane(self, index: int) -> None:
+        """Bring pane ``index`` (in :data:`PANES` order) forward and focus it."""
+        self._pane_index = index % len(PANES)
+        pane_id, _ = PANES[self._pane_index]
+        if self.compact:
+            tabs = self.query_one("#tabs", TabbedContent)
+            tabs.active = "tab-" + pane_id.removesuffix("-pane")
+        target = self.query_one(_FOCUS_TARGET[pane_id], Widget)
+        self._pending_target = target
+
+        def land() -> None:
+            # A later pane change wins: focusing an older target would switch the tabs back.
+            if self._pending_target is target:
+                target.focus()
+
+        self.call_after_refresh(land)
+        self.cma.redraw(force=True)
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if self._pending_target is not None:
+            if event.widget is self._pending_target:
+                self._pending_target = None
+            return
+        index = self._pane_of(event.widget)
+        if index is not None:
+            self._pane_index = index  # the person moved focus some other way (a click)
+
+    def _pane_of(self, widget: Widget) -> int | None:
+        for i, (pane_id, _) in enumerate(PANES):
+            if widget.id == pane_id or any(a.id == pane_id for a in widget.ancestors):
+                return i
+        return None
+
+    def action_next_pane(self) -> None:
+        self.show_pane(self._pane_index + 1)
+
+    def action_previous_pane(self) -> None:
+        self.show_pane(self._pane_index - 1)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab_id = event.pane.id or ""
+        if tab_id != event.tabbed_content.active:
+            return  # an older change, already superseded by a later one
+        for i, (pane_id, _) in enumerate(PANES):
+            if tab_id == "tab-" + pane_id.removesuffix("-pane") and i != self._pane_index:
+                self.show_pane(i)  # a tab picked with the mouse: focus its pane
+                return
+        self.cma.redraw(force=True)
+
+    def on_virtual_table_cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
+        self.update_keys()
+
+    def update_keys(self) -> None:
+        """Refresh which keys are available, only when that changed (the footer redraws)."""
+        cma = self.cma
+        state = (
+            cma.selected_proposal() is not None,
+            cma.selected_position() is not None,
+            cma.has_positions(),
+        )
+        if state != self._key_state:
+            self._key_state = state
+            self.refresh_bindings()
+
+    # ---- actions ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Grey out keys that have nothing to act on (None: shown but disabled)."""
+        if action in ("approve", "reject", "resize", "detail"):
+            return True if self.cma.selected_proposal() is not None else None
+        if action == "close_position":
+            return True if self.cma.selected_position() is not None else None
+        if action == "close_all":
+            return True if self.cma.has_positions() else None
+        return True
+
+    def action_approve(self) -> None:
+        proposal = self.cma.selected_proposal()
+        if proposal is not None:
+            self.cma.approve(proposal)
+
+    def action_reject(self) -> None:
+        proposal = self.cma.selected_proposal()
+        if proposal is not None:
+            self.cma.ask_reject(proposal)
+
+    def action_resize(self) -> None:
+        proposal = self.cma.selected_proposal()
+        if proposal is not None:
+            self.cma.ask_resize(proposal)
+
+    def action_detail(self) -> None:
+        proposal = self.cma.selected_proposal()
+        if proposal is not None:
+            self.cma.show_detail(proposal)
+
+    def action_policy(self) -> None:
+        self.cma.ask_policy()
+
+    def action_close_position(self) -> None:
+        position = self.cma.selected_position()
+        if position is not None:
+            self.cma.ask_close_position(position)
+
+    def action_close_all(self) -> None:
+        self.cma.ask_close_all()
+
+    def action_pause(self) -> None:
+        self.cma.toggle_pause()
+
+    def action_halt(self) -> None:
+        self.cma.ask_halt()
+
+    def action_export(self) -> None:
+        self.cma.export_report()

@@ -1,0 +1,281 @@
+"""Small dialogs: confirm, reject reason, resize, approval policy, quit.
+
+Every dialog is keyboard-only (mouse works too), has a help binding, and
+dismisses with a typed result, or None when cancelled with escape.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import ClassVar, Literal, TypeVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine.models import Proposal, RejectReason
+from tui import format as fmt
+
+T = TypeVar("T")
+
+HELP_BINDING = Binding("question_mark,f1", "app.help", "Help", id="help")
+
+#: The reasons a person may pick when rejecting, in the order shown, with their keys.
+REJECT_CHOICES: tuple[tuple[RejectReason, str, str], ...] = (
+    (RejectReason.WEAK_SIGNAL, "1", "Weak signal"),
+    (RejectReason.BAD_TIMING, "2", "Bad timing"),
+    (RejectReason.TOO_MUCH_RISK, "3", "Too much risk"),
+    (RejectReason.DISAGREE, "4", "Disagree"),
+    (RejectReason.NEWS, "5", "News"),
+    (RejectReason.OTHER, "6", "Other"),
+)
+
+QuitChoice = Literal["leave", "close"]
+
+
+def proposal_summary(p: Proposal) -> Text:
+    """One line naming a proposal: ``BTC/USDT long 0.0123 @ 91512.3 (conf 72%)``."""
+    return Text(
+        f"{fmt.one_line(p.symbol, 20)} {p.side.value} {fmt.qty(p.size)} @ {fmt.price(p.entry)}"
+        f" (confidence {fmt.confidence(p.confidence)})"
+    )
+
+
+class Dialog(ModalScreen[T]):
+    """A centred dialog box with a title; escape cancels (dismisses with None)."""
+
+    DEFAULT_CSS = """
+    Dialog { align: center middle; }
+    Dialog > Vertical {
+        width: 64;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        padding: 0 1;
+    }
+    Dialog .dialog-keys { margin-top: 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        HELP_BINDING,
+    ]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_mount(self) -> None:
+        blink = bool(getattr(self.app, "cursor_blink", True))
+        for field in self.query(Input):
+            field.cursor_blink = blink
+
+
+class ConfirmDialog(Dialog[bool]):
+    """Ask a yes/no question: ``y`` or enter confirms, ``n`` or escape declines."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,enter", "confirm", "Yes", id="dialog.yes"),
+        Binding("n", "cancel", "No", id="dialog.no"),
+    ]
+
+    def __init__(self, title: str, message: str | Text, *, yes: str = "Yes") -> None:
+        super().__init__(classes="confirm")
+        self.title_text = title
+        self.message = message
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Static(self.message, id="confirm-message")
+            yield Label(Text(f"y / enter  {self.yes}     n / esc  Cancel"), classes="dialog-keys")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class RejectDialog(Dialog[RejectReason]):
+    """Pick a reason for rejecting a proposal: 1–6, or arrows and enter."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(key, f"pick('{reason.value}')", label, id=f"reject.{reason.value}", show=False)
+        for reason, key, label in REJECT_CHOICES
+    ]
+
+    def __init__(self, proposal: Proposal) -> None:
+        super().__init__(classes="reject")
+        self.proposal = proposal
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Reject proposal"
+            yield Static(proposal_summary(self.proposal))
+            yield OptionList(
+                *(
+                    Option(Text(f"{key}  {label}"), id=reason.value)
+                    for reason, key, label in REJECT_CHOICES
+                ),
+                id="reject-reasons",
+            )
+            yield Label(Text("1–6 or ↑↓ enter  pick     esc  Cancel"), classes="dialog-keys")
+
+    def action_pick(self, reason: str) -> None:
+        self.dismiss(RejectReason(reason))
+
+    @on(OptionList.OptionSelected, "#reject-reasons")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        assert event.option.id is not None
+        self.dismiss(RejectReason(event.option.id))
+
+
+def parse_positive_decimal(text: str) -> Decimal:
+    """``text`` as a positive, finite decimal; ValueError with a readable message otherwise."""
+    cleaned = text.strip().replace("_", "").replace(",", "")
+    if not cleaned:
+        raise ValueError("enter a quantity")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(f"{fmt.one_line(text, 30)!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueError("the quantity must be a finite number")
+    if value <= 0:
+        raise ValueError("the quantity must be above zero")
+    return value
+
+
+class ResizeDialog(Dialog[Decimal]):
+    """Enter a new quantity for a proposal, then approve it (enter)."""
+
+    def __init__(self, proposal: Proposal) -> None:
+        super().__init__(classes="resize")
+        self.proposal = proposal
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Resize and approve"
+            yield Static(proposal_summary(self.proposal))
+            yield Label(Text("Quantity (base currency):"))
+            yield Input(value=fmt.qty_full(self.proposal.size), id="resize-qty")
+            yield Label("", id="resize-error", classes="dialog-error")
+            yield Label(Text("enter  Approve at this size     esc  Cancel"), classes="dialog-keys")
+
+    @on(Input.Submitted, "#resize-qty")
+    def _submitted(self, event: Input.Submitted) -> None:
+        error = self.query_one("#resize-error", Label)
+        try:
+            qty = parse_positive_decimal(event.value)
+        except ValueError as exc:
+            error.update(Text(str(exc)))
+            error.add_class("-shown")
+            return
+        self.dismiss(qty)
+
+    @on(Input.Changed, "#resize-qty")
+    def _changed(self) -> None:
+        error = self.query_one("#resize-error", Label)
+        error.update("")
+        error.remove_class("-shown")
+
+
+def parse_confidence(text: str) -> float:
+    """A confidence typed as ``0.7``, ``70`` or ``70%``; ValueError if outside [0, 1]."""
+    cleaned = text.strip().rstrip("%").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"{fmt.one_line(text, 30)!r} is not a number") from None
+    if text.strip().endswith("%") or value > 1:
+        value /= 100
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("the confidence must lie between 0 and 1 (or 0% and 100%)")
+    return value
+
+
+class PolicyDialog(Dialog[tuple[str, float | None]]):
+    """Confirm a switch of the approval policy; switching to auto asks the confidence."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter,y", "confirm", "Confirm", id="dialog.yes", show=False),
+    ]
+
+    def __init__(self, current: str, auto_confidence: float) -> None:
+        super().__init__(classes="policy")
+        self.current = current
+        self.target = "manual" if current == "auto" else "auto"
+        self.auto_confidence = auto_confidence
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Approval policy"
+            yield Static(Text(f"Switch the approval policy from {self.current} to {self.target}?"))
+            if self.target == "auto":
+                yield Static(
+                    Text(
+                        "Auto approves every new proposal at or above this confidence, "
+                        "without asking. Below it, proposals wait for you."
+                    )
+                )
+                yield Label(Text("Approve automatically at confidence ≥"))
+                yield Input(value=f"{self.auto_confidence:.2f}", id="policy-confidence")
+                yield Label("", id="policy-error", classes="dialog-error")
+                yield Label(Text("enter  Switch to auto     esc  Cancel"), classes="dialog-keys")
+            else:
+                yield Static(Text("Every proposal will wait for your keypress."))
+                yield Label(Text("enter  Switch to manual     esc  Cancel"), classes="dialog-keys")
+
+    def action_confirm(self) -> None:
+        if self.target == "manual":
+            self.dismiss(("manual", None))
+
+    @on(Input.Submitted, "#policy-confidence")
+    def _submitted(self, event: Input.Submitted) -> None:
+        error = self.query_one("#policy-error", Label)
+        try:
+            value = parse_confidence(event.value)
+        except ValueError as exc:
+            error.update(Text(str(exc)))
+            error.add_class("-shown")
+            return
+        self.dismiss(("auto", value))
+
+
+class QuitDialog(Dialog[QuitChoice]):
+    """Ask what to do with open positions before quitting."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "choose('leave')", "Leave open", id="quit.leave"),
+        Binding("c", "choose('close')", "Close all", id="quit.close"),
+    ]
+
+    def __init__(self, open_positions: int) -> None:
+        super().__init__(classes="quit")
+        self.open_positions = open_positions
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Quit"
+            n = self.open_positions
+            what = f"{n} open position{'s' if n != 1 else ''}" if n else "no open positions"
+            yield Static(Text(f"You have {what}. Everything is already stored."))
+            yield OptionList(
+                Option(Text("l  Leave positions open and quit"), id="leave"),
+                Option(Text("c  Close all positions, then quit"), id="close"),
+                id="quit-choices",
+            )
+            yield Label(Text("l / c or ↑↓ enter  choose     esc  Cancel"), classes="dialog-keys")
+
+    def action_choose(self, choice: QuitChoice) -> None:
+        self.dismiss(choice)
+
+    @on(OptionList.OptionSelected, "#quit-choices")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss("close" if event.option.id == "close" else "leave")

@@ -1,0 +1,559 @@
+"""The main screen's panes: proposals, positions, risk, equity and activity.
+
+Panes are fed plain domain objects (``Proposal``, ``Position``, ``RiskSnapshot``,
+equity figures) by the app's redraw timer; they never call the engine.
+Everything from outside (symbols, rationales, reasons) is drawn as text, never
+parsed as markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.color import Color
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Label, Static
+from textual_plotext import PlotextPlot
+
+from engine.models import Position, Proposal, Side, TradingState
+from engine.risk import RiskSnapshot
+from tui import format as fmt
+from tui.activity import ActivityEntry
+from tui.widgets.bigtext import BigText
+from tui.widgets.table import Cell, Column, Row, VirtualTable, cell
+
+PROPOSAL_COLUMNS = (
+    Column("symbol", "Symbol", 9),
+    Column("side", "Side", 5),
+    Column("conf", "Conf", 4, "right"),
+    Column("size", "Size", 9, "right"),
+    Column("entry", "Entry", 8, "right"),
+    Column("stop", "Stop", 8, "right"),
+    Column("tp", "TP", 8, "right"),
+    Column("notional", "Notional", 9, "right"),
+    Column("expires", "Expires", 7, "right"),
+)
+
+VOTE_COLUMNS = (
+    Column("agent", "Agent", 14),
+    Column("dir", "Vote", 5),
+    Column("strength", "Str", 4, "right"),
+    Column("rationale", "Rationale", 20, stretch=True),
+)
+
+POSITION_COLUMNS = (
+    Column("symbol", "Symbol", 9),
+    Column("side", "Side", 5),
+    Column("qty", "Qty", 8, "right"),
+    Column("entry", "Entry", 8, "right"),
+    Column("mark", "Mark", 8, "right"),
+    Column("upnl", "Unrealized", 10, "right"),
+    Column("stop", "Stop", 8, "right"),
+    Column("tp", "TP", 8, "right"),
+    Column("age", "Age", 5, "right"),
+)
+
+ACTIVITY_COLUMNS = (
+    Column("time", "Time", 8),
+    Column("kind", "Event", 8),
+    Column("text", "", 30, stretch=True),
+)
+
+#: How many activity lines are kept (newest first).
+ACTIVITY_LIMIT = 500
+#: Equity points kept for the chart; beyond this, every other point is dropped.
+EQUITY_POINTS = 720
+
+
+def side_cell(side: Side) -> Cell:
+    """The side of a proposal or position, coloured (and spelled out, never colour alone)."""
+    return cell(side.value, side.value)
+
+
+def proposal_cells(p: Proposal) -> tuple[Cell, ...]:
+    """The cells of a proposal row that do not depend on the clock."""
+    conf = fmt.confidence(p.confidence)
+    if p.merged:
+        conf = f"{conf}+"
+    # A proposal the risk manager would not size now is still shown, flagged, with its reason
+    # in the votes below.
+    unsized = bool(p.risk_note)
+    return (
+        cell(fmt.one_line(p.symbol, 20)),
+        side_cell(p.side),
+        cell(conf),
+        cell("risk!", "warn") if unsized else cell(fmt.qty(p.size)),
+        cell(fmt.price(p.entry)),
+        cell(fmt.price(p.stop)),
+        cell(fmt.price(p.take_profit)),
+        cell("—", "muted") if unsized else cell(fmt.money(p.notional, grouped=False)),
+    )
+
+
+def expiry_cell(p: Proposal, market_ts: int, busy: str | None = None) -> Cell:
+    """Time left before ``p`` expires (in market time), or what is being done to it."""
+    if busy is not None:
+        return cell(busy, "warn")
+    left = p.expires_at - market_ts
+    return cell(fmt.duration(left), "warn" if left < 60_000 else "")
+
+
+def proposal_row(p: Proposal, market_ts: int, busy: str | None = None) -> Row:
+    """A whole proposal row."""
+    return (*proposal_cells(p), expiry_cell(p, market_ts, busy))
+
+
+def position_row(p: Position, mark: Decimal | None, market_ts: int) -> Row:
+    """A position row at ``mark`` (None: no price yet)."""
+    if mark is None:
+        upnl_cell = cell("—", "muted")
+        mark_text = "—"
+    else:
+        upnl = p.unrealized(mark)
+        upnl_cell = cell(fmt.pnl(upnl, grouped=False), fmt.direction(upnl))
+        mark_text = fmt.price(mark)
+    return (
+        cell(fmt.one_line(p.symbol, 20)),
+        side_cell(p.side),
+        cell(fmt.qty(p.qty)),
+        cell(fmt.price(p.entry_price)),
+        cell(mark_text),
+        upnl_cell,
+        cell(fmt.price(p.stop)),
+        cell(fmt.price(p.take_profit)),
+        cell(fmt.duration(market_ts - p.opened_at), "muted"),
+    )
+
+
+def activity_row(entry: ActivityEntry) -> Row:
+    """An activity line: time, kind, text."""
+    return (
+        cell(fmt.market_hm(entry.ts), "muted"),
+        cell(entry.kind, entry.style or "strong"),
+        cell(entry.text, entry.style if entry.style in ("bad", "warn") else ""),
+    )
+
+
+class Pane(Vertical):
+    """A titled, bordered region of the main screen."""
+
+    DEFAULT_CSS = """
+    Pane { height: 1fr; }
+    """
+
+
+class VotesTable(VirtualTable, can_focus=False):
+    """The votes of the selected proposal (not focusable: it follows the proposals table)."""
+
+
+class ProposalsPane(Pane):
+    """The pending queue, with the selected proposal's votes underneath."""
+
+    def __init__(self, *, id: str | None = "proposals-pane") -> None:
+        super().__init__(id=id)
+        self.border_title = "Proposals"
+        # Cells that only change when the proposal does, by id: saves formatting 500 rows a frame.
+        self._static: dict[str, tuple[tuple[object, ...], tuple[Cell, ...]]] = {}
+        self._by_id: dict[str, Proposal] = {}
+        self._votes_for: tuple[str | None, tuple[object, ...]] = (None, ())
+
+    def compose(self) -> ComposeResult:
+        yield VirtualTable(
+            PROPOSAL_COLUMNS,
+            empty_text="No pending proposals: the agents are watching the market.",
+            id="proposals-table",
+        )
+        yield VotesTable(
+            VOTE_COLUMNS,
+            empty_text="No votes to show.",
+            show_cursor=False,
+            id="votes-table",
+        )
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#proposals-table", VirtualTable)
+
+    @property
+    def selected(self) -> Proposal | None:
+        """The proposal under the cursor, if any."""
+        key = self.table.cursor_key
+        return self._by_id.get(key) if key is not None else None
+
+    def _static_cells(self, p: Proposal) -> tuple[Cell, ...]:
+        signature = (p.confidence, p.size, p.entry, p.stop, p.take_profit, p.merged, p.risk_note)
+        cached = self._static.get(p.id)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        cells = proposal_cells(p)
+        self._static[p.id] = (signature, cells)
+        return cells
+
+    def show(self, pending: Sequence[Proposal], market_ts: int, busy: Mapping[str, str]) -> None:
+        """Draw ``pending`` (oldest first); ``busy`` maps ids being decided to a word."""
+        rows: list[tuple[str, Row]] = []
+        by_id: dict[str, Proposal] = {}
+        for p in pending:
+            by_id[p.id] = p
+            rows.append((p.id, (*self._static_cells(p), expiry_cell(p, market_ts, busy.get(p.id)))))
+        for gone in self._static.keys() - by_id.keys():
+            del self._static[gone]
+        self._by_id = by_id
+        self.table.set_rows(rows)
+        title = f"Proposals ({len(pending)})" if pending else "Proposals"
+        if self.border_title != title:
+            self.border_title = title
+        self.show_votes()
+
+    def show_votes(self) -> None:
+        """Draw the votes of the selected proposal."""
+        selected = self.selected
+        key: tuple[str | None, tuple[object, ...]] = (
+            (selected.id, (selected.risk_note, *selected.votes))
+            if selected is not None
+            else (None, ())
+        )
+        if key == self._votes_for:
+            return
+        self._votes_for = key
+        votes = self.query_one("#votes-table", VotesTable)
+        if selected is None:
+            votes.set_rows(())
+            return
+        rows: list[tuple[str, Row]] = []
+        if selected.risk_note:
+            note = f"not sized now: {fmt.one_line(selected.risk_note, 300)}"
+            rows.append(
+                ("risk", (cell("risk manager", "warn"), cell(""), cell(""), cell(note, "warn")))
+            )
+        rows.extend(
+            (
+                str(i),
+                (
+                    cell(fmt.one_line(v.agent, 30)),
+                    side_cell(v.direction),
+                    cell(f"{v.strength:.2f}"),
+                    cell(fmt.one_line(v.rationale, 300)),
+                ),
+            )
+            for i, v in enumerate(selected.votes)
+        )
+        votes.set_rows(rows)
+
+    def on_virtual_table_cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
+        if event.table.id == "proposals-table":
+            self.show_votes()
+
+
+class PositionsPane(Pane):
+    """Open positions with their mark, unrealized PnL, stop, take-profit and age."""
+
+    def __init__(self, *, id: str | None = "positions-pane") -> None:
+        super().__init__(id=id)
+        self.border_title = "Positions"
+        self._by_symbol: dict[str, Position] = {}
+
+    def compose(self) -> ComposeResult:
+        yield VirtualTable(POSITION_COLUMNS, empty_text="No open positions.", id="positions-table")
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#positions-table", VirtualTable)
+
+    @property
+    def selected(self) -> Position | None:
+        """The position under the cursor, if any."""
+        key = self.table.cursor_key
+        return self._by_symbol.get(key) if key is not None else None
+
+    def show(
+        self, positions: Sequence[Position], marks: Mapping[str, Decimal], market_ts: int
+    ) -> Decimal:
+        """Draw ``positions`` at ``marks``; returns their total unrealized PnL."""
+        rows: list[tuple[str, Row]] = []
+        total = Decimal(0)
+        self._by_symbol = {}
+        for p in positions:
+            self._by_symbol[p.symbol] = p
+            mark = marks.get(p.symbol)
+            if mark is not None:
+                total += p.unrealized(mark)
+            rows.append((p.symbol, position_row(p, mark, market_ts)))
+        self.table.set_rows(rows)
+        title = f"Positions ({len(positions)})" if positions else "Positions"
+        if self.border_title != title:
+            self.border_title = title
+        return total
+
+
+def _bar(fraction: float, width: int = 10) -> str:
+    filled = max(0, min(width, round(fraction * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def _level(used: float, limit: float, warn_at: float | None = None) -> str:
+    """CSS class of a value against its limit: ok, warn (near or past a soft limit) or over."""
+    if limit > 0 and used >= limit:
+        return "over"
+    if warn_at is not None and used >= warn_at:
+        return "warn"
+    if limit > 0 and used >= 0.8 * limit:
+        return "warn"
+    return "ok"
+
+
+class LimitRow(Static):
+    """One limit: a label, the value against its limit, and a bar."""
+
+    DEFAULT_CSS = """
+    LimitRow { height: 1; }
+    """
+
+    def set_value(self, label: str, used: float, limit: float, text: str, level: str) -> None:
+        line = Text(f"{label:<11}{text:<16}")
+        line.append(_bar(used / limit if limit > 0 else 1.0))
+        self.update(line)
+        for name in ("ok", "warn", "over"):
+            self.set_class(name == level, f"-{name}")
+
+
+class RiskPane(Pane, can_focus=True):
+    """The trading state in large letters, each limit against its value, and the last denials."""
+
+    DEFAULT_CSS = """
+    RiskPane { height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = "risk-pane") -> None:
+        super().__init__(id=id)
+        self.border_title = "Risk"
+        self._last: RiskSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield BigText("", id="trading-state")
+        yield Label("", id="state-reason")
+        yield LimitRow(id="limit-exposure")
+        yield LimitRow(id="limit-daily-loss")
+        yield LimitRow(id="limit-drawdown")
+        yield LimitRow(id="limit-positions")
+        yield Label("Last denials", id="denials-title")
+        yield Static("", id="denials")
+
+    def show(self, snap: RiskSnapshot | None) -> None:
+        """Draw ``snap`` (None while the engine starts)."""
+        if snap is None or snap == self._last:
+            return
+        self._last = snap
+        state = self.query_one("#trading-state", BigText)
+        state.set_word(snap.state.value)
+        for s in TradingState:
+            state.set_class(s is snap.state, f"-{s.value.lower()}")
+        reason = fmt.one_line(snap.state_reason, 120) if snap.state_reason else ""
+        self.query_one("#state-reason", Label).update(Text(reason))
+        self.query_one("#limit-exposure", LimitRow).set_value(
+            "Exposure",
+            snap.total_exposure,
+            snap.max_total_exposure,
+            f"{fmt.percent(snap.total_exposure)} / {fmt.percent(snap.max_total_exposure)}",
+            _level(snap.total_exposure, snap.max_total_exposure),
+        )
+        self.query_one("#limit-daily-loss", LimitRow).set_value(
+            "Daily loss",
+            snap.daily_loss,
+            snap.max_daily_loss,
+            f"{fmt.percent(snap.daily_loss)} / {fmt.percent(snap.max_daily_loss)}",
+            _level(snap.daily_loss, snap.max_daily_loss),
+        )
+        self.query_one("#limit-drawdown", LimitRow).set_value(
+            "Drawdown",
+            snap.drawdown,
+            snap.max_drawdown,
+            f"{fmt.percent(snap.drawdown)} / {fmt.percent(snap.max_drawdown)}",
+            _level(snap.drawdown, snap.max_drawdown, warn_at=snap.reduce_drawdown),
+        )
+        self.query_one("#limit-positions", LimitRow).set_value(
+            "Positions",
+            snap.open_positions,
+            snap.max_open_positions,
+            f"{snap.open_positions} / {snap.max_open_positions}",
+            _level(snap.open_positions, snap.max_open_positions),
+        )
+        denials = Text(no_wrap=True, overflow="ellipsis")
+        for i, d in enumerate(reversed(snap.denials[-5:])):
+            if i:
+                denials.append("\n")
+            denials.append(f"{fmt.market_hm(d.ts)[:5]} {fmt.one_line(d.symbol, 12):<9} ")
+            denials.append(fmt.one_line(d.reason, 100))
+        if not snap.denials:
+            denials.append("none")
+        self.query_one("#denials", Static).update(denials)
+
+
+class EquityFigures(Protocol):
+    """What the equity pane shows: an ``EquityUpdated`` event or the engine's snapshot."""
+
+    @property
+    def equity(self) -> Decimal: ...
+    @property
+    def cash(self) -> Decimal: ...
+    @property
+    def unrealized(self) -> Decimal: ...
+    @property
+    def realized_today(self) -> Decimal: ...
+    @property
+    def drawdown(self) -> float: ...
+
+
+class EquitySeries:
+    """Equity and drawdown by market time, bounded: past the limit, every other point goes
+    and the stride at which new points are kept doubles, so a long session stays evenly sampled."""
+
+    def __init__(self, limit: int = EQUITY_POINTS) -> None:
+        self.limit = limit
+        self.ts: list[int] = []
+        self.equity: list[float] = []
+        self.drawdown: list[float] = []
+        self._stride = 1
+        self._seen = 0
+        #: Bumped on every kept point, so a chart knows whether it is stale.
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def add(self, ts: int, equity: float, drawdown: float) -> None:
+        """Record one point (kept only every ``stride``-th call)."""
+        self._seen += 1
+        if (self._seen - 1) % self._stride:
+            return
+        self.ts.append(ts)
+        self.equity.append(equity)
+        self.drawdown.append(drawdown)
+        if len(self.ts) > self.limit:
+            self.ts = self.ts[::2]
+            self.equity = self.equity[::2]
+            self.drawdown = self.drawdown[::2]
+            self._stride *= 2
+        self.version += 1
+
+
+class EquityPane(Pane, can_focus=True):
+    """Equity and drawdown charts, and today's realized and unrealized PnL.
+
+    The charts are redrawn by :meth:`replot`, which the app calls on an
+    interval, and which does nothing while the pane is hidden or the series
+    has not changed.
+    """
+
+    def __init__(self, series: EquitySeries, *, id: str | None = "equity-pane") -> None:
+        super().__init__(id=id)
+        self.border_title = "Equity"
+        self.series = series
+        self._plotted = (-1, -1, "")
+        #: How many times the charts were drawn (tests check that hidden panes are skipped).
+        self.replots = 0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="equity-figures"):
+            yield Label("", id="equity-value")
+            yield Label("", id="equity-cash")
+        with Horizontal(id="equity-pnl"):
+            yield Label("", id="realized-today")
+            yield Label("", id="unrealized")
+        yield PlotextPlot(id="equity-chart")
+        yield PlotextPlot(id="drawdown-chart")
+
+    def show(self, figures: EquityFigures | None) -> None:
+        """Update the numbers (cheap; the charts wait for :meth:`replot`)."""
+        if figures is None:
+            return
+        self.query_one("#equity-value", Label).update(Text(f"Equity {fmt.money(figures.equity)}"))
+        self.query_one("#equity-cash", Label).update(Text(f"Cash {fmt.money(figures.cash)}"))
+        for widget_id, title, value in (
+            ("#realized-today", "Today", figures.realized_today),
+            ("#unrealized", "Unrealized", figures.unrealized),
+        ):
+            label = self.query_one(widget_id, Label)
+            label.update(Text(f"{title} {fmt.pnl(value)}"))
+            direction = fmt.direction(value)
+            for name in ("up", "down", "flat"):
+                label.set_class(name == direction, f"-{name}")
+
+    @property
+    def visible_now(self) -> bool:
+        """Whether any of the pane is on screen (hidden tabs and covered screens are not)."""
+        return self.is_mounted and self.screen.is_current and self.region.area > 0
+
+    def on_resize(self) -> None:
+        # The first size (and a tab coming into view) is when a chart can first be drawn.
+        self.call_after_refresh(self.replot)
+
+    def replot(self, *, force: bool = False) -> bool:
+        """Redraw the charts from the series if it changed and the pane is visible."""
+        series = self.series
+        if not self.visible_now:
+            return False
+        stamp = (series.version, self.region.area, self.app.theme)
+        if stamp == self._plotted and not force:
+            return False
+        self._plotted = stamp
+        self.replots += 1
+        start = series.ts[0] if series.ts else 0
+        xs = [(x - start) / 3_600_000 for x in series.ts]
+        variables = self.app.theme_variables
+        up = Color.parse(variables.get("pnl-up", "green")).rgb
+        down = Color.parse(variables.get("pnl-down", "red")).rgb
+        drawdown = [-d * 100 for d in series.drawdown]
+        self._draw(
+            "#equity-chart",
+            lambda plt: plt.plot(xs, series.equity, color=up, marker="braille"),
+            "equity",
+            len(xs),
+        )
+        self._draw(
+            "#drawdown-chart",
+            lambda plt: plt.plot(xs, drawdown, color=down, marker="braille", fillx=True),
+            "drawdown %",
+            len(xs),
+        )
+        return True
+
+    def _draw(self, selector: str, plot: Callable[[Any], object], label: str, n: int) -> None:
+        chart = self.query_one(selector, PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(label)
+        if n >= 2:
+            plot(plt)
+        chart.refresh()
+
+
+class ActivityPane(Pane):
+    """Decisions, orders, fills, denials and engine messages, newest first."""
+
+    def __init__(self, *, id: str | None = "activity-pane") -> None:
+        super().__init__(id=id)
+        self.border_title = "Activity"
+        self._rows: dict[int, Row] = {}
+
+    def compose(self) -> ComposeResult:
+        yield VirtualTable(ACTIVITY_COLUMNS, empty_text="Nothing yet.", id="activity-table")
+
+    def show(self, entries: Sequence[tuple[int, ActivityEntry]]) -> None:
+        """Draw ``entries`` (sequence number, entry), newest first."""
+        rows: list[tuple[str, Row]] = []
+        cache = self._rows
+        fresh: dict[int, Row] = {}
+        for seq, entry in entries:
+            row = cache.get(seq)
+            if row is None:
+                row = activity_row(entry)
+            fresh[seq] = row
+            rows.append((str(seq), row))
+        self._rows = fresh
+        self.query_one("#activity-table", VirtualTable).set_rows(rows)
