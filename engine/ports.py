@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import TracebackType
 from typing import Protocol, TypeVar
 
 from engine.models import (
@@ -128,7 +129,12 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkContext(Protocol):
     async def __aenter__(self) -> UnitOfWork: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class StorePort(Protocol):

@@ -572,6 +572,20 @@ class Engine:
         held = self.portfolio.positions.get(proposal.symbol)
         if held is not None and held.side is not proposal.side:
             return RiskDecision(False, Decimal(0), f"{held.side.value} {proposal.symbol} is open")
+        mark = self.marks.get(proposal.symbol)
+        if mark is not None:
+            # An old proposal the market has run past would fill and exit at once.
+            sign = proposal.side.sign
+            if (mark - proposal.stop) * sign <= 0:
+                return RiskDecision(
+                    False, Decimal(0), f"price {mark} is already through the stop {proposal.stop}"
+                )
+            if (proposal.take_profit - mark) * sign <= 0:
+                return RiskDecision(
+                    False,
+                    Decimal(0),
+                    f"price {mark} is already past the take-profit {proposal.take_profit}",
+                )
         edge = self.learning.edge(proposal)
         if human and edge is not None and edge.kelly() <= 0:
             edge = None

@@ -45,7 +45,7 @@ from engine.models import (
     TradingStateChanged,
     VoteModel,
 )
-from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState
+from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
 from persistence.connection import MEMORY, WriterLock, connect_writer
 
 T = TypeVar("T")
@@ -647,3 +647,8 @@ def _proposal(r: sqlite3.Row | tuple[Any, ...]) -> Proposal:
         expires_at=r[9], merged=r[10],
         votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])), risk_note=r[12],
     )  # fmt: skip
+
+
+def _conforms(store: Store) -> StorePort:
+    # Checked by mypy: the store keeps the interface the engine owns.
+    return store

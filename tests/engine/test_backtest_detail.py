@@ -352,3 +352,23 @@ async def test_denial_when_halted_stores_order_denied_and_the_approval_keeps_one
         assert engine.portfolio.cash == INITIAL
         assert "OrderDenied" in events and "TradingStateChanged" in events
         await assert_checks_pass(engine)
+
+
+async def test_approving_a_proposal_the_market_has_run_past_is_denied_not_filled() -> None:
+    # Entry 100, ATR 2: stop 96, take-profit 108. Two candles later the close is 110.
+    async def approve_late(engine: Engine) -> None:
+        [p] = engine.pending()
+        assert (p.stop, p.take_profit) == (Decimal(96), Decimal(108))
+        await engine.approve(p.id)
+
+    rows = [FLAT, (100, 106, 99, 105), (105, 111, 104, 110), FLAT]
+    feed = CraftedFeed({BTC: with_warmup(rows)}, hooks={SIGNAL + 2: approve_late})
+    votes = {(BTC, feed.ts(SIGNAL)): (Side.LONG, 1.0)}
+    async with crafted_engine(manual(), feed, votes) as engine:
+        await play(engine)
+        assert engine.error is None
+        intents = await query(engine, "SELECT status, reason FROM order_intents")
+        assert len(intents) == 1 and intents[0][0] == "denied"
+        assert "past the take-profit 108" in intents[0][1]
+        assert await query(engine, "SELECT COUNT(*) FROM fills") == [(0,)]
+        await assert_checks_pass(engine)

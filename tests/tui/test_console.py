@@ -55,8 +55,12 @@ async def test_a_approves_the_selected_proposal_and_the_store_has_the_order(
     app = make_app(tmp_path, feed, make_settings(db))
     async with app.run_test(size=(120, 40)) as pilot:
         await boot(app, pilot, feed)
+        # The newest proposal: an older one the market has run past is denied, not filled.
+        await pilot.press("end")
         proposal = app.selected_proposal()
         assert proposal is not None
+        assert app.engine is not None
+        assert proposal.id == app.engine.pending()[-1].id
         await pilot.press("a")
         await settle(app, pilot)
         assert app.engine is not None
