@@ -466,7 +466,9 @@ class CmaApp(App[int]):
                 return
             market_ts = engine.market_ts
             if "proposals" in dirty:
-                main.proposals.show(self.proposal_view(), market_ts, self.busy_words())
+                main.proposals.show(
+                    self.proposal_view(), market_ts, self.busy_words(), engine.feed.speed
+                )
             if "positions" in dirty:
                 main.positions.show(engine.positions(), engine.marks, market_ts)
             if "risk" in dirty:

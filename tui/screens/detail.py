@@ -39,7 +39,7 @@ def proposal_fields(p: Proposal, market_ts: int) -> list[tuple[str, str]]:
         ("Risk at stop", fmt.money(risk * p.size)),
         ("Created", fmt.market_time(p.created_at)),
         ("Expires", fmt.market_time(p.expires_at)),
-        ("Time left", fmt.duration(p.expires_at - market_ts)),
+        ("Market time left", fmt.duration(p.expires_at - market_ts)),
         ("Merged", f"{p.merged} later duplicate{'s' if p.merged != 1 else ''} folded in"),
         (
             "Risk manager",

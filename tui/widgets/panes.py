@@ -94,11 +94,19 @@ def proposal_cells(p: Proposal) -> tuple[Cell, ...]:
     )
 
 
-def expiry_cell(p: Proposal, market_ts: int, busy: str | None = None) -> Cell:
-    """Time left before ``p`` expires (in market time), or what is being done to it."""
+def expiry_cell(
+    p: Proposal, market_ts: int, busy: str | None = None, speed: float | None = None
+) -> Cell:
+    """Time left before ``p`` expires, or what is being done to it.
+
+    With a paced market (``speed`` market seconds a wall second) the time left is
+    shown in wall time, which is what a person has to decide; else in market time.
+    """
     if busy is not None:
         return cell(busy, "warn")
     left = p.expires_at - market_ts
+    if speed:
+        left = int(left / speed)
     return cell(fmt.duration(left), "warn" if left < 60_000 else "")
 
 
@@ -193,13 +201,20 @@ class ProposalsPane(Pane):
         self._static[p.id] = (signature, cells)
         return cells
 
-    def show(self, pending: Sequence[Proposal], market_ts: int, busy: Mapping[str, str]) -> None:
+    def show(
+        self,
+        pending: Sequence[Proposal],
+        market_ts: int,
+        busy: Mapping[str, str],
+        speed: float | None = None,
+    ) -> None:
         """Draw ``pending`` (oldest first); ``busy`` maps ids being decided to a word."""
         rows: list[tuple[str, Row]] = []
         by_id: dict[str, Proposal] = {}
         for p in pending:
             by_id[p.id] = p
-            rows.append((p.id, (*self._static_cells(p), expiry_cell(p, market_ts, busy.get(p.id)))))
+            expiry = expiry_cell(p, market_ts, busy.get(p.id), speed)
+            rows.append((p.id, (*self._static_cells(p), expiry)))
         for gone in self._static.keys() - by_id.keys():
             del self._static[gone]
         self._by_id = by_id
