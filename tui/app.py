@@ -426,8 +426,8 @@ class CmaApp(App[int]):
             self.redraw()
 
     def _second(self) -> None:
-        self._show_session_clock()
-        self._replot()
+        # Drawn by the next frame, so the clock and the chart never add frames of their own.
+        self._dirty.update(("clock", "chart"))
 
     def _show_session_clock(self) -> None:
         if self.main.is_mounted and not self.main.rebuilding:
@@ -453,12 +453,16 @@ class CmaApp(App[int]):
         )
         if not (main_visible or force):
             return
-        dirty = {"proposals", "positions", "risk", "equity", "activity", "status"}
+        dirty = {"proposals", "positions", "risk", "equity", "activity", "status", "clock", "chart"}
         if not force:
             dirty &= self._dirty
         self._dirty.clear()
         engine = self.engine
         with self.batch_update():
+            if "clock" in dirty:
+                self._show_session_clock()
+            if "chart" in dirty:
+                self._replot()
             if "activity" in dirty:
                 for activity in main.query(ActivityPane):
                     activity.show(self.activity)

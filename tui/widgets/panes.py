@@ -25,6 +25,7 @@ from tui import format as fmt
 from tui.activity import ActivityEntry
 from tui.widgets.bigtext import BigText
 from tui.widgets.table import Cell, Column, Row, VirtualTable, cell
+from tui.widgets.text import set_text
 
 PROPOSAL_COLUMNS = (
     Column("symbol", "Symbol", 9),
@@ -115,26 +116,34 @@ def proposal_row(p: Proposal, market_ts: int, busy: str | None = None) -> Row:
     return (*proposal_cells(p), expiry_cell(p, market_ts, busy))
 
 
-def position_row(p: Position, mark: Decimal | None, market_ts: int) -> Row:
-    """A position row at ``mark`` (None: no price yet)."""
-    if mark is None:
-        upnl_cell = cell("—", "muted")
-        mark_text = "—"
-    else:
-        upnl = p.unrealized(mark)
-        upnl_cell = cell(fmt.pnl(upnl, grouped=False), fmt.direction(upnl))
-        mark_text = fmt.price(mark)
+def position_static_cells(p: Position) -> tuple[Cell, ...]:
+    """The cells of a position that do not move with the market: symbol to entry, stop, TP."""
     return (
         cell(fmt.one_line(p.symbol, 20)),
         side_cell(p.side),
         cell(fmt.qty(p.qty)),
         cell(fmt.price(p.entry_price)),
-        cell(mark_text),
-        upnl_cell,
         cell(fmt.price(p.stop)),
         cell(fmt.price(p.take_profit)),
-        cell(fmt.duration(market_ts - p.opened_at), "muted"),
     )
+
+
+def position_row(
+    p: Position,
+    mark: Decimal | None,
+    market_ts: int,
+    static: tuple[Cell, ...] | None = None,
+) -> Row:
+    """A position row at ``mark`` (None: no price yet); ``static`` reuses cached cells."""
+    symbol, side, qty, entry, stop, take_profit = static or position_static_cells(p)
+    if mark is None:
+        upnl_cell, mark_cell = cell("—", "muted"), cell("—")
+    else:
+        upnl = p.unrealized(mark)
+        upnl_cell = cell(fmt.pnl(upnl, grouped=False), fmt.direction(upnl))
+        mark_cell = cell(fmt.price(mark))
+    age = cell(fmt.duration(market_ts - p.opened_at), "muted")
+    return (symbol, side, qty, entry, mark_cell, upnl_cell, stop, take_profit, age)
 
 
 def activity_row(entry: ActivityEntry) -> Row:
@@ -271,6 +280,8 @@ class PositionsPane(Pane):
         super().__init__(id=id)
         self.border_title = "Positions"
         self._by_symbol: dict[str, Position] = {}
+        # Formatting every unchanged cell on every frame cost more than drawing them.
+        self._static: dict[str, tuple[Position, tuple[Cell, ...]]] = {}
 
     def compose(self) -> ComposeResult:
         yield VirtualTable(POSITION_COLUMNS, empty_text="No open positions.", id="positions-table")
@@ -297,7 +308,12 @@ class PositionsPane(Pane):
             mark = marks.get(p.symbol)
             if mark is not None:
                 total += p.unrealized(mark)
-            rows.append((p.symbol, position_row(p, mark, market_ts)))
+            cached = self._static.get(p.symbol)
+            if cached is None or cached[0] is not p:
+                cached = self._static[p.symbol] = (p, position_static_cells(p))
+            rows.append((p.symbol, position_row(p, mark, market_ts, cached[1])))
+        for gone in self._static.keys() - self._by_symbol.keys():
+            del self._static[gone]
         self.table.set_rows(rows)
         title = f"Positions ({len(positions)})" if positions else "Positions"
         if self.border_title != title:
@@ -331,7 +347,7 @@ class LimitRow(Static):
     def set_value(self, label: str, used: float, limit: float, text: str, level: str) -> None:
         line = Text(f"{label:<11}{text:<16}")
         line.append(_bar(used / limit if limit > 0 else 1.0))
-        self.update(line)
+        set_text(self, line)
         for name in ("ok", "warn", "over"):
             self.set_class(name == level, f"-{name}")
 
@@ -368,7 +384,7 @@ class RiskPane(Pane, can_focus=True):
         for s in TradingState:
             state.set_class(s is snap.state, f"-{s.value.lower()}")
         reason = fmt.one_line(snap.state_reason, 120) if snap.state_reason else ""
-        self.query_one("#state-reason", Label).update(Text(reason))
+        set_text(self.query_one("#state-reason", Label), Text(reason))
         self.query_one("#limit-exposure", LimitRow).set_value(
             "Exposure",
             snap.total_exposure,
@@ -405,7 +421,7 @@ class RiskPane(Pane, can_focus=True):
             denials.append(fmt.one_line(d.reason, 100))
         if not snap.denials:
             denials.append("none")
-        self.query_one("#denials", Static).update(denials)
+        set_text(self.query_one("#denials", Static), denials)
 
 
 class EquityFigures(Protocol):
@@ -486,14 +502,17 @@ class EquityPane(Pane, can_focus=True):
         """Update the numbers (cheap; the charts wait for :meth:`replot`)."""
         if figures is None:
             return
-        self.query_one("#equity-value", Label).update(Text(f"Equity {fmt.money(figures.equity)}"))
-        self.query_one("#equity-cash", Label).update(Text(f"Cash {fmt.money(figures.cash)}"))
+        # These labels are 1fr wide (themes/cma.tcss): new numbers need no layout.
+        equity = Text(f"Equity {fmt.money(figures.equity)}")
+        set_text(self.query_one("#equity-value", Label), equity, layout=False)
+        cash = Text(f"Cash {fmt.money(figures.cash)}")
+        set_text(self.query_one("#equity-cash", Label), cash, layout=False)
         for widget_id, title, value in (
             ("#realized-today", "Today", figures.realized_today),
             ("#unrealized", "Unrealized", figures.unrealized),
         ):
             label = self.query_one(widget_id, Label)
-            label.update(Text(f"{title} {fmt.pnl(value)}"))
+            set_text(label, Text(f"{title} {fmt.pnl(value)}"), layout=False)
             direction = fmt.direction(value)
             for name in ("up", "down", "flat"):
                 label.set_class(name == direction, f"-{name}")

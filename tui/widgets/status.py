@@ -8,6 +8,7 @@ from textual.containers import Horizontal
 from textual.widgets import Label
 
 from tui import format as fmt
+from tui.widgets.text import set_text
 
 
 class StatusBar(Horizontal):
@@ -45,31 +46,31 @@ class StatusBar(Horizontal):
         if label is None:
             return
         live = mode.upper() != "PAPER"
-        label.update(Text(" LIVE — REAL MONEY " if live else "PAPER"))
+        set_text(label, Text(" LIVE — REAL MONEY " if live else "PAPER"))
         label.set_class(live, "-live")
         label.set_class(not live, "-paper")
         self.screen.set_class(live, "-live")
 
     def set_feed(self, text: str) -> None:
         if (label := self._label("status-feed")) is not None:
-            label.update(Text(fmt.one_line(text, 40)))
+            set_text(label, Text(fmt.one_line(text, 40)))
 
     def set_market(self, ts_ms: int) -> None:
         if (label := self._label("status-market")) is not None:
-            label.update(Text(fmt.market_time(ts_ms)))
+            set_text(label, Text(fmt.market_time(ts_ms)))
 
     def set_engine(self, state: str) -> None:
         if (label := self._label("status-engine")) is None:
             return
-        label.update(Text(state))
+        set_text(label, Text(state))
         for name in ("starting", "running", "paused", "stopping", "stopped"):
             label.set_class(name == state, f"-{name}")
 
     def set_policy(self, policy: str, auto_confidence: float) -> None:
         text = f"auto ≥ {fmt.confidence(auto_confidence)}" if policy == "auto" else policy
         if (label := self._label("status-policy")) is not None:
-            label.update(Text(f"policy {text}"))
+            set_text(label, Text(f"policy {text}"))
 
     def set_session(self, elapsed_seconds: float) -> None:
         if (label := self._label("status-session")) is not None:
-            label.update(Text(f"session {fmt.clock(elapsed_seconds)}"))
+            set_text(label, Text(f"session {fmt.clock(elapsed_seconds)}"))
