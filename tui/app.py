@@ -196,6 +196,7 @@ class CmaApp(App[int]):
         self._notices: list[tuple[str, SeverityLevel]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._starting: asyncio.Task[Recovery] | None = None
+        self._start_requested = asyncio.Event()
 
         self._setup_themes(theme, theme_search)
         self._setup_keymap()
@@ -267,8 +268,15 @@ class CmaApp(App[int]):
         self.set_interval(1 / self.settings.ui.max_fps, self._frame)
         self.set_interval(1.0, self._second)
         self._second()
-        self._starting = asyncio.create_task(self._start_engine(), name="cma-start")
+        # The store and the engine start after the first frame is on screen: opening
+        # the store (WAL setup, fsyncs) would otherwise delay it.
+        self.call_after_refresh(self._begin_start)
         self._do_boot()
+
+    def _begin_start(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._start_engine(), name="cma-start")
+        self._start_requested.set()
 
     async def on_unmount(self) -> None:
         # However the app ends (quit, hang-up, an exception, a test leaving run_test),
@@ -318,6 +326,7 @@ class CmaApp(App[int]):
 
     @work(group="engine", exclusive=True, exit_on_error=False, name="start the engine")
     async def _do_boot(self) -> None:
+        await self._start_requested.wait()
         assert self._starting is not None
         try:
             recovery = await asyncio.shield(self._starting)
