@@ -828,12 +828,12 @@ MAIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def known_binding_ids() -> set[str]:
-    """Every binding id the console defines (what ``ui.keymap`` may remap)."""
+def binding_classes() -> list[type[Any]]:
+    """Every class of the console that defines key bindings."""
     from tui.screens import modals
     from tui.widgets.table import VirtualTable
 
-    classes: list[type[Any]] = [
+    return [
         CmaApp,
         MainScreen,
         ProposalDetailScreen,
@@ -847,12 +847,16 @@ def known_binding_ids() -> set[str]:
         modals.PolicyDialog,
         modals.QuitDialog,
     ]
-    ids: set[str] = set()
-    for cls in classes:
-        for binding in cls.BINDINGS:
-            if isinstance(binding, Binding) and binding.id:
-                ids.add(binding.id)
-    return ids
+
+
+def known_binding_ids() -> set[str]:
+    """Every binding id the console defines (what ``ui.keymap`` may remap)."""
+    return {
+        binding.id
+        for cls in binding_classes()
+        for binding in cls.BINDINGS
+        if isinstance(binding, Binding) and binding.id
+    }
 
 
 async def run_console_async(settings: Settings, duration: float | None = None, **hooks: Any) -> int:

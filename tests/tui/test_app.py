@@ -6,14 +6,13 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Label, TabbedContent
 
 from engine.models import Proposal, Side, VoteModel
-from tui.app import MAIN_COMMANDS, CmaApp, known_binding_ids
+from tui.app import MAIN_COMMANDS, CmaApp, binding_classes, known_binding_ids
 from tui.screens import modals
 from tui.screens.detail import ProposalDetailScreen
 from tui.screens.help import HelpScreen
@@ -44,22 +43,8 @@ async def boot(app: CmaApp, pilot: Pilot[int], feed: SteppedFeed, batches: int) 
 
 
 def test_every_binding_has_an_id_and_a_description() -> None:
-    from tui.widgets.table import VirtualTable
-
-    classes: list[type[Any]] = [
-        CmaApp,
-        MainScreen,
-        ProposalDetailScreen,
-        RecoveryScreen,
-        HelpScreen,
-        VirtualTable,
-        modals.Dialog,
-        modals.ConfirmDialog,
-        modals.RejectDialog,
-        modals.ResizeDialog,
-        modals.PolicyDialog,
-        modals.QuitDialog,
-    ]
+    classes = binding_classes()
+    assert len(classes) >= 12
     for cls in classes:
         for binding in cls.BINDINGS:
             assert isinstance(binding, Binding), cls
