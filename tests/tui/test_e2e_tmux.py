@@ -7,7 +7,6 @@ approves a proposal, quits, and checks the store with ``cma db check``.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (make system-deps)"),
-]
+# No skip without tmux: `make test` installs it, and a missing install step must fail.
+pytestmark = [pytest.mark.slow]
 
 CMA = Path(sys.executable).with_name("cma")
 
