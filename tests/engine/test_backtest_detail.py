@@ -12,14 +12,10 @@ full confidence) is 20 units. The paper broker charges 10 bps of slippage and a
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from crafted_market import (
     FLAT,
     MIN,

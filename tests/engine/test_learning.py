@@ -3,13 +3,10 @@ its survival across a restart of the engine."""
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from crafted_market import (
     FLAT,
     WARMUP,

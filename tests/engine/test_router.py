@@ -4,13 +4,10 @@ and through the real engine, the same rules with every decision stored once."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from crafted_market import (
     FLAT,
     MIN,

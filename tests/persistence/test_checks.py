@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from crash_writer import EIGHT, Book
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +29,6 @@ from engine.models import (
 from persistence.checks import CheckResult, run_checks
 from persistence.connection import connect_reader
 from persistence.store import Store, dec
-
-sys.path.insert(0, str(Path(__file__).parent))
-from crash_writer import EIGHT, Book
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000

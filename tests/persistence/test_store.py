@@ -7,13 +7,13 @@ import asyncio
 import os
 import sqlite3
 import stat
-import sys
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from crash_writer import Book
 
 from engine.models import (
     Candle,
@@ -32,9 +32,6 @@ from engine.ports import AgentRecordRow, FillRecord, OpenIntent
 from persistence.connection import StoreLockedError, connect_reader, connect_writer
 from persistence.migrations import MIGRATIONS, migrate
 from persistence.store import BATCH_SECONDS, DAY_MS, Store
-
-sys.path.insert(0, str(Path(__file__).parent))
-from crash_writer import Book
 
 T0 = 1_700_000_000_000
 CASH = Decimal("10000")

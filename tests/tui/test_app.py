@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+from harness import SteppedFeed, make_app, make_settings, query
 from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Label, TabbedContent
@@ -21,9 +21,6 @@ from tui.screens.recovery import RecoveryScreen
 from tui.widgets.panes import EquityPane, ProposalsPane
 from tui.widgets.status import StatusBar
 from tui.widgets.table import VirtualTable
-
-sys.path.insert(0, str(Path(__file__).parent))
-from harness import SteppedFeed, make_app, make_settings, query
 
 
 async def until(pilot: Pilot[int], condition: Callable[[], bool]) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import sys
 from decimal import Decimal
 from pathlib import Path
 
+from harness import SteppedFeed, make_app, make_settings, query
 from textual.pilot import Pilot
 
 from engine.feeds.sim import SIM_EPOCH_MS
@@ -23,9 +23,6 @@ from tui.app import CmaApp
 from tui.screens.main import MainScreen
 from tui.screens.modals import QuitDialog, RejectDialog, ResizeDialog
 from tui.screens.recovery import RecoveryScreen
-
-sys.path.insert(0, str(Path(__file__).parent))
-from harness import SteppedFeed, make_app, make_settings, query
 
 WARM_UP = 300  # batches of the demo market before the test presses anything
 

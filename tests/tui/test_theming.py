@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from harness import SteppedFeed, make_app, make_settings
 
 from tui.theming import (
     CMA_VARIABLES,
@@ -19,9 +19,6 @@ from tui.theming import (
     read_ui_state,
     write_ui_state,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from harness import SteppedFeed, make_app, make_settings
 
 SHIPPED = ("cma-dark", "cma-light", "cma-contrast")
 
