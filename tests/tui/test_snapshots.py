@@ -10,21 +10,20 @@ report before committing.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import SteppedFeed, make_app, make_settings
 from textual.pilot import Pilot
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
 
 from engine.feeds.sim import SIM_EPOCH_MS
 from engine.runtime import Engine
 from persistence.store import Store
 from tui.app import CmaApp
-
-sys.path.insert(0, str(Path(__file__).parent))
-from harness import SteppedFeed, make_app, make_settings
 
 pytestmark = pytest.mark.usefixtures("seeded_ids")
 
@@ -64,6 +63,13 @@ async def settle(pilot: Pilot[Any]) -> None:
     app.redraw(force=True)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
+    # The footer recomposes its keys a moment after a screen is pushed; on a loaded
+    # machine the snapshot could otherwise catch it empty. Bounded, not a sleep.
+    for _ in range(100):
+        footers = app.screen.query(Footer)
+        if not footers or footers.first().query(FooterKey):
+            break
+        await pilot.pause()
 
 
 def session_app(tmp_path: Path, **hooks: Any) -> tuple[CmaApp, SteppedFeed]:
@@ -99,12 +105,16 @@ class TestMainScreen:
 class TestProposalDetail:
     def test_detail_of_the_selected_proposal(self, snap_compare: Snap, tmp_path: Path) -> None:
         app, feed = session_app(tmp_path)
-        assert snap_compare(
-            app,
-            press=["down", "enter"],
-            terminal_size=WIDE,
-            run_before=trading_session(feed, approve=0),
-        )
+        session = trading_session(feed, approve=0)
+
+        async def detail(pilot: Pilot[Any]) -> None:
+            # Open the detail inside run_before and settle, so the snapshot never
+            # races the detail screen's first draw on a loaded machine.
+            await session(pilot)
+            await pilot.press("down", "enter")
+            await settle(pilot)
+
+        assert snap_compare(app, terminal_size=WIDE, run_before=detail)
 
 
 class TestHelp:
