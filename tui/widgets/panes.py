@@ -168,14 +168,19 @@ class VotesTable(VirtualTable, can_focus=False):
 
 
 class ProposalsPane(Pane):
-    """The pending queue, with the selected proposal's votes underneath."""
+    """The pending queue, with the selected proposal's votes underneath.
+
+    The table computes rows only as they come on screen (``VirtualTable.set_source``):
+    a frame formats the dozen rows in view, not the whole queue.
+    """
 
     def __init__(self, *, id: str | None = "proposals-pane") -> None:
         super().__init__(id=id)
         self.border_title = "Proposals"
-        # Cells that only change when the proposal does, by id: saves formatting 500 rows a frame.
+        # Cells that only change when the proposal does, by id.
         self._static: dict[str, tuple[tuple[object, ...], tuple[Cell, ...]]] = {}
-        self._by_id: dict[str, Proposal] = {}
+        self._pending: Sequence[Proposal] = ()
+        self._keys: list[str] = []
         self._votes_for: tuple[str | None, tuple[object, ...]] = (None, ())
 
     def compose(self) -> ComposeResult:
@@ -198,8 +203,11 @@ class ProposalsPane(Pane):
     @property
     def selected(self) -> Proposal | None:
         """The proposal under the cursor, if any."""
-        key = self.table.cursor_key
-        return self._by_id.get(key) if key is not None else None
+        table = self.table
+        key, index, pending = table.cursor_key, table.cursor_row, self._pending
+        if key is None or index >= len(pending) or pending[index].id != key:
+            return None
+        return pending[index]
 
     def _static_cells(self, p: Proposal) -> tuple[Cell, ...]:
         signature = (p.confidence, p.size, p.entry, p.stop, p.take_profit, p.merged, p.risk_note)
@@ -218,16 +226,21 @@ class ProposalsPane(Pane):
         speed: float | None = None,
     ) -> None:
         """Draw ``pending`` (oldest first); ``busy`` maps ids being decided to a word."""
-        rows: list[tuple[str, Row]] = []
-        by_id: dict[str, Proposal] = {}
-        for p in pending:
-            by_id[p.id] = p
-            expiry = expiry_cell(p, market_ts, busy.get(p.id), speed)
-            rows.append((p.id, (*self._static_cells(p), expiry)))
-        for gone in self._static.keys() - by_id.keys():
-            del self._static[gone]
-        self._by_id = by_id
-        self.table.set_rows(rows)
+        pending = tuple(pending)
+        busy = dict(busy)
+        keys = [p.id for p in pending]
+        if keys != self._keys:
+            self._keys = keys
+            ids = set(keys)
+            for gone in [key for key in self._static if key not in ids]:
+                del self._static[gone]
+        self._pending = pending
+
+        def row(index: int) -> Row:
+            p = pending[index]
+            return (*self._static_cells(p), expiry_cell(p, market_ts, busy.get(p.id), speed))
+
+        self.table.set_source(keys, row)
         title = f"Proposals ({len(pending)})" if pending else "Proposals"
         if self.border_title != title:
             self.border_title = title
@@ -274,13 +287,17 @@ class ProposalsPane(Pane):
 
 
 class PositionsPane(Pane):
-    """Open positions with their mark, unrealized PnL, stop, take-profit and age."""
+    """Open positions with their mark, unrealized PnL, stop, take-profit and age.
+
+    As for proposals, only the rows on screen are formatted (``VirtualTable.set_source``).
+    """
 
     def __init__(self, *, id: str | None = "positions-pane") -> None:
         super().__init__(id=id)
         self.border_title = "Positions"
-        self._by_symbol: dict[str, Position] = {}
-        # Formatting every unchanged cell on every frame cost more than drawing them.
+        self._positions: Sequence[Position] = ()
+        self._keys: list[str] = []
+        # The cells that do not move with the market, by symbol, for the position they show.
         self._static: dict[str, tuple[Position, tuple[Cell, ...]]] = {}
 
     def compose(self) -> ComposeResult:
@@ -293,32 +310,40 @@ class PositionsPane(Pane):
     @property
     def selected(self) -> Position | None:
         """The position under the cursor, if any."""
-        key = self.table.cursor_key
-        return self._by_symbol.get(key) if key is not None else None
+        table = self.table
+        key, index, positions = table.cursor_key, table.cursor_row, self._positions
+        if key is None or index >= len(positions) or positions[index].symbol != key:
+            return None
+        return positions[index]
+
+    def _static_cells(self, p: Position) -> tuple[Cell, ...]:
+        cached = self._static.get(p.symbol)
+        if cached is None or cached[0] is not p:
+            cached = self._static[p.symbol] = (p, position_static_cells(p))
+        return cached[1]
 
     def show(
         self, positions: Sequence[Position], marks: Mapping[str, Decimal], market_ts: int
-    ) -> Decimal:
-        """Draw ``positions`` at ``marks``; returns their total unrealized PnL."""
-        rows: list[tuple[str, Row]] = []
-        total = Decimal(0)
-        self._by_symbol = {}
-        for p in positions:
-            self._by_symbol[p.symbol] = p
-            mark = marks.get(p.symbol)
-            if mark is not None:
-                total += p.unrealized(mark)
-            cached = self._static.get(p.symbol)
-            if cached is None or cached[0] is not p:
-                cached = self._static[p.symbol] = (p, position_static_cells(p))
-            rows.append((p.symbol, position_row(p, mark, market_ts, cached[1])))
-        for gone in self._static.keys() - self._by_symbol.keys():
-            del self._static[gone]
-        self.table.set_rows(rows)
+    ) -> None:
+        """Draw ``positions`` at ``marks`` (copied: rows drawn later use these marks)."""
+        positions = tuple(positions)
+        marks = dict(marks)
+        keys = [p.symbol for p in positions]
+        if keys != self._keys:
+            self._keys = keys
+            symbols = set(keys)
+            for gone in [key for key in self._static if key not in symbols]:
+                del self._static[gone]
+        self._positions = positions
+
+        def row(index: int) -> Row:
+            p = positions[index]
+            return position_row(p, marks.get(p.symbol), market_ts, self._static_cells(p))
+
+        self.table.set_source(keys, row)
         title = f"Positions ({len(positions)})" if positions else "Positions"
         if self.border_title != title:
             self.border_title = title
-        return total
 
 
 def _bar(fraction: float, width: int = 10) -> str:
