@@ -1,17 +1,28 @@
 """Validated configuration: defaults, then a TOML file, then ``CMA_*`` variables.
 
-Environment variables use ``__`` for nesting, e.g. ``CMA_RISK__MAX_DRAWDOWN=0.15``.
-Every field carries a docstring; ``cma config show`` prints them, and a bad value
-is reported with its field, its value and what is allowed.
+Environment variables use ``__`` for nesting, e.g. ``CMA_RISK__MAX_DRAWDOWN=0.15``;
+a list or table is written as JSON (``CMA_FEED__SYMBOLS='["BTC/USDT"]'``), a list
+of words also comma-separated (``CMA_FEED__SYMBOLS=BTC/USDT,ETH/USDT``). Every
+field carries a docstring; ``cma config show`` prints them, and a bad value is
+reported with its field, its value, what is allowed and where it came from.
+
+Plain pydantic models, read by :func:`load_settings`: the console starts on every
+``cma`` and this module is on its path to the first frame, so it avoids
+pydantic-settings (about 50 ms of imports) and reads the docstrings only when
+they are shown (:func:`field_docs`, about 15 ms at class creation otherwise).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
 import os
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -20,12 +31,6 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 # Timeframes ccxt knows (``Exchange.timeframes`` keys across exchanges). Kept here
@@ -58,10 +63,18 @@ def check_symbol(value: str) -> str:
     return symbol
 
 
-class Section(BaseModel):
-    """A config section: unknown keys are errors, docstrings become descriptions."""
+ENV_PREFIX = "CMA_"
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors; each field's docstring describes it.
+
+    Validators are built on first use (``defer_build``): a start with nothing to
+    validate (no file, no variables, no options) builds none. The defaults are
+    code, not input; the tests check that they validate to themselves.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class StoreSettings(Section):
@@ -237,65 +250,110 @@ class ExchangeSettings(Section):
     """Loaded from the keyring, never from the file."""
 
 
-class Settings(BaseSettings):
-    """The whole configuration of one ``cma`` process."""
+class Settings(BaseModel):
+    """The whole configuration of one ``cma`` process (see :func:`load_settings`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CMA_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
-    store: StoreSettings = StoreSettings()
+    store: StoreSettings = Field(default_factory=StoreSettings.model_construct)
     """The SQLite store."""
-    feed: FeedSettings = FeedSettings()
+    feed: FeedSettings = Field(default_factory=FeedSettings.model_construct)
     """Market data."""
-    agents: AgentSettings = AgentSettings()
+    agents: AgentSettings = Field(default_factory=AgentSettings.model_construct)
     """Market agents and synthesis."""
-    approval: ApprovalSettings = ApprovalSettings()
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings.model_construct)
     """The approval queue and its policy."""
-    risk: RiskSettings = RiskSettings()
+    risk: RiskSettings = Field(default_factory=RiskSettings.model_construct)
     """The risk manager's sizing and limits."""
-    broker: BrokerSettings = BrokerSettings()
+    broker: BrokerSettings = Field(default_factory=BrokerSettings.model_construct)
     """Where orders go."""
-    engine: EngineSettings = EngineSettings()
+    engine: EngineSettings = Field(default_factory=EngineSettings.model_construct)
     """The engine's lifecycle."""
-    ui: UiSettings = UiSettings()
+    ui: UiSettings = Field(default_factory=UiSettings.model_construct)
     """The console."""
-    exchange: ExchangeSettings = ExchangeSettings()
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings.model_construct)
     """The exchange account for live trading."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = _TOML_FILE.get("path")
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
-
-
-# The TOML path is chosen at load time; pydantic-settings reads sources from the class.
-_TOML_FILE: dict[str, Path | None] = {"path": None}
 
 
 class ConfigError(Exception):
     """A configuration problem, already phrased for a person."""
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Load settings from ``path`` (or the default file if it exists), then ``CMA_*``.
+def _is_collection(annotation: Any) -> bool:
+    """Whether a field takes a list or table (so an env value is JSON or words)."""
+    if get_origin(annotation) in (tuple, list, dict, set, frozenset):
+        return True
+    return any(_is_collection(arg) for arg in get_args(annotation) if arg is not type(None))
+
+
+def env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``CMA_*`` variables of ``environ`` as nested settings, and where each came from.
+
+    ``CMA_RISK__MAX_DRAWDOWN=0.15`` gives ``{"risk": {"max_drawdown": "0.15"}}``
+    (pydantic converts the text) and ``{"risk.max_drawdown": "CMA_RISK__MAX_DRAWDOWN"}``.
+    Names are case-insensitive. A variable whose first part is not a section
+    (``CMA_SHARED_DATA``, say) is not a setting and is ignored; an unknown field
+    of a section is kept, so validation reports it.
+    """
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = [p for p in name[len(ENV_PREFIX) :].lower().split("__")]
+        section = Settings.model_fields.get(parts[0])
+        if section is None or not all(parts):
+            continue
+        value: Any = raw
+        if len(parts) == 1:
+            value = _env_json(name, raw)
+        elif len(parts) == 2:
+            field = section.annotation.model_fields.get(parts[1])  # type: ignore[union-attr]
+            if field is not None and _is_collection(field.annotation):
+                text = raw.strip()
+                if text.startswith(("[", "{")):
+                    value = _env_json(name, raw)
+                else:
+                    value = [word.strip() for word in text.split(",") if word.strip()]
+        node = values
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: conflicts with another CMA_ variable")
+            node = child
+        node[parts[-1]] = value
+        origins[".".join(parts)] = name
+    return values, origins
+
+
+def _env_json(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top``, tables merged key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        if isinstance(below, dict) and isinstance(value, Mapping):
+            out[key] = _merge(below, value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then ``path`` (or the default file), then ``CMA_*``, then ``overrides``.
 
     Raises :class:`ConfigError` with one line per problem, each naming the field,
-    its value and what is allowed.
+    its value, what is allowed and, for a variable, its name.
     """
     import tomllib
 
@@ -304,7 +362,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     toml_path = path if path is not None else default_config_path()
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path}: not found")
-    if toml_path.is_file():
+    data: dict[str, Any] = {}
+    from_file = toml_path.is_file()
+    if from_file:
         try:
             data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -319,13 +379,15 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
                         f"invalid configuration in {toml_path}:\n  exchange.{key} = ********: "
                         "API keys never go in the config file; store them in the keyring"
                     )
-        _TOML_FILE["path"] = toml_path
-    else:
-        _TOML_FILE["path"] = None
+    env, origins = env_values(os.environ if environ is None else environ)
+    if not (data or env or overrides):
+        # Nothing given: the defaults, as they are (about 30 ms of validator building
+        # and pydantic plugin discovery saved on the way to the console's first frame).
+        return Settings.model_construct()
     try:
-        return Settings(**overrides)
+        return Settings.model_validate(_merge(_merge(data, env), overrides))
     except ValidationError as exc:
-        where = f" in {toml_path}" if _TOML_FILE["path"] is not None else ""
+        where = f" in {toml_path}" if from_file else ""
         lines = [f"invalid configuration{where}:"]
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -336,10 +398,23 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting" + _known_keys(err["loc"][:-1])
+            origin = origins.get(field) if field not in _dotted(overrides) else None
+            if origin is not None:
+                msg += f" (from {origin})"
+            if isinstance(value, SecretStr) or field.startswith("exchange.api_"):
+                shown = "********"
             lines.append(f"  {field} = {shown}: {msg}")
         raise ConfigError("\n".join(lines)) from None
-    finally:
-        _TOML_FILE["path"] = None
+
+
+def _dotted(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every dotted key of a nested mapping, tables included."""
+    out: set[str] = set()
+    for key, value in tree.items():
+        out.add(prefix + key)
+        if isinstance(value, Mapping):
+            out |= _dotted(value, f"{prefix}{key}.")
+    return out
 
 
 def _known_keys(parent: tuple[int | str, ...]) -> str:
@@ -353,12 +428,45 @@ def _known_keys(parent: tuple[int | str, ...]) -> str:
     return "; known: " + ", ".join(model.model_fields)
 
 
+@functools.cache
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's docstring (the string literal under it), on one line, by field name.
+
+    Read from the source only when asked (``config show`` and ``config init``):
+    pydantic's ``use_attribute_docstrings`` does the same for every class at import.
+    """
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, after in itertools.pairwise(body):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(dotted field, value, description) for every setting; secrets masked."""
     rows: list[tuple[str, str, str]] = []
     for section_name, section_field in type(settings).model_fields.items():
-        section = getattr(settings, section_name)
-        for name, field in type(section).model_fields.items():
+        section: BaseModel = getattr(settings, section_name)
+        docs = field_docs(type(section))
+        for name in type(section).model_fields:
             value = getattr(section, name)
             if isinstance(value, SecretStr):
                 shown = "********"
@@ -366,10 +474,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
                 shown = "(not set)"
             else:
                 shown = _toml_value(value)
-            # A docstring may wrap; one line keeps `config show` a table and
-            # every line of `example_toml` a comment.
-            desc = " ".join((field.description or "").split())
-            rows.append((f"{section_name}.{name}", shown, desc))
+            rows.append((f"{section_name}.{name}", shown, docs.get(name, "")))
         del section_field
     return rows
 

@@ -195,3 +195,55 @@ def test_describe_gives_one_line_per_setting_with_a_description() -> None:
     for field, value, desc in rows:
         assert desc, f"{field} has no description"
         assert "\n" not in desc and "\n" not in value, field
+
+
+def test_env_lists_are_json_or_comma_separated_and_names_are_case_insensitive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CMA_FEED__SYMBOLS", '["eth/usdt", "BTC/USDT"]')
+    monkeypatch.setenv("cma_ui__keymap", '{"approve": "y"}')
+    s = load_settings()
+    assert s.feed.symbols == ("ETH/USDT", "BTC/USDT")
+    assert s.ui.keymap == {"approve": "y"}
+    monkeypatch.setenv("CMA_FEED__SYMBOLS", "sol/usdt, xrp/usdt")
+    assert load_settings().feed.symbols == ("SOL/USDT", "XRP/USDT")
+
+
+def test_env_variables_that_name_no_section_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CMA_SHARED_DATA", "/somewhere")
+    monkeypatch.setenv("CMA_", "x")
+    assert load_settings() == Settings()
+
+
+def test_a_bad_env_variable_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMA_RISK__MAX_DRAWDWN", "0.1")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "risk.max_drawdwn = '0.1': unknown setting" in str(err.value)
+    assert "(from CMA_RISK__MAX_DRAWDWN)" in str(err.value)
+    monkeypatch.delenv("CMA_RISK__MAX_DRAWDWN")
+    monkeypatch.setenv("CMA_FEED__SYMBOLS", "[not json")
+    with pytest.raises(ConfigError, match="CMA_FEED__SYMBOLS: not valid JSON"):
+        load_settings()
+
+
+def test_a_command_line_override_beats_env_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[feed]\nseed = 1\nspeed = 5.0\n")
+    monkeypatch.setenv("CMA_FEED__SEED", "2")
+    s = load_settings(path, feed={"seed": 3})
+    assert (s.feed.seed, s.feed.speed) == (3, 5.0)
+
+
+def test_the_defaults_validate_to_themselves() -> None:
+    # A start with nothing to validate uses the defaults unvalidated (model_construct):
+    # they must be exactly what validation would make of them.
+    from engine.config import Section
+
+    for section in Section.__subclasses__():
+        assert section.model_validate({}) == section.model_construct(), section.__name__
+    assert Settings.model_validate({}) == Settings.model_construct() == load_settings()
+    assert Settings.model_validate(Settings().model_dump()) == Settings()
