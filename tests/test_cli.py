@@ -191,3 +191,12 @@ def test_a_bad_config_file_given_to_any_command_exits_2(
     assert done.returncode == 2
     assert "ui.max_fps = 500" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_options_work_without_the_word_run(env: dict[str, str]) -> None:
+    done = cma(env, "--seed", "x")
+    assert done.returncode == 2
+    assert "--seed" in done.stderr and "'x'" in done.stderr
+    done = cma(env, "--headless", "--speed", "max", "--duration", "1s", "--policy", "auto")
+    assert done.returncode == 0, done.stderr
+    assert "stopped" in done.stdout

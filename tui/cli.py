@@ -138,10 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        # `cma` alone is `cma run`: parse again so run's options have their defaults.
-        given = list(sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    commands = {"run", "db", "config", *NOT_YET}
+    if not commands & set(given) and not {"-h", "--help"} & set(given):
+        # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
+        given = ["run", *given]
+    args = parser.parse_args(given)
+    if args.command is None:  # only options that every command has, e.g. `cma --db x -h`
         args = parser.parse_args(["run", *given])
     command = args.command
     if command in NOT_YET:
@@ -167,4 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """``python -m tui``."""
-    raise SystemExit(main())
+    try:
+        code = main()
+    except BrokenPipeError:
+        # The reader went away (``cma config show | head``): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_FAIL
+    raise SystemExit(code)
