@@ -133,7 +133,7 @@ class AgentVote:
 class Frozen(BaseModel):
     """Base for immutable models."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class VoteModel(Frozen):

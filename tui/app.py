@@ -35,6 +35,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from engine.config import Settings
@@ -61,18 +62,7 @@ from engine.models import (
 from tui import format as fmt
 from tui.activity import ActivityEntry, describe, reason_label
 from tui.messages import EngineEventPosted, EquityTicked
-from tui.screens.detail import ProposalDetailScreen
-from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
-from tui.screens.modals import (
-    ConfirmDialog,
-    PolicyDialog,
-    QuitChoice,
-    QuitDialog,
-    RejectDialog,
-    ResizeDialog,
-)
-from tui.screens.recovery import RecoveryScreen
 from tui.theming import (
     CMA_VARIABLES,
     DEFAULT_THEME,
@@ -93,9 +83,12 @@ if TYPE_CHECKING:
     from engine.feeds.base import Feed
     from engine.runtime import Engine, EquitySnapshot, Recovery
     from persistence.store import Store
+    from tui.screens.modals import QuitChoice
 
 #: Activity lines kept in memory (newest first).
 ACTIVITY_LIMIT = 500
+#: Longest wait, in seconds, for the first full frame before deferred work runs anyway.
+FIRST_FRAME_WAIT = 1.0
 
 _PROPOSAL_EVENTS = (ProposalCreated, ProposalMerged, DecisionMade)
 _POSITION_EVENTS = (OrderFilled, PositionOpened, PositionChanged, PositionClosed, OrderSubmitted)
@@ -197,6 +190,8 @@ class CmaApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._starting: asyncio.Task[Recovery] | None = None
         self._start_requested = asyncio.Event()
+        self._first_frame_done = False
+        self._after_first_frame: list[Callable[[], object]] = []
 
         self._setup_themes(theme, theme_search)
         self._setup_keymap()
@@ -225,11 +220,41 @@ class CmaApp(App[int]):
                 (f"theme {wanted!r} {why}: using {DEFAULT_THEME} instead", "warning")
             )
             wanted = DEFAULT_THEME
-        self.theme = wanted
+        self._set_initial_theme(wanted)
         self.theme_problems: list[ThemeProblem] = problems
+
+    def _set_initial_theme(self, name: str) -> None:
+        """Start with theme ``name`` without the full stylesheet rebuild a theme change costs.
+
+        Setting ``App.theme`` schedules ``refresh_css`` (reparse everything, about 20 ms
+        before the first frame). Before the app runs there is nothing to refresh: this
+        does what the theme watcher does, but gives the stylesheet, not yet parsed, the
+        theme's variables directly.
+        """
+        self.set_reactive(App.theme, name)
+        try:
+            variables = self.get_css_variables()
+        except Exception as exc:  # a shipped theme edited in place: Textual raises many kinds
+            if name == DEFAULT_THEME:
+                self.register_theme(fallback_theme())
+            self._notices.append(
+                (f"theme {name!r} cannot be drawn ({exc}): using {DEFAULT_THEME}", "error")
+            )
+            self._set_initial_theme(DEFAULT_THEME)
+            return
+        theme = self.current_theme
+        classes = {c: False for c in self.classes if c.startswith("-theme-")}
+        classes.update(
+            {f"-theme-{name}": True, "-dark-mode": theme.dark, "-light-mode": not theme.dark}
+        )
+        self.update_classes(classes, update=False)
+        self._refresh_truecolor_filter(self.ansi_theme)
+        self.stylesheet.set_variables(variables)
 
     def _setup_keymap(self) -> None:
         keymap = dict(self.settings.ui.keymap)
+        if not keymap:
+            return
         unknown = sorted(set(keymap) - known_binding_ids())
         for binding_id in unknown:
             del keymap[binding_id]
@@ -268,10 +293,36 @@ class CmaApp(App[int]):
         self.set_interval(1 / self.settings.ui.max_fps, self._frame)
         self.set_interval(1.0, self._second)
         self._second()
-        # The store and the engine start after the first frame is on screen: opening
-        # the store (WAL setup, fsyncs) would otherwise delay it.
-        self.call_after_refresh(self._begin_start)
+        # The store and the engine start after the first frame is on screen: importing
+        # the engine and opening the store (WAL setup, fsyncs) would otherwise delay it.
+        self.after_first_frame(self._begin_start)
+        self.call_after_refresh(self._watch_first_frame, time.monotonic())
         self._do_boot()
+
+    def after_first_frame(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the first full frame is on screen (at once if it is).
+
+        For work that blocks the event loop a while (imports, opening the store):
+        done earlier, it would hold back the first frame.
+        """
+        if self._first_frame_done:
+            self.call_after_refresh(callback)
+        else:
+            self._after_first_frame.append(callback)
+
+    def _watch_first_frame(self, since: float) -> None:
+        # The footer fills in its keys a refresh or two after the first paint; the
+        # frame is full once they are mounted and one more refresh has drawn them.
+        # Bounded: a footer that never fills in (a closing app) waits a second at most.
+        footers = self.main.query(Footer) if self.main.is_mounted else None
+        ready = bool(footers) and bool(footers.first().children)
+        if not (ready or time.monotonic() - since > FIRST_FRAME_WAIT):
+            self.call_after_refresh(self._watch_first_frame, since)
+            return
+        self._first_frame_done = True
+        waiting, self._after_first_frame = self._after_first_frame, []
+        for callback in waiting:
+            self.call_after_refresh(callback)
 
     def _begin_start(self) -> None:
         if self._starting is None:
@@ -339,6 +390,8 @@ class CmaApp(App[int]):
         self._last_equity = engine.equity_snapshot()
         self._dirty.update(("proposals", "positions", "risk", "equity", "status"))
         if not recovery.is_fresh:
+            from tui.screens.recovery import RecoveryScreen
+
             await self.push_screen(
                 RecoveryScreen(
                     recovery.positions,
@@ -439,12 +492,12 @@ class CmaApp(App[int]):
         self._dirty.update(("clock", "chart"))
 
     def _show_session_clock(self) -> None:
-        if self.main.is_mounted and not self.main.rebuilding:
+        if self.main.ready:
             status = self.main.query_one(StatusBar)
             status.set_session(self._wall_clock() - self.session_started)
 
     def _replot(self, force: bool = False) -> None:
-        if not self.main.is_mounted or self.main.rebuilding:
+        if not self.main.ready:
             return
         for pane in self.main.query(EquityPane):
             pane.replot(force=force)
@@ -452,11 +505,12 @@ class CmaApp(App[int]):
     def redraw(self, force: bool = False) -> None:
         """Redraw stale panes (all of them with ``force``) from the engine's views."""
         main = self.main
-        if not main.is_mounted or main.rebuilding:
+        if not main.ready:
             return
         screen = self.screen
-        if isinstance(screen, ProposalDetailScreen):
-            screen.refresh_live()
+        refresh_live = getattr(screen, "refresh_live", None)  # a screen with live figures
+        if refresh_live is not None:
+            refresh_live()
         main_visible = screen is main or (
             isinstance(screen, ModalScreen) and self.screen_stack[-2:-1] == [main]
         )
@@ -539,7 +593,7 @@ class CmaApp(App[int]):
         return None
 
     def selected_proposal(self) -> Proposal | None:
-        if not self.main.is_mounted or self.main.rebuilding:
+        if not self.main.ready:
             return None
         return self.main.proposals.selected
 
@@ -548,7 +602,7 @@ class CmaApp(App[int]):
         return selected.id if selected is not None else None
 
     def selected_position(self) -> Position | None:
-        if not self.main.is_mounted or self.main.rebuilding:
+        if not self.main.ready:
             return None
         return self.main.positions.selected
 
@@ -614,6 +668,8 @@ class CmaApp(App[int]):
             if reason is not None:
                 self.reject(proposal, reason)
 
+        from tui.screens.modals import RejectDialog
+
         self.push_screen(RejectDialog(proposal), picked)
 
     def ask_resize(self, proposal: Proposal) -> None:
@@ -621,9 +677,13 @@ class CmaApp(App[int]):
             if qty is not None:
                 self.approve(proposal, qty)
 
+        from tui.screens.modals import ResizeDialog
+
         self.push_screen(ResizeDialog(proposal), entered)
 
     def show_detail(self, proposal: Proposal) -> None:
+        from tui.screens.detail import ProposalDetailScreen
+
         self.push_screen(ProposalDetailScreen(proposal))
 
     def ask_policy(self) -> None:
@@ -635,6 +695,8 @@ class CmaApp(App[int]):
             if choice is not None:
                 policy, confidence = choice
                 self._run_command(f"switch to {policy}", self._do_set_policy(policy, confidence))
+
+        from tui.screens.modals import PolicyDialog
 
         self.push_screen(PolicyDialog(engine.policy, engine.auto_confidence), chosen)
 
@@ -659,6 +721,8 @@ class CmaApp(App[int]):
                     f"close {fmt.one_line(symbol, 20)}", self._do_close_position(symbol)
                 )
 
+        from tui.screens.modals import ConfirmDialog
+
         self.push_screen(ConfirmDialog("Close position", message, yes="Close it"), confirmed)
 
     @work(group="commands", exclusive=False, exit_on_error=False)
@@ -680,6 +744,8 @@ class CmaApp(App[int]):
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._run_command("close all positions", self._do_close_all())
+
+        from tui.screens.modals import ConfirmDialog
 
         self.push_screen(ConfirmDialog("Close all positions", message, yes="Close all"), confirmed)
 
@@ -724,6 +790,8 @@ class CmaApp(App[int]):
                 else:
                     self._run_command("resume trading", self._do_resume_trading())
 
+        from tui.screens.modals import ConfirmDialog
+
         self.push_screen(ConfirmDialog(title, message, yes=yes), confirmed)
 
     @work(group="commands", exclusive=False, exit_on_error=False)
@@ -767,6 +835,10 @@ class CmaApp(App[int]):
     # ---- app-wide actions -------------------------------------------------------
 
     def action_help(self) -> None:
+        from tui.screens.detail import ProposalDetailScreen
+        from tui.screens.help import HelpScreen
+        from tui.screens.recovery import RecoveryScreen
+
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
@@ -782,6 +854,8 @@ class CmaApp(App[int]):
 
     def action_request_quit(self) -> None:
         """Ask what to do with open positions, then shut down gracefully."""
+        from tui.screens.modals import QuitDialog
+
         if self._shutting_down:
             return
         if isinstance(self.screen, QuitDialog):
@@ -831,6 +905,9 @@ MAIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
 def binding_classes() -> list[type[Any]]:
     """Every class of the console that defines key bindings."""
     from tui.screens import modals
+    from tui.screens.detail import ProposalDetailScreen
+    from tui.screens.help import HelpScreen
+    from tui.screens.recovery import RecoveryScreen
     from tui.widgets.table import VirtualTable
 
     return [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,8 @@ def config_command(args: argparse.Namespace) -> int:
 
 
 def db_command(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from persistence.checks import run_checks
     from persistence.connection import connect_reader
 

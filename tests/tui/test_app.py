@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import SteppedFeed, make_app, make_settings, query
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import Label, TabbedContent
+from textual.widgets import TabbedContent
 
 from engine.models import Proposal, Side, VoteModel
 from tui.app import MAIN_COMMANDS, CmaApp, binding_classes, known_binding_ids
@@ -112,7 +112,7 @@ async def test_layout_collapses_to_tabs_when_the_terminal_shrinks(tmp_path: Path
         await until(pilot, lambda: app.main.compact and not app.main.rebuilding)
         await until(pilot, lambda: app.main.focused is not None)
         tabs = app.main.query_one(TabbedContent)
-        assert "sim 1m" in str(app.main.query_one("#status-feed").render())
+        assert "sim 1m" in app.main.query_one(StatusBar).part("feed")
         assert tabs.active == "tab-proposals"
         assert app.selected_proposal_id() == selected
         await pilot.press("tab")
@@ -197,12 +197,13 @@ async def test_live_mode_is_spelled_out_and_styled_apart(tmp_path: Path) -> None
     async with app.run_test(size=(120, 40)) as pilot:
         await app.workers.wait_for_complete()
         status = app.main.query_one(StatusBar)
-        mode = status.query_one("#status-mode", Label)
-        assert "PAPER" in str(mode.render()) and mode.has_class("-paper")
+        assert status.part("mode") == "PAPER" and not status.live
+        assert not app.main.has_class("-live")
         status.set_mode("LIVE")
         await pilot.pause()
-        assert "LIVE" in str(mode.render()) and mode.has_class("-live")
-        assert not mode.has_class("-paper")
+        assert "LIVE — REAL MONEY" in status.part("mode") and status.live
+        assert app.main.has_class("-live")
+        assert "LIVE — REAL MONEY" in str(status.render())
 
 
 async def test_q_on_the_restart_summary_asks_before_quitting(tmp_path: Path) -> None:

@@ -65,11 +65,14 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.wait_for_scheduled_animations()
     # The footer recomposes its keys a moment after a screen is pushed; on a loaded
     # machine the snapshot could otherwise catch it empty. Bounded, not a sleep.
+    # Done when its keys are laid out (a size on screen), not merely mounted.
     for _ in range(100):
         footers = app.screen.query(Footer)
-        if not footers or footers.first().query(FooterKey):
+        keys = footers.first().query(FooterKey) if footers else None
+        if not footers or (keys and keys.first().region.width > 0):
             break
         await pilot.pause()
+    await pilot.pause()
 
 
 def session_app(tmp_path: Path, **hooks: Any) -> tuple[CmaApp, SteppedFeed]:

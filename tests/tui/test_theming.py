@@ -116,3 +116,42 @@ async def test_a_theme_picked_at_runtime_is_remembered_for_the_next_start(tmp_pa
     explicit = make_app(tmp_path, SteppedFeed(), make_settings(db, ui={"theme": "cma-light"}))
     async with explicit.run_test(size=(100, 30)):
         assert explicit.theme == "cma-light"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_theme_loads_the_same_trusted_or_validated(name: str) -> None:
+    # The console starts with the shipped themes trusted (no schema, no colour build);
+    # that shortcut must give exactly the theme that full validation gives.
+    path = THEMES_DIR / f"{name}.toml"
+    assert load_theme_file(path, trusted=True) == load_theme_file(path)
+
+
+def test_a_trusted_theme_file_that_does_not_fit_is_still_reported(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('name = "x"\nprimary = "#112233"\ncolour = "#112233"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="colour: unknown field"):
+        load_theme_file(path, trusted=True)
+
+
+async def test_a_shipped_theme_broken_in_place_falls_back_with_a_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Shipped themes are trusted at start (no validation): a bad colour in one of them
+    # still must not stop the console.
+    shipped = tmp_path / "themes"
+    shipped.mkdir()
+    for name in SHIPPED:
+        (shipped / f"{name}.toml").write_text((THEMES_DIR / f"{name}.toml").read_text())
+    broken = (shipped / "cma-dark.toml").read_text()
+    broken = re.sub(r"(?m)^primary = .*$", 'primary = "not a colour"', broken)
+    (shipped / "cma-dark.toml").write_text(broken)
+    monkeypatch.setattr("tui.theming.THEMES_DIR", shipped)
+    app = make_app(
+        tmp_path, SteppedFeed(), make_settings(tmp_path / "cma.db"), theme_search=[shipped]
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.theme == DEFAULT_THEME
+        assert app.current_theme.primary != "not a colour"
+        messages = " ".join(str(n.message) for n in app._notifications)
+        assert "cannot be drawn" in messages

@@ -13,7 +13,7 @@ from textual.widgets import Footer, Label, Static
 
 from engine.models import Proposal
 from tui import format as fmt
-from tui.screens.modals import HELP_BINDING
+from tui.keys import HELP_BINDING
 
 if TYPE_CHECKING:
     from tui.app import CmaApp

@@ -18,14 +18,16 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer
 
-from tui.screens.modals import HELP_BINDING
+from tui.keys import HELP_BINDING
 from tui.widgets.panes import ActivityPane, EquityPane, PositionsPane, ProposalsPane, RiskPane
 from tui.widgets.status import StatusBar
 from tui.widgets.table import VirtualTable
 
 if TYPE_CHECKING:
+    from textual.widgets import TabbedContent
+
     from tui.app import CmaApp
 
 #: Below either of these, the panes collapse into tabs.
@@ -134,6 +136,7 @@ class MainScreen(Screen[None]):
         self._pending_target: Widget | None = None
         #: True while the layout is being rebuilt: the app does not draw into it then.
         self.rebuilding = False
+        self._composed = False
         self._key_state: tuple[bool, bool, bool] | None = None
 
     @property
@@ -150,6 +153,9 @@ class MainScreen(Screen[None]):
         self.set_class(self.compact, "-compact")
         yield StatusBar(id="status")
         if self.compact:
+            # Imported here: the wide layout (and its first frame) does without tabs.
+            from textual.widgets import TabbedContent, TabPane
+
             with TabbedContent(id="tabs"):
                 with TabPane("Proposals", id="tab-proposals"):
                     yield ProposalsPane()
@@ -172,7 +178,13 @@ class MainScreen(Screen[None]):
                     yield EquityPane(self.cma.equity_series)
         yield Footer(id="footer")
 
+    @property
+    def ready(self) -> bool:
+        """Whether the panes are there to draw into (composed, and not being rebuilt)."""
+        return self._composed and self.is_mounted and not self.rebuilding
+
     def on_mount(self) -> None:
+        self._composed = True
         self._after_layout()
 
     def _after_layout(self) -> None:
@@ -216,7 +228,7 @@ class MainScreen(Screen[None]):
         self._pane_index = index % len(PANES)
         pane_id, _ = PANES[self._pane_index]
         if self.compact:
-            tabs = self.query_one("#tabs", TabbedContent)
+            tabs: TabbedContent = self.query_one("#tabs")  # type: ignore[assignment]
             tabs.active = "tab-" + pane_id.removesuffix("-pane")
         target = self.query_one(_FOCUS_TARGET[pane_id], Widget)
         self._pending_target = target

@@ -20,10 +20,10 @@ from textual.widgets.option_list import Option
 
 from engine.models import Proposal, RejectReason
 from tui import format as fmt
+from tui.keys import HELP_BINDING
 
 T = TypeVar("T")
 
-HELP_BINDING = Binding("question_mark,f1", "app.help", "Help", id="help")
 
 #: The reasons a person may pick when rejecting, in the order shown, with their keys.
 REJECT_CHOICES: tuple[tuple[RejectReason, str, str], ...] = (

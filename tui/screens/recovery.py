@@ -15,7 +15,7 @@ from textual.widgets import Footer, Label, Static
 
 from engine.models import Position, Proposal, TradingState
 from tui import format as fmt
-from tui.screens.modals import HELP_BINDING
+from tui.keys import HELP_BINDING
 from tui.widgets.bigtext import BigText
 from tui.widgets.panes import POSITION_COLUMNS, PROPOSAL_COLUMNS, position_row, proposal_row
 from tui.widgets.table import VirtualTable

@@ -10,22 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Static
-from textual_plotext import PlotextPlot
 
 from engine.models import Position, Proposal, Side, TradingState
-from engine.risk import RiskSnapshot
 from tui import format as fmt
 from tui.activity import ActivityEntry
 from tui.widgets.bigtext import BigText
 from tui.widgets.table import Cell, Column, Row, VirtualTable, cell
 from tui.widgets.text import set_text
+
+if TYPE_CHECKING:
+    from textual_plotext import PlotextPlot
+
+    from engine.risk import RiskSnapshot
 
 PROPOSAL_COLUMNS = (
     Column("symbol", "Symbol", 9),
@@ -502,7 +505,8 @@ class EquityPane(Pane, can_focus=True):
 
     The charts are redrawn by :meth:`replot`, which the app calls on an
     interval, and which does nothing while the pane is hidden or the series
-    has not changed.
+    has not changed. They are mounted after the first frame: importing
+    textual-plotext (and plotext) costs about a tenth of the console's start.
     """
 
     def __init__(self, series: EquitySeries, *, id: str | None = "equity-pane") -> None:
@@ -510,6 +514,7 @@ class EquityPane(Pane, can_focus=True):
         self.border_title = "Equity"
         self.series = series
         self._plotted = (-1, -1, "")
+        self._charts = False
         #: How many times the charts were drawn (tests check that hidden panes are skipped).
         self.replots = 0
 
@@ -520,8 +525,21 @@ class EquityPane(Pane, can_focus=True):
         with Horizontal(id="equity-pnl"):
             yield Label("", id="realized-today")
             yield Label("", id="unrealized")
-        yield PlotextPlot(id="equity-chart")
-        yield PlotextPlot(id="drawdown-chart")
+        yield Vertical(id="equity-charts")
+
+    def on_mount(self) -> None:
+        after_first_frame = getattr(self.app, "after_first_frame", self.call_after_refresh)
+        after_first_frame(self._mount_charts)
+
+    def _mount_charts(self) -> None:
+        if not self.is_attached:
+            return
+        from textual_plotext import PlotextPlot
+
+        charts = self.query_one("#equity-charts", Vertical)
+        charts.mount(PlotextPlot(id="equity-chart"), PlotextPlot(id="drawdown-chart"))
+        self._charts = True
+        self.call_after_refresh(self.replot)
 
     def show(self, figures: EquityFigures | None) -> None:
         """Update the numbers (cheap; the charts wait for :meth:`replot`)."""
@@ -554,7 +572,7 @@ class EquityPane(Pane, can_focus=True):
     def replot(self, *, force: bool = False) -> bool:
         """Redraw the charts from the series if it changed and the pane is visible."""
         series = self.series
-        if not self.visible_now:
+        if not (self._charts and self.visible_now):
             return False
         stamp = (series.version, self.region.area, self.app.theme)
         if stamp == self._plotted and not force:
@@ -582,7 +600,7 @@ class EquityPane(Pane, can_focus=True):
         return True
 
     def _draw(self, selector: str, plot: Callable[[Any], object], label: str, n: int) -> None:
-        chart = self.query_one(selector, PlotextPlot)
+        chart: PlotextPlot = self.query_one(selector)  # type: ignore[assignment]
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()

@@ -2,75 +2,133 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from rich.style import Style
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Label
+from textual.widget import Widget
 
 from tui import format as fmt
-from tui.widgets.text import set_text
+
+#: The parts of the bar, left to right; the last one is pushed to the right edge.
+PARTS = ("brand", "mode", "feed", "market", "engine", "policy", "session")
+ENGINE_STATES = ("starting", "running", "paused", "stopping", "stopped")
 
 
-class StatusBar(Horizontal):
+class StatusBar(Widget):
     """One line across the top of the main screen.
 
+    One widget that draws its parts as styled text (each padded by a space on
+    either side), rather than a label per part: it is on every frame and on the
+    path to the first one, and it never needs a layout pass. Colours are the
+    component classes below, set from theme variables in ``themes/cma.tcss``.
+
     LIVE mode is drawn in the theme's ``$mode-live`` colour, reversed and
-    blinking-free (blink is unreliable over SSH), with the word itself, so it
+    blinking-free (blink is unreliable over SSH), with the words themselves, so it
     cannot be mistaken for paper trading on any terminal.
     """
 
     DEFAULT_CSS = """
     StatusBar { height: 1; }
-    StatusBar > Label { width: auto; padding: 0 1; }
-    StatusBar > #status-spacer { width: 1fr; padding: 0; }
     """
 
-    def compose(self) -> ComposeResult:
-        yield Label("CMA", id="status-brand")
-        yield Label("PAPER", id="status-mode")
-        yield Label("", id="status-feed")
-        yield Label("", id="status-market")
-        yield Label("", id="status-engine")
-        yield Label("", id="status-policy")
-        yield Label("", id="status-spacer")
-        yield Label("", id="status-session")
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "status-bar--brand",
+        "status-bar--paper",
+        "status-bar--live",
+        "status-bar--muted",
+        "status-bar--policy",
+        *(f"status-bar--engine-{state}" for state in ENGINE_STATES),
+    }
 
-    def _label(self, widget_id: str) -> Label | None:
-        # None while the bar is not composed (or is being torn down by a layout change).
-        found = self.query(f"#{widget_id}")
-        return found.first(Label) if found else None
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._texts: dict[str, str] = dict.fromkeys(PARTS, "")
+        self._texts.update(brand="CMA", mode="PAPER")
+        self._styles: dict[str, str] = {
+            "brand": "brand",
+            "mode": "paper",
+            "feed": "muted",
+            "market": "muted",
+            "engine": "",
+            "policy": "policy",
+            "session": "muted",
+        }
+
+    # ---- what it shows ------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """Whether the bar shows LIVE mode."""
+        return self._styles["mode"] == "live"
+
+    def part(self, name: str) -> str:
+        """The text of one part (one of :data:`PARTS`), without its padding."""
+        return self._texts[name]
+
+    @property
+    def plain(self) -> str:
+        """The parts as one line of text (tests and logs)."""
+        return " ".join(t for t in self._texts.values() if t)
+
+    def _set(self, name: str, text: str, style: str | None = None) -> None:
+        style = self._styles[name] if style is None else style
+        if self._texts[name] != text or self._styles[name] != style:
+            self._texts[name] = text
+            self._styles[name] = style
+            self.refresh()
 
     def set_mode(self, mode: str) -> None:
         """Show the trading mode; anything but PAPER is treated as live money."""
-        label = self._label("status-mode")
-        if label is None:
-            return
         live = mode.upper() != "PAPER"
-        set_text(label, Text(" LIVE — REAL MONEY " if live else "PAPER"))
-        label.set_class(live, "-live")
-        label.set_class(not live, "-paper")
-        self.screen.set_class(live, "-live")
+        self._set("mode", " LIVE — REAL MONEY " if live else "PAPER", "live" if live else "paper")
+        if self.is_attached:
+            self.screen.set_class(live, "-live")
 
     def set_feed(self, text: str) -> None:
-        if (label := self._label("status-feed")) is not None:
-            set_text(label, Text(fmt.one_line(text, 40)))
+        self._set("feed", fmt.one_line(text, 40))
 
     def set_market(self, ts_ms: int) -> None:
-        if (label := self._label("status-market")) is not None:
-            set_text(label, Text(fmt.market_time(ts_ms)))
+        self._set("market", fmt.market_time(ts_ms))
 
     def set_engine(self, state: str) -> None:
-        if (label := self._label("status-engine")) is None:
-            return
-        set_text(label, Text(state))
-        for name in ("starting", "running", "paused", "stopping", "stopped"):
-            label.set_class(name == state, f"-{name}")
+        self._set("engine", state, f"engine-{state}" if state in ENGINE_STATES else "")
 
     def set_policy(self, policy: str, auto_confidence: float) -> None:
         text = f"auto ≥ {fmt.confidence(auto_confidence)}" if policy == "auto" else policy
-        if (label := self._label("status-policy")) is not None:
-            set_text(label, Text(f"policy {text}"))
+        self._set("policy", f"policy {text}")
 
     def set_session(self, elapsed_seconds: float) -> None:
-        if (label := self._label("status-session")) is not None:
-            set_text(label, Text(f"session {fmt.clock(elapsed_seconds)}"))
+        self._set("session", f"session {fmt.clock(elapsed_seconds)}")
+
+    # ---- drawing ------------------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self.refresh()
+
+    def _style(self, name: str) -> Style:
+        key = self._styles[name]
+        return self.get_component_rich_style(f"status-bar--{key}") if key else Style()
+
+    def render(self) -> Text:
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        # The tabbed layout (small terminals) has no room for the feed.
+        compact = self.is_attached and self.screen.has_class("-compact")
+        for name in PARTS[:-1]:
+            if compact and name == "feed":
+                continue
+            text = self._texts[name]
+            style = self._style(name)
+            # The padding takes the part's background (as a label's padding would), not
+            # its text style: a reversed part is reversed only under its words.
+            pad = Style(bgcolor=style.bgcolor)
+            line.append(" ", pad)
+            line.append(text, style)
+            line.append(" ", pad)
+        right = Text(f" {self._texts['session']} ", self._style("session"), end="")
+        gap = self.size.width - line.cell_len - right.cell_len
+        if gap > 0:
+            line.append(" " * gap)
+            line.append_text(right)
+        return line
