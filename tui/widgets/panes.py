@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from rich.cells import set_cell_size
+from rich.console import Group
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, Static
+from textual.containers import Vertical
+from textual.widget import Widget
 
 from engine.models import Position, Proposal, Side, TradingState
 from tui import format as fmt
 from tui.activity import ActivityEntry
 from tui.widgets.bigtext import BigText
 from tui.widgets.table import Cell, Column, Row, VirtualTable, cell
-from tui.widgets.text import set_text
 
 if TYPE_CHECKING:
     from textual_plotext import PlotextPlot
@@ -354,6 +356,10 @@ def _bar(fraction: float, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def _fraction(used: float, limit: float) -> float:
+    return used / limit if limit > 0 else 1.0
+
+
 def _level(used: float, limit: float, warn_at: float | None = None) -> str:
     """CSS class of a value against its limit: ok, warn (near or past a soft limit) or over."""
     if limit > 0 and used >= limit:
@@ -365,19 +371,58 @@ def _level(used: float, limit: float, warn_at: float | None = None) -> str:
     return "ok"
 
 
-class LimitRow(Static):
-    """One limit: a label, the value against its limit, and a bar."""
+class RiskFigures(Widget):
+    """Under the state: its reason, each limit against its value (with a bar), the last denials.
 
-    DEFAULT_CSS = """
-    LimitRow { height: 1; }
+    One widget drawing styled lines rather than a label per line: fewer widgets
+    to style and lay out on every start. The styles are the component classes
+    below (``themes/cma.tcss``); a limit's line is ok, warn (near or past a soft
+    limit) or over.
     """
 
-    def set_value(self, label: str, used: float, limit: float, text: str, level: str) -> None:
-        line = Text(f"{label:<11}{text:<16}")
-        line.append(_bar(used / limit if limit > 0 else 1.0))
-        set_text(self, line)
-        for name in ("ok", "warn", "over"):
-            self.set_class(name == level, f"-{name}")
+    DEFAULT_CSS = """
+    RiskFigures { height: auto; padding: 0 1; }
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "risk-figures--muted",
+        "risk-figures--title",
+        "risk-figures--ok",
+        "risk-figures--warn",
+        "risk-figures--over",
+    }
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._reason = ""
+        #: (label, value text, fraction used, level) of each limit.
+        self._limits: list[tuple[str, str, float, str]] = []
+        self._denials: list[str] = []
+
+    def show(
+        self, reason: str, limits: list[tuple[str, str, float, str]], denials: list[str]
+    ) -> None:
+        if (reason, limits, denials) != (self._reason, self._limits, self._denials):
+            layout = (len(limits), len(denials)) != (len(self._limits), len(self._denials))
+            self._reason, self._limits, self._denials = reason, limits, denials
+            self.refresh(layout=layout)
+
+    def render(self) -> Group:
+        def style(name: str) -> Style:
+            return self.get_component_rich_style(f"risk-figures--{name}")
+
+        parts: list[Text] = [Text(self._reason, style("muted"))]
+        # The bar takes what room is left, up to 10 cells (8 in the 40-column Risk pane).
+        bar_width = max(0, min(10, self.size.width - 11 - 14 - 1))
+        for label, text, fraction, level in self._limits:
+            bar = f" {_bar(fraction, bar_width)}" if bar_width >= 3 else ""
+            line = Text(f"{label:<11}{text:<14}{bar}", style(level), no_wrap=True)
+            line.overflow = "ellipsis"
+            parts.append(line)
+        parts.append(Text("\nLast denials", style("title")))
+        for denial in self._denials or ["none"]:
+            parts.append(Text(denial, style("muted"), no_wrap=True, overflow="ellipsis"))
+        return Group(*parts)
 
 
 class RiskPane(Pane, can_focus=True):
@@ -394,13 +439,7 @@ class RiskPane(Pane, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield BigText("", id="trading-state")
-        yield Label("", id="state-reason")
-        yield LimitRow(id="limit-exposure")
-        yield LimitRow(id="limit-daily-loss")
-        yield LimitRow(id="limit-drawdown")
-        yield LimitRow(id="limit-positions")
-        yield Label("Last denials", id="denials-title")
-        yield Static("", id="denials")
+        yield RiskFigures(id="risk-figures")
 
     def show(self, snap: RiskSnapshot | None) -> None:
         """Draw ``snap`` (None while the engine starts)."""
@@ -412,44 +451,38 @@ class RiskPane(Pane, can_focus=True):
         for s in TradingState:
             state.set_class(s is snap.state, f"-{s.value.lower()}")
         reason = fmt.one_line(snap.state_reason, 120) if snap.state_reason else ""
-        set_text(self.query_one("#state-reason", Label), Text(reason))
-        self.query_one("#limit-exposure", LimitRow).set_value(
-            "Exposure",
-            snap.total_exposure,
-            snap.max_total_exposure,
-            f"{fmt.percent(snap.total_exposure)} / {fmt.percent(snap.max_total_exposure)}",
-            _level(snap.total_exposure, snap.max_total_exposure),
-        )
-        self.query_one("#limit-daily-loss", LimitRow).set_value(
-            "Daily loss",
-            snap.daily_loss,
-            snap.max_daily_loss,
-            f"{fmt.percent(snap.daily_loss)} / {fmt.percent(snap.max_daily_loss)}",
-            _level(snap.daily_loss, snap.max_daily_loss),
-        )
-        self.query_one("#limit-drawdown", LimitRow).set_value(
-            "Drawdown",
-            snap.drawdown,
-            snap.max_drawdown,
-            f"{fmt.percent(snap.drawdown)} / {fmt.percent(snap.max_drawdown)}",
-            _level(snap.drawdown, snap.max_drawdown, warn_at=snap.reduce_drawdown),
-        )
-        self.query_one("#limit-positions", LimitRow).set_value(
-            "Positions",
-            snap.open_positions,
-            snap.max_open_positions,
-            f"{snap.open_positions} / {snap.max_open_positions}",
-            _level(snap.open_positions, snap.max_open_positions),
-        )
-        denials = Text(no_wrap=True, overflow="ellipsis")
-        for i, d in enumerate(reversed(snap.denials[-5:])):
-            if i:
-                denials.append("\n")
-            denials.append(f"{fmt.market_hm(d.ts)[:5]} {fmt.one_line(d.symbol, 12):<9} ")
-            denials.append(fmt.one_line(d.reason, 100))
-        if not snap.denials:
-            denials.append("none")
-        set_text(self.query_one("#denials", Static), denials)
+        limits = [
+            (
+                "Exposure",
+                f"{fmt.percent(snap.total_exposure)} / {fmt.percent(snap.max_total_exposure)}",
+                _fraction(snap.total_exposure, snap.max_total_exposure),
+                _level(snap.total_exposure, snap.max_total_exposure),
+            ),
+            (
+                "Daily loss",
+                f"{fmt.percent(snap.daily_loss)} / {fmt.percent(snap.max_daily_loss)}",
+                _fraction(snap.daily_loss, snap.max_daily_loss),
+                _level(snap.daily_loss, snap.max_daily_loss),
+            ),
+            (
+                "Drawdown",
+                f"{fmt.percent(snap.drawdown)} / {fmt.percent(snap.max_drawdown)}",
+                _fraction(snap.drawdown, snap.max_drawdown),
+                _level(snap.drawdown, snap.max_drawdown, warn_at=snap.reduce_drawdown),
+            ),
+            (
+                "Positions",
+                f"{snap.open_positions} / {snap.max_open_positions}",
+                _fraction(snap.open_positions, snap.max_open_positions),
+                _level(snap.open_positions, snap.max_open_positions),
+            ),
+        ]
+        denials = [
+            f"{fmt.market_hm(d.ts)[:5]} {fmt.one_line(d.symbol, 12):<9} "
+            + fmt.one_line(d.reason, 100)
+            for d in reversed(snap.denials[-5:])
+        ]
+        self.query_one(RiskFigures).show(reason, limits, denials)
 
 
 class EquityFigures(Protocol):
@@ -500,6 +533,55 @@ class EquitySeries:
         self.version += 1
 
 
+class EquityNumbers(Widget):
+    """Equity and cash, then today's realized and the unrealized PnL, in two columns.
+
+    One widget for the four figures (see :class:`RiskFigures`); a PnL is coloured
+    by its direction, with ▲ or ▼ too (``fmt.pnl``). Its size is fixed, so new
+    numbers never need a layout pass.
+    """
+
+    DEFAULT_CSS = """
+    EquityNumbers { height: 2; padding: 0 1; }
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "equity-numbers--equity",
+        "equity-numbers--cash",
+        "equity-numbers--up",
+        "equity-numbers--down",
+        "equity-numbers--flat",
+    }
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._cells: tuple[tuple[str, str], ...] = ()
+
+    def show(self, figures: EquityFigures) -> None:
+        today, unrealized = figures.realized_today, figures.unrealized
+        cells = (
+            (f"Equity {fmt.money(figures.equity)}", "equity"),
+            (f"Cash {fmt.money(figures.cash)}", "cash"),
+            (f"Today {fmt.pnl(today)}", fmt.direction(today)),
+            (f"Unrealized {fmt.pnl(unrealized)}", fmt.direction(unrealized)),
+        )
+        if cells != self._cells:
+            self._cells = cells
+            self.refresh()
+
+    def render(self) -> Text:
+        out = Text(no_wrap=True, overflow="ellipsis", end="")
+        half = self.size.width - self.size.width // 2  # the left column takes the odd cell
+        for row in (self._cells[:2], self._cells[2:]):
+            if out:
+                out.append("\n")
+            for i, (text, key) in enumerate(row):
+                style = self.get_component_rich_style(f"equity-numbers--{key}")
+                width = half if i == 0 else self.size.width - half
+                out.append(set_cell_size(text, width) if i == 0 else text, style)
+        return out
+
+
 class EquityPane(Pane, can_focus=True):
     """Equity and drawdown charts, and today's realized and unrealized PnL.
 
@@ -519,12 +601,7 @@ class EquityPane(Pane, can_focus=True):
         self.replots = 0
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="equity-figures"):
-            yield Label("", id="equity-value")
-            yield Label("", id="equity-cash")
-        with Horizontal(id="equity-pnl"):
-            yield Label("", id="realized-today")
-            yield Label("", id="unrealized")
+        yield EquityNumbers(id="equity-numbers")
         yield Vertical(id="equity-charts")
 
     def on_mount(self) -> None:
@@ -543,22 +620,8 @@ class EquityPane(Pane, can_focus=True):
 
     def show(self, figures: EquityFigures | None) -> None:
         """Update the numbers (cheap; the charts wait for :meth:`replot`)."""
-        if figures is None:
-            return
-        # These labels are 1fr wide (themes/cma.tcss): new numbers need no layout.
-        equity = Text(f"Equity {fmt.money(figures.equity)}")
-        set_text(self.query_one("#equity-value", Label), equity, layout=False)
-        cash = Text(f"Cash {fmt.money(figures.cash)}")
-        set_text(self.query_one("#equity-cash", Label), cash, layout=False)
-        for widget_id, title, value in (
-            ("#realized-today", "Today", figures.realized_today),
-            ("#unrealized", "Unrealized", figures.unrealized),
-        ):
-            label = self.query_one(widget_id, Label)
-            set_text(label, Text(f"{title} {fmt.pnl(value)}"), layout=False)
-            direction = fmt.direction(value)
-            for name in ("up", "down", "flat"):
-                label.set_class(name == direction, f"-{name}")
+        if figures is not None:
+            self.query_one(EquityNumbers).show(figures)
 
     @property
     def visible_now(self) -> bool:
