@@ -407,7 +407,8 @@ class TablesApp(App[None]):
         self.set_interval(1 / self.max_fps, self._frame)
 
     def _frame(self) -> None:
-        if self.market.dirty:
+        # A last tick can land once the harness has begun tearing the app down.
+        if self.market.dirty and self.query("#proposals-table"):
             self.push()
 
     def push(self) -> None:
