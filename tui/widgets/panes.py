@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from rich.cells import set_cell_size
 from rich.console import Group
@@ -25,12 +25,14 @@ from engine.models import Position, Proposal, Side, TradingState
 from tui import format as fmt
 from tui.activity import ActivityEntry
 from tui.widgets.bigtext import BigText
-from tui.widgets.table import Cell, Column, Row, VirtualTable, cell
+from tui.widgets.table import Cell, Column, Row, RowSource, VirtualTable, cell
 
 if TYPE_CHECKING:
     from textual_plotext import PlotextPlot
 
     from engine.risk import RiskSnapshot
+
+T = TypeVar("T")
 
 PROPOSAL_COLUMNS = (
     Column("symbol", "Symbol", 9),
@@ -172,20 +174,64 @@ class VotesTable(VirtualTable, can_focus=False):
     """The votes of the selected proposal (not focusable: it follows the proposals table)."""
 
 
-class ProposalsPane(Pane):
-    """The pending queue, with the selected proposal's votes underneath.
+class LivePane(Pane, Generic[T]):
+    """A pane around one live table of keyed items (proposals, positions).
 
-    The table computes rows only as they come on screen (``VirtualTable.set_source``):
-    a frame formats the dozen rows in view, not the whole queue.
+    Each push hands the table the keys and a row function (``VirtualTable.set_source``),
+    so a frame formats the rows on screen, not every item. Cells that change only
+    with the item are cached by key in ``_static``, forgotten when the key goes.
     """
+
+    #: The pane's title; a count follows it while there are items.
+    TITLE: ClassVar[str]
+    #: The id of the pane's live table.
+    TABLE_ID: ClassVar[str]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = self.TITLE
+        self._items: Sequence[T] = ()
+        self._keys: list[str] = []
+        self._static: dict[str, tuple[object, tuple[Cell, ...]]] = {}
+
+    def key_of(self, item: T) -> str:
+        raise NotImplementedError
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one(f"#{self.TABLE_ID}", VirtualTable)
+
+    @property
+    def selected(self) -> T | None:
+        """The item under the cursor, if any."""
+        table = self.table
+        key, index, items = table.cursor_key, table.cursor_row, self._items
+        if key is None or index >= len(items) or self.key_of(items[index]) != key:
+            return None
+        return items[index]
+
+    def _push(self, items: tuple[T, ...], row: RowSource) -> None:
+        keys = [self.key_of(item) for item in items]
+        if keys != self._keys:
+            self._keys = keys
+            alive = set(keys)
+            for gone in [key for key in self._static if key not in alive]:
+                del self._static[gone]
+        self._items = items
+        self.table.set_source(keys, row)
+        title = f"{self.TITLE} ({len(items)})" if items else self.TITLE
+        if self.border_title != title:
+            self.border_title = title
+
+
+class ProposalsPane(LivePane[Proposal]):
+    """The pending queue, with the selected proposal's votes underneath."""
+
+    TITLE = "Proposals"
+    TABLE_ID = "proposals-table"
 
     def __init__(self, *, id: str | None = "proposals-pane") -> None:
         super().__init__(id=id)
-        self.border_title = "Proposals"
-        # Cells that only change when the proposal does, by id.
-        self._static: dict[str, tuple[tuple[object, ...], tuple[Cell, ...]]] = {}
-        self._pending: Sequence[Proposal] = ()
-        self._keys: list[str] = []
         self._votes_for: tuple[str | None, tuple[object, ...]] = (None, ())
 
     def compose(self) -> ComposeResult:
@@ -201,20 +247,11 @@ class ProposalsPane(Pane):
             id="votes-table",
         )
 
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#proposals-table", VirtualTable)
-
-    @property
-    def selected(self) -> Proposal | None:
-        """The proposal under the cursor, if any."""
-        table = self.table
-        key, index, pending = table.cursor_key, table.cursor_row, self._pending
-        if key is None or index >= len(pending) or pending[index].id != key:
-            return None
-        return pending[index]
+    def key_of(self, item: Proposal) -> str:
+        return item.id
 
     def _static_cells(self, p: Proposal) -> tuple[Cell, ...]:
+        # Cells that change only when the proposal does.
         signature = (p.confidence, p.size, p.entry, p.stop, p.take_profit, p.merged, p.risk_note)
         cached = self._static.get(p.id)
         if cached is not None and cached[0] == signature:
@@ -231,24 +268,14 @@ class ProposalsPane(Pane):
         speed: float | None = None,
     ) -> None:
         """Draw ``pending`` (oldest first); ``busy`` maps ids being decided to a word."""
-        pending = tuple(pending)
+        items = tuple(pending)
         busy = dict(busy)
-        keys = [p.id for p in pending]
-        if keys != self._keys:
-            self._keys = keys
-            ids = set(keys)
-            for gone in [key for key in self._static if key not in ids]:
-                del self._static[gone]
-        self._pending = pending
 
         def row(index: int) -> Row:
-            p = pending[index]
+            p = items[index]
             return (*self._static_cells(p), expiry_cell(p, market_ts, busy.get(p.id), speed))
 
-        self.table.set_source(keys, row)
-        title = f"Proposals ({len(pending)})" if pending else "Proposals"
-        if self.border_title != title:
-            self.border_title = title
+        self._push(items, row)
         self.show_votes()
 
     def show_votes(self) -> None:
@@ -291,37 +318,23 @@ class ProposalsPane(Pane):
             self.show_votes()
 
 
-class PositionsPane(Pane):
-    """Open positions with their mark, unrealized PnL, stop, take-profit and age.
+class PositionsPane(LivePane[Position]):
+    """Open positions with their mark, unrealized PnL, stop, take-profit and age."""
 
-    As for proposals, only the rows on screen are formatted (``VirtualTable.set_source``).
-    """
+    TITLE = "Positions"
+    TABLE_ID = "positions-table"
 
     def __init__(self, *, id: str | None = "positions-pane") -> None:
         super().__init__(id=id)
-        self.border_title = "Positions"
-        self._positions: Sequence[Position] = ()
-        self._keys: list[str] = []
-        # The cells that do not move with the market, by symbol, for the position they show.
-        self._static: dict[str, tuple[Position, tuple[Cell, ...]]] = {}
 
     def compose(self) -> ComposeResult:
         yield VirtualTable(POSITION_COLUMNS, empty_text="No open positions.", id="positions-table")
 
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#positions-table", VirtualTable)
-
-    @property
-    def selected(self) -> Position | None:
-        """The position under the cursor, if any."""
-        table = self.table
-        key, index, positions = table.cursor_key, table.cursor_row, self._positions
-        if key is None or index >= len(positions) or positions[index].symbol != key:
-            return None
-        return positions[index]
+    def key_of(self, item: Position) -> str:
+        return item.symbol
 
     def _static_cells(self, p: Position) -> tuple[Cell, ...]:
+        # The cells that do not move with the market, for the position they show.
         cached = self._static.get(p.symbol)
         if cached is None or cached[0] is not p:
             cached = self._static[p.symbol] = (p, position_static_cells(p))
@@ -331,24 +344,14 @@ class PositionsPane(Pane):
         self, positions: Sequence[Position], marks: Mapping[str, Decimal], market_ts: int
     ) -> None:
         """Draw ``positions`` at ``marks`` (copied: rows drawn later use these marks)."""
-        positions = tuple(positions)
+        items = tuple(positions)
         marks = dict(marks)
-        keys = [p.symbol for p in positions]
-        if keys != self._keys:
-            self._keys = keys
-            symbols = set(keys)
-            for gone in [key for key in self._static if key not in symbols]:
-                del self._static[gone]
-        self._positions = positions
 
         def row(index: int) -> Row:
-            p = positions[index]
+            p = items[index]
             return position_row(p, marks.get(p.symbol), market_ts, self._static_cells(p))
 
-        self.table.set_source(keys, row)
-        title = f"Positions ({len(positions)})" if positions else "Positions"
-        if self.border_title != title:
-            self.border_title = title
+        self._push(items, row)
 
 
 def _bar(fraction: float, width: int = 10) -> str:
