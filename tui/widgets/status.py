@@ -66,11 +66,6 @@ class StatusBar(Widget):
         """The text of one part (one of :data:`PARTS`), without its padding."""
         return self._texts[name]
 
-    @property
-    def plain(self) -> str:
-        """The parts as one line of text (tests and logs)."""
-        return " ".join(t for t in self._texts.values() if t)
-
     def _set(self, name: str, text: str, style: str | None = None) -> None:
         style = self._styles[name] if style is None else style
         if self._texts[name] != text or self._styles[name] != style:
