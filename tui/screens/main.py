@@ -180,8 +180,9 @@ class MainScreen(Screen[None]):
 
     @property
     def ready(self) -> bool:
-        """Whether the panes are there to draw into (composed, and not being rebuilt)."""
-        return self._composed and self.is_mounted and not self.rebuilding
+        """Whether the panes are there to draw into: composed, not being rebuilt, and the
+        app not shutting down (it removes the panes while its timers may still fire)."""
+        return self._composed and self.is_mounted and not self.rebuilding and self.app.is_running
 
     def on_mount(self) -> None:
         self._composed = True
