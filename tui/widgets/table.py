@@ -508,9 +508,14 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def _render_cells(self, row: Sequence[Cell], kind: int, line_style: Style) -> Strip:
         """One line of cells; neighbouring text in the same style is one segment."""
-        segments: list[Segment] = []
-        run: list[str] = []
-        run_style = line_style
+        runs: list[tuple[Style, list[str]]] = []
+
+        def put(text: str, style: Style) -> None:
+            if runs and runs[-1][0] == style:
+                runs[-1][1].append(text)
+            else:
+                runs.append((style, [text]))
+
         last = len(self.columns) - 1
         widths = self._widths
         for i, column in enumerate(self.columns):
@@ -522,28 +527,13 @@ class VirtualTable(ScrollView, can_focus=True):
                 text = " " * (width - cell_len(text)) + text
             else:
                 text = set_cell_size(text, width)
-            style = self._cell_style(kind, style_key) if style_key else line_style
-            if style != run_style:
-                if run:
-                    segments.append(Segment("".join(run), run_style))
-                    run = []
-                run_style = style
-            run.append(text)
+            put(text, self._cell_style(kind, style_key) if style_key else line_style)
             if i != last:
-                if run_style != line_style:
-                    segments.append(Segment("".join(run), run_style))
-                    run = []
-                    run_style = line_style
-                run.append(" ")
+                put(" ", line_style)
         # Padded to the view, in the line's style, so the strip is drawn as it is.
         if self._strip_width > self._width:
-            if run_style != line_style:
-                segments.append(Segment("".join(run), run_style))
-                run = []
-                run_style = line_style
-            run.append(" " * (self._strip_width - self._width))
-        if run:
-            segments.append(Segment("".join(run), run_style))
+            put(" " * (self._strip_width - self._width), line_style)
+        segments = [Segment("".join(parts), style) for style, parts in runs]
         return Strip(segments, max(self._width, self._strip_width))
 
     def _row_strip(self, key: str, kind: int) -> Strip:
@@ -567,10 +557,7 @@ class VirtualTable(ScrollView, can_focus=True):
         """Line 0 is the header; the rest are rows from the scroll offset down."""
         scroll_x, scroll_y, width = self._view or self._current_view()
         if y == 0:
-            header = self._header_strip()
-            if scroll_x == 0 and header.cell_length == width:
-                return header
-            return header.crop_extend(scroll_x, scroll_x + width, self._header_style())
+            return _fit(self._header_strip(), scroll_x, width, self._header_style())
         index = scroll_y + y - 1
         if index >= len(self._keys):
             base = self._base_style()
@@ -581,10 +568,13 @@ class VirtualTable(ScrollView, can_focus=True):
         kind = _PLAIN
         if self.show_cursor and index == self._cursor_row:
             kind = _CURSOR if self.has_focus else _CURSOR_BLURRED
-        key = self._keys[index]
-        if self._source is not None and self._checked.get(key) != self._generation:
-            self._check(index)
-        strip = self._row_strip(key, kind)
-        if scroll_x == 0 and strip.cell_length == width:
-            return strip
-        return strip.crop_extend(scroll_x, scroll_x + width, self._line_style(kind))
+        self._row_at(index)  # computes it from the source if it is not current
+        strip = self._row_strip(self._keys[index], kind)
+        return _fit(strip, scroll_x, width, self._line_style(kind))
+
+
+def _fit(strip: Strip, scroll_x: int, width: int, style: Style) -> Strip:
+    """The part of ``strip`` in a view ``width`` wide from ``scroll_x`` (as is, if it fits)."""
+    if scroll_x == 0 and strip.cell_length == width:
+        return strip
+    return strip.crop_extend(scroll_x, scroll_x + width, style)
