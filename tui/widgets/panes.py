@@ -359,8 +359,14 @@ def _bar(fraction: float, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def _fraction(used: float, limit: float) -> float:
-    return used / limit if limit > 0 else 1.0
+def _limit(
+    label: str, used: float, limit: float, text: str | None = None, warn_at: float | None = None
+) -> tuple[str, str, float, str]:
+    """A limit's line for :class:`RiskFigures`: label, value text (percentages unless
+    given), fraction used and level."""
+    if text is None:
+        text = f"{fmt.percent(used)} / {fmt.percent(limit)}"
+    return label, text, used / limit if limit > 0 else 1.0, _level(used, limit, warn_at)
 
 
 def _level(used: float, limit: float, warn_at: float | None = None) -> str:
@@ -455,29 +461,14 @@ class RiskPane(Pane, can_focus=True):
             state.set_class(s is snap.state, f"-{s.value.lower()}")
         reason = fmt.one_line(snap.state_reason, 120) if snap.state_reason else ""
         limits = [
-            (
-                "Exposure",
-                f"{fmt.percent(snap.total_exposure)} / {fmt.percent(snap.max_total_exposure)}",
-                _fraction(snap.total_exposure, snap.max_total_exposure),
-                _level(snap.total_exposure, snap.max_total_exposure),
-            ),
-            (
-                "Daily loss",
-                f"{fmt.percent(snap.daily_loss)} / {fmt.percent(snap.max_daily_loss)}",
-                _fraction(snap.daily_loss, snap.max_daily_loss),
-                _level(snap.daily_loss, snap.max_daily_loss),
-            ),
-            (
-                "Drawdown",
-                f"{fmt.percent(snap.drawdown)} / {fmt.percent(snap.max_drawdown)}",
-                _fraction(snap.drawdown, snap.max_drawdown),
-                _level(snap.drawdown, snap.max_drawdown, warn_at=snap.reduce_drawdown),
-            ),
-            (
+            _limit("Exposure", snap.total_exposure, snap.max_total_exposure),
+            _limit("Daily loss", snap.daily_loss, snap.max_daily_loss),
+            _limit("Drawdown", snap.drawdown, snap.max_drawdown, warn_at=snap.reduce_drawdown),
+            _limit(
                 "Positions",
+                snap.open_positions,
+                snap.max_open_positions,
                 f"{snap.open_positions} / {snap.max_open_positions}",
-                _fraction(snap.open_positions, snap.max_open_positions),
-                _level(snap.open_positions, snap.max_open_positions),
             ),
         ]
         denials = [
