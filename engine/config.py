@@ -300,7 +300,7 @@ def env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
     for name, raw in sorted(environ.items()):
         if not name.upper().startswith(ENV_PREFIX):
             continue
-        parts = [p for p in name[len(ENV_PREFIX) :].lower().split("__")]
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         section = Settings.model_fields.get(parts[0])
         if section is None or not all(parts):
             continue
@@ -389,6 +389,7 @@ def load_settings(
     except ValidationError as exc:
         where = f" in {toml_path}" if from_file else ""
         lines = [f"invalid configuration{where}:"]
+        overridden = _dotted(overrides)  # an option given beats the variable
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(top level)"
             value = err.get("input")
@@ -398,10 +399,10 @@ def load_settings(
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting" + _known_keys(err["loc"][:-1])
-            origin = origins.get(field) if field not in _dotted(overrides) else None
+            origin = origins.get(field) if field not in overridden else None
             if origin is not None:
                 msg += f" (from {origin})"
-            if isinstance(value, SecretStr) or field.startswith("exchange.api_"):
+            if field.startswith("exchange.api_"):
                 shown = "********"
             lines.append(f"  {field} = {shown}: {msg}")
         raise ConfigError("\n".join(lines)) from None
