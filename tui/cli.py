@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
     args = parser.parse_args(given)
-    if args.command is None:  # only options that every command has, e.g. `cma --db x -h`
+    if args.command is None:  # a value that names a command, e.g. `cma --db config`
         args = parser.parse_args(["run", *given])
     command = args.command
     if command in NOT_YET:
