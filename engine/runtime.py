@@ -161,6 +161,7 @@ class Engine:
         *,
         broker: Broker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -173,7 +174,9 @@ class Engine:
         self.mode = "LIVE" if self.broker.live else "PAPER"
         self.feed_name = self.feed.name
         self._clock = clock
-        self.session_started = time.time()
+        self._wall_clock = wall_clock
+        #: Wall-clock seconds when this session began (the console's session clock).
+        self.session_started = wall_clock()
         self._tf_ms = timeframe_ms(self.feed.timeframe)
         self.currency = quote_currency(self.feed.symbols)
 
@@ -336,14 +339,22 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self, *, paused_if_recovered: bool = True) -> Recovery:
-        """Rebuild state from the store and start consuming the feed in the background."""
+        """Rebuild state from the store and start consuming the feed in the background.
+
+        The session row's ``started_at`` and ``ended_at`` are wall-clock epoch
+        milliseconds: a session is one run of the program (its mode, feed and
+        config), and the console's session clock counts wall time from
+        :attr:`session_started`. Market time, which a replay sets years back,
+        is what every event, proposal and equity point carries instead; a fresh
+        store knows none before its first candle.
+        """
         state = await self.store.load_state()
         recovery = await self._recover(state)
         mode = "live" if self.broker.live else "paper"
         config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
         begin = getattr(self.store, "begin_session", None)
         if begin is not None:
-            await begin(mode, self.feed_name, config, self.market_ts)
+            await begin(mode, self.feed_name, config, round(self.session_started * 1000))
         paused = not recovery.is_fresh and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
@@ -480,7 +491,7 @@ class Engine:
         await self.store.flush()
         end = getattr(self.store, "end_session", None)
         if end is not None:
-            await end(self.market_ts)
+            await end(round(self._wall_clock() * 1000))
         self._stopped.set()
         self._set_status("stopped")
 
