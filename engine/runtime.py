@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from engine.agents import BUILTIN_AGENTS, load_agent_class
@@ -115,12 +116,19 @@ def risk_limits(settings: Settings) -> RiskLimits:
 
 
 def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
-    """The feed the configuration asks for."""
+    """The feed the configuration asks for; ValueError (a ReplayError for a file) names
+    the setting or the file when it cannot be built."""
     f = settings.feed
     speed = None if f.speed == "max" else float(f.speed)
     if f.kind == "sim":
         from engine.feeds.sim import SimFeed
 
+        if f.files:
+            raise ValueError(
+                "feed.files: the sim feed plays no files; replay them with --feed replay "
+                "(or leave --feed out)"
+            )
+        account_currency(f.symbols)
         start_ts = None
         if speed is not None:
             # Start the demo with history behind it, so agents are warm when it goes live.
@@ -142,12 +150,50 @@ def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
 
         if not f.files:
             raise ValueError("feed.files: the replay feed needs at least one CSV file (--files)")
-        return ReplayFeed(list(f.files), speed=speed)
+        # The file names' timeframe rules; feed.timeframe counts only where it was set.
+        timeframe = f.timeframe if "timeframe" in f.model_fields_set else None
+        replay = ReplayFeed(
+            list(f.files),
+            speed=speed,
+            timeframe=timeframe,
+            timeframe_from="feed.timeframe",
+            validate=False,
+        )
+        account_currency(replay.symbols, replay.quotes())
+        replay.validate()  # every row, once the cheap checks passed
+        return replay
     raise ValueError("feed.kind: the ccxt exchange feed is not available yet; use sim or replay")
 
 
-def quote_currency(symbols: tuple[str, ...]) -> str:
-    return symbols[0].split("/")[1] if symbols else "USDT"
+def account_currency(
+    symbols: Sequence[str], files: Mapping[str, Sequence[Path]] | None = None
+) -> str:
+    """The one currency the symbols are quoted in, which the account's cash is held in.
+
+    One account holds one cash balance, so symbols quoted in different
+    currencies (BTC/USDT and ETH/BTC) cannot share it: ETH/BTC would be sized
+    as if the USDT cash were BTC. Raises ValueError naming the currencies and,
+    for a replay, the files (``files``: the files by quote currency).
+    """
+    quotes: dict[str, list[str]] = {}
+    for symbol in symbols:
+        quotes.setdefault(symbol.rpartition("/")[2], []).append(symbol)
+    if len(quotes) <= 1:
+        return next(iter(quotes), "USDT")
+    if files is not None:
+        named = {q: [p.name for p in paths] for q, paths in files.items()}
+        what, fix = "replay files are", "replay them separately"
+    else:
+        named, what, fix = quotes, "feed.symbols are", "trade them in separate runs"
+    parts = [f"{q} ({_few(names)})" for q, names in named.items()]
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1]
+    raise ValueError(f"{what} quoted in {listed}; one account has one currency: {fix}")
+
+
+def _few(names: Sequence[str], most: int = 3) -> str:
+    """``a, b, c and 4 more``: a list kept to one line."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 class Engine:
@@ -178,7 +224,7 @@ class Engine:
         #: Wall-clock seconds when this session began (the console's session clock).
         self.session_started = wall_clock()
         self._tf_ms = timeframe_ms(self.feed.timeframe)
-        self.currency = quote_currency(self.feed.symbols)
+        self.currency = account_currency(self.feed.symbols)
 
         self.portfolio = Portfolio(settings.risk.initial_cash, currency=self.currency)
         self.risk = RiskManager(risk_limits(settings))
