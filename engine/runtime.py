@@ -583,21 +583,21 @@ class Engine:
         last = self._last_ts.get(symbol)
         agents = self._agents.get(symbol)
         if agents is None:
-            agents = self._agents[symbol] = [cls(symbol) for cls in self._agent_classes]
+            agents = self._agents[symbol] = self._make_agents(symbol)
         elif last is not None and candle.ts - last > self._tf_ms:
             missing = (candle.ts - last) // self._tf_ms - 1
-            for agent in agents:
-                agent.on_gap(symbol, missing)
+            for agent in list(agents):
+                try:
+                    agent.on_gap(symbol, missing)
+                except Exception as exc:
+                    self._switch_off(agents, agent, agent.name, symbol, exc)
             self.synth.on_gap(symbol)
         self._last_ts[symbol] = candle.ts
         self.marks[symbol] = to_decimal(candle.close)
         self.risk.on_candle(symbol, candle.ts, candle.close)
         self.learning.on_candle(candle)
         self.synth.on_candle(candle)
-        try:
-            votes = [v for agent in agents if (v := agent.on_candle(candle)) is not None]
-        except Exception:
-            votes = self._votes_without_broken_agents(agents, candle)
+        votes = self._votes(agents, candle)
         if not votes or self.status != "running" or self._batches <= self.feed.warmup_batches:
             return None
         now = candle.ts + self._tf_ms
@@ -660,26 +660,51 @@ class Engine:
         except ValueError as exc:
             return RiskDecision(False, Decimal(0), f"invalid order: {exc}")
 
-    def _votes_without_broken_agents(self, agents: list[Agent], candle: Candle) -> list[AgentVote]:
-        """Ask each agent alone; one that raises is switched off for this symbol."""
+    def _make_agents(self, symbol: str) -> list[Agent]:
+        """One instance of each agent class for ``symbol``; one that raises is left out."""
+        agents: list[Agent] = []
+        for cls in self._agent_classes:
+            try:
+                agents.append(cls(symbol))
+            except Exception as exc:
+                self._switch_off(agents, None, getattr(cls, "name", cls.__name__), symbol, exc)
+        return agents
+
+    def _votes(self, agents: list[Agent], candle: Candle) -> list[AgentVote]:
+        """Each agent's vote on ``candle``, asked once; one that raises (or returns
+        something that is not a vote) is switched off for this symbol."""
         votes: list[AgentVote] = []
-        for agent in list(agents):
+        broken: list[tuple[Agent, Exception]] = []
+        for agent in agents:
             try:
                 vote = agent.on_candle(candle)
             except Exception as exc:
-                agents.remove(agent)
-                log.exception("agent %s failed on %s", agent.name, candle.symbol)
-                self._emit(
-                    EngineMessage(
-                        ts=self.market_ts,
-                        level="error",
-                        text=f"agent {agent.name} switched off for {candle.symbol}: {exc!r}",
-                    )
-                )
+                broken.append((agent, exc))
                 continue
-            if vote is not None:
-                votes.append(vote)
+            if vote is None:
+                continue
+            if not isinstance(vote, AgentVote):
+                kind = type(vote).__name__
+                broken.append((agent, TypeError(f"on_candle returned a {kind}, not a vote")))
+                continue
+            votes.append(vote)
+        for agent, error in broken:
+            self._switch_off(agents, agent, agent.name, candle.symbol, error)
         return votes
+
+    def _switch_off(
+        self, agents: list[Agent], agent: Agent | None, name: str, symbol: str, exc: Exception
+    ) -> None:
+        """Take a failed agent out of ``symbol``'s agents: its traceback goes to the log,
+        one line to subscribers. Trading goes on with the others."""
+        if agent is not None and agent in agents:
+            agents.remove(agent)
+        text = (
+            f"agent {name} failed on {symbol}: {type(exc).__name__}: {exc}; "
+            f"switched off for {symbol}"
+        )
+        log.error("%s", text, exc_info=exc)
+        self._emit(EngineMessage(ts=self.market_ts, level="error", text=text))
 
     @staticmethod
     def _trigger(pos: Position, c: Candle) -> tuple[Decimal, str] | None:
