@@ -791,9 +791,16 @@ class Engine:
         self._emit(event)
         for old in offered.evicted:
             await self._store_expiry(old, reason="queue full: oldest expired first")
+        verdict = self.router.verdict(offered.proposal)
         if offered.merged:
+            # A merge can lift a queued proposal's confidence over the auto threshold:
+            # the policy decides again, or it would wait out its time to live unseen.
+            merged_id = offered.proposal.id
+            # A person may have decided it while the merge was being stored.
+            still_pending = any(p.id == merged_id for p in self.router.pending())
+            if verdict is Verdict.APPROVE and still_pending:
+                await self._approve(merged_id, None, by="policy")
             return
-        verdict = self.router.verdict(proposal)
         if verdict is Verdict.APPROVE:
             await self._approve(proposal.id, None, by="policy")
         elif verdict is Verdict.REJECT:
