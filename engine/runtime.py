@@ -70,6 +70,14 @@ class CommandError(Exception):
     """A command the engine could not carry out; the message is for a person."""
 
 
+class StoreMismatchError(ValueError):
+    """The store holds an account this feed cannot trade on; nothing was written."""
+
+
+def _utc(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts / 1000))
+
+
 @dataclass(frozen=True, slots=True)
 class EquitySnapshot:
     """The account at the last candle."""
@@ -387,6 +395,9 @@ class Engine:
     async def start(self, *, paused_if_recovered: bool = True) -> Recovery:
         """Rebuild state from the store and start consuming the feed in the background.
 
+        Raises :class:`StoreMismatchError`, before writing anything, for a store
+        this feed cannot trade on (see :meth:`_check_store_fits`).
+
         The session row's ``started_at`` and ``ended_at`` are wall-clock epoch
         milliseconds: a session is one run of the program (its mode, feed and
         config), and the console's session clock counts wall time from
@@ -406,7 +417,26 @@ class Engine:
         self._task = asyncio.create_task(self._run(), name="cma-engine")
         return recovery
 
+    def _check_store_fits(self, state: RecoveredState) -> None:
+        """Refuse a store this feed cannot go on trading: another currency, or a replay
+        that ends before the store's market time (every candle would be skipped)."""
+        where = getattr(self.store, "path", None)
+        store = f"the store {where}" if where else "the store"
+        if state.currency is not None and state.currency != self.currency:
+            raise StoreMismatchError(
+                f"{store} holds a {state.currency} account, but this market is quoted in "
+                f"{self.currency}; trade it on its own store (--db PATH)"
+            )
+        end = self.feed.last_ts
+        if state.last_ts is not None and end is not None and end + self._tf_ms <= state.last_ts:
+            raise StoreMismatchError(
+                f"{store} has traded up to {_utc(state.last_ts)}, after the replay's last candle "
+                f"({_utc(end)}): market time never goes back, so nothing would trade; "
+                "replay into a new store (--db PATH)"
+            )
+
     async def _recover(self, state: RecoveredState) -> Recovery:
+        self._check_store_fits(state)
         now = state.last_ts or 0
         self.market_ts = now
         if state.is_fresh:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.models import EngineEvent, EngineMessage
-from engine.runtime import Engine, make_feed
+from engine.runtime import Engine, StoreMismatchError, make_feed
 from persistence.connection import StoreLockedError
 from persistence.store import Store
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
@@ -56,7 +56,10 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
-        recovery = await engine.start(paused_if_recovered=False)
+        try:
+            recovery = await engine.start(paused_if_recovered=False)
+        except StoreMismatchError as exc:
+            die(str(exc), EXIT_USAGE)
         if not recovery.is_fresh:
             print(
                 f"recovered: {len(recovery.positions)} open positions, "

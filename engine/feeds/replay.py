@@ -283,6 +283,7 @@ class ReplayFeed(_MergedReplay):
                         f"{path.name}, which runs to {end}"
                     )
         self.row_count = total
+        self.last_ts = max((end for ranges in spans.values() for _, end, _ in ranges), default=None)
         return total
 
     def iter_batches(self) -> Iterator[list[Candle]]:

@@ -8,8 +8,10 @@ timestamps, and their conflicts; one account, one quote currency.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,8 @@ from shared_data import shared_data_dir
 
 from engine.config import Settings, load_settings
 from engine.feeds import ReplayError, ReplayFeed
-from engine.runtime import make_feed
+from engine.runtime import Engine, StoreMismatchError, make_feed
+from persistence.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = shared_data_dir()
@@ -271,3 +274,67 @@ def test_cma_run_refuses_a_currency_mix_with_exit_2_and_creates_no_store(tmp_pat
         "separately\n"
     )
     assert not db.exists()
+
+
+# --- a store the replay cannot go on -----------------------------------------------------
+
+
+async def _store_after(db: Path, feed: ReplayFeed) -> None:
+    """A store that has played ``feed`` to its end."""
+    store = await Store.open(db)
+    try:
+        engine = Engine(load_settings(environ={}), store, feed)
+        await engine.start()
+        await engine.wait()
+        await engine.stop()
+    finally:
+        await store.close()
+
+
+def _rows(db: Path) -> dict[str, int]:
+    with closing(sqlite3.connect(db)) as conn:
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in STORE_TABLES}
+
+
+STORE_TABLES = ("sessions", "events", "equity", "balances")
+
+
+async def _refused(db: Path, feed: ReplayFeed) -> str:
+    before = _rows(db)
+    store = await Store.open(db)
+    try:
+        engine = Engine(load_settings(environ={}), store, feed)
+        with pytest.raises(StoreMismatchError) as raised:
+            await engine.start()
+    finally:
+        await store.close()
+    assert _rows(db) == before  # refused before anything was written
+    return str(raised.value)
+
+
+async def test_a_store_holding_another_currency_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "cma.db"
+    await _store_after(db, ReplayFeed([write(tmp_path / "x_BTC-USDT_5m.csv", every(5 * MIN))]))
+    later = every(5 * MIN, start=T0 + 100 * 5 * MIN)
+    message = await _refused(db, ReplayFeed([write(tmp_path / "x_ETH-BTC_5m.csv", later)]))
+    # The bug: the USDT cash went on as if it were BTC.
+    assert message == (
+        f"the store {db} holds a USDT account, but this market is quoted in BTC; "
+        "trade it on its own store (--db PATH)"
+    )
+
+
+async def test_a_replay_that_ends_before_the_stores_market_time_is_refused(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "cma.db"
+    late = write(tmp_path / "x_BTC-USDT_5m_late.csv", every(5 * MIN, start=T0 + 100 * 5 * MIN))
+    await _store_after(db, ReplayFeed([late]))
+    early = ReplayFeed([write(tmp_path / "x_BTC-USDT_5m_early.csv", every(5 * MIN))])
+    # The bug: every candle was skipped as "traded before the restart", silently.
+    message = await _refused(db, early)
+    assert message.startswith(f"the store {db} has traded up to 2018-01-10 14:55 UTC, after ")
+    assert message.endswith("replay into a new store (--db PATH)")
+    # A replay that goes on past the store's market time is a resume, not an error.
+    on = write(tmp_path / "x_BTC-USDT_5m_on.csv", every(5 * MIN, start=T0 + 120 * 5 * MIN))
+    await _store_after(db, ReplayFeed([on]))
