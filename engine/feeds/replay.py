@@ -77,6 +77,22 @@ def timeframe_from_filename(name: str) -> str | None:
     return None
 
 
+def _aligned(ts: int, tf: str) -> bool:
+    """``is_aligned``, False for a timestamp outside the calendar (a month needs one)."""
+    try:
+        return is_aligned(ts, tf)
+    except (OverflowError, OSError, ValueError):
+        return False
+
+
+def _index(ts: int, tf: str) -> int | None:
+    """``candle_index``, None for a timestamp outside the calendar."""
+    try:
+        return candle_index(ts, tf)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def candle_problem(
     ts: int, o: float, h: float, low: float, c: float, v: float, prev_ts: float, tf: str
 ) -> str | None:
@@ -96,7 +112,7 @@ def candle_problem(
         return f"volume {v} is negative"
     if ts <= prev_ts:
         return f"timestamp {ts} is not after the previous candle's {int(prev_ts)}"
-    if not is_aligned(ts, tf):
+    if not _aligned(ts, tf):
         return f"timestamp {ts} is not aligned to the {tf} timeframe"
     return None
 
@@ -327,7 +343,7 @@ class ReplayFeed(_MergedReplay):
                 not (0.0 < low <= o <= h < _INF and low <= c <= h and 0.0 <= v < _INF)
                 or ts <= prev
                 or (ts - offset) % step
-                or (monthly and not is_aligned(ts, tf))
+                or (monthly and not _aligned(ts, tf))
             ):
                 problem = _csv_row_problem(row, prev, tf)
                 raise ReplayError(f"{name}:{reader.line_num}: {problem}")
@@ -372,19 +388,23 @@ def _not_text(path: Path) -> str:
 
 
 def _check_readable(path: Path) -> None:
-    """Raise ReplayError unless ``path`` is a readable file that starts as UTF-8 text."""
-    if not path.exists():
-        raise ReplayError(f"{path}: not found")
-    if path.is_dir():
-        raise ReplayError(f"{path}: is a directory, not a CSV file")
+    """Raise ReplayError unless ``path`` is a readable regular file that starts as UTF-8 text."""
     try:
+        if not path.exists():
+            raise ReplayError(f"{path}: not found")
+        if path.is_dir():
+            raise ReplayError(f"{path}: is a directory, not a CSV file")
+        if not path.is_file():
+            # A pipe or a device could not be read the two times a replay reads a file.
+            raise ReplayError(f"{path}: not a regular file")
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
         raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
     if b"\0" in head:
         raise ReplayError(
-            f"{path.name}: not a CSV text file (a NUL byte at byte {head.index(0)}: binary data?)"
+            f"{path.name}: not a CSV text file "
+            f"(a NUL byte at byte {head.index(0) + 1}: binary data?)"
         )
     try:
         # A multibyte character cut at the end of the sample is not an error.
@@ -425,7 +445,7 @@ def _fits(stamps: Sequence[int], tf: str) -> bool:
     """
     if len(stamps) < 2:
         return True
-    misaligned = sum(not is_aligned(ts, tf) for ts in stamps)
+    misaligned = sum(not _aligned(ts, tf) for ts in stamps)
     if misaligned * 2 > len(stamps):
         return False
     return misaligned > 0 or _spacing(stamps) in (None, tf)
@@ -436,9 +456,10 @@ def _spacing(stamps: Sequence[int]) -> str | None:
     if len(stamps) < 2 or not all(a < b for a, b in pairwise(stamps)):
         return None
     for tf in TIMEFRAMES:
-        if all(is_aligned(ts, tf) for ts in stamps) and any(
-            candle_index(b, tf) - candle_index(a, tf) == 1 for a, b in pairwise(stamps)
-        ):
+        if not all(_aligned(ts, tf) for ts in stamps):
+            continue
+        index = [_index(ts, tf) for ts in stamps]
+        if any(a is not None and b is not None and b - a == 1 for a, b in pairwise(index)):
             return tf
     return None
 

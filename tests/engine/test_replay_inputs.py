@@ -99,6 +99,22 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
         path.chmod(0o600)
 
 
+def test_a_pipe_is_refused_rather_than_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "x_ABC-USDT_1m.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ReplayError, match=rf"^{fifo}: not a regular file$"):
+        ReplayFeed([fifo])  # the bug would block here, opening a pipe nobody writes
+
+
+@pytest.mark.parametrize("tf", ["1M", "1w", "1m"])
+@pytest.mark.parametrize("ts", ["99999999999999999999", "-99999999999999999999"])
+def test_a_timestamp_outside_the_calendar_is_a_row_error(tmp_path: Path, tf: str, ts: str) -> None:
+    path = tmp_path / f"x_ABC-USDT_{tf}.csv"
+    path.write_text(f"{HEADER}{ts},1,1,1,1,1\n")
+    with pytest.raises(ReplayError, match=rf"^x_ABC-USDT_{tf}\.csv:2: timestamp {ts} is not "):
+        ReplayFeed([path])
+
+
 def test_an_empty_file_and_a_header_only_file_are_named(tmp_path: Path) -> None:
     empty = tmp_path / "x_ABC-USDT_1m.csv"
     empty.write_text("")
@@ -127,17 +143,23 @@ def test_a_name_without_a_pair_says_how_replay_files_are_named(tmp_path: Path) -
         st.binary(max_size=600),
         st.text(max_size=400).map(lambda t: (HEADER + t).encode("utf-8", "surrogatepass")),
         st.lists(
-            st.tuples(st.integers(-5, 5), st.sampled_from(["1", "0", "-1", "x", "nan", "1e400"])),
+            st.tuples(
+                st.one_of(st.integers(-5, 5).map(lambda k: T0 + k * MIN), st.integers()),
+                st.sampled_from(["1", "0", "-1", "x", "nan", "1e400"]),
+            ),
             max_size=8,
         ).map(
             lambda rows: (
-                HEADER + "".join(f"{T0 + k * MIN},{v},{v},{v},{v},{v}\n" for k, v in rows)
+                HEADER + "".join(f"{ts},{v},{v},{v},{v},{v}\n" for ts, v in rows)
             ).encode()
         ),
-    )
+    ),
+    tf=st.sampled_from(["1m", "1M", "1w"]),
 )
-def test_any_file_content_replays_or_fails_naming_the_file(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "x_ABC-USDT_1m.csv"
+def test_any_file_content_replays_or_fails_naming_the_file(
+    tmp_path: Path, content: bytes, tf: str
+) -> None:
+    path = tmp_path / f"x_ABC-USDT_{tf}.csv"
     try:
         path.write_bytes(content)
     except UnicodeEncodeError:  # a lone surrogate: not a file anyone can write
@@ -145,7 +167,7 @@ def test_any_file_content_replays_or_fails_naming_the_file(tmp_path: Path, conte
     try:
         feed = ReplayFeed([path])
     except ReplayError as exc:
-        assert str(exc).startswith("x_ABC-USDT_1m.csv"), str(exc)
+        assert str(exc).startswith(f"x_ABC-USDT_{tf}.csv"), str(exc)
         assert "\n" not in str(exc)
         return
     assert feed.row_count is not None and feed.row_count > 0
