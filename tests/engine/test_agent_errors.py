@@ -208,3 +208,25 @@ def test_headless_prints_one_line_per_symbol_and_logs_the_traceback(tmp_path: Pa
         assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] > 0
     finally:
         conn.close()
+
+
+def test_a_log_that_cannot_be_written_is_one_warning_not_a_failure(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "state"
+    not_a_folder.write_text("a file where the state folder would be")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
+    env.update(
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_STATE_HOME=str(not_a_folder),
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui", "run", "--headless", "--speed", "max", "--duration", "1s",
+         "--db", str(tmp_path / "cma.db")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == (
+        f"cma: cannot write the log {not_a_folder}/cma/cma.log: Not a directory; logging is off\n"
+    )
+    assert not_a_folder.read_text() == "a file where the state folder would be"
