@@ -115,6 +115,13 @@ def test_a_timestamp_outside_the_calendar_is_a_row_error(tmp_path: Path, tf: str
         ReplayFeed([path])
 
 
+def test_a_path_the_system_cannot_open_is_named_with_the_reason(tmp_path: Path) -> None:
+    # Runs as root too, unlike the unreadable file above: the name is too long to open.
+    path = tmp_path / f"{'x' * 300}_ABC-USDT_1m.csv"
+    with pytest.raises(ReplayError, match=rf"^{path}: cannot read: file name too long$"):
+        ReplayFeed([path])
+
+
 def test_an_empty_file_and_a_header_only_file_are_named(tmp_path: Path) -> None:
     empty = tmp_path / "x_ABC-USDT_1m.csv"
     empty.write_text("")
