@@ -85,6 +85,8 @@ class RecoveredState:
 
     initial_cash: Decimal | None = None
     cash: Decimal | None = None
+    #: The currency the account's cash is held in (the quote of the symbols it trades).
+    currency: str | None = None
     positions: list[Position] = field(default_factory=list)
     pending: list[Proposal] = field(default_factory=list)
     open_intents: list[OpenIntent] = field(default_factory=list)

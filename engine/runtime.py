@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from engine.agents import BUILTIN_AGENTS, load_agent_class
@@ -69,6 +70,14 @@ class CommandError(Exception):
     """A command the engine could not carry out; the message is for a person."""
 
 
+class StoreMismatchError(ValueError):
+    """The store holds an account this feed cannot trade on; nothing was written."""
+
+
+def _utc(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts / 1000))
+
+
 @dataclass(frozen=True, slots=True)
 class EquitySnapshot:
     """The account at the last candle."""
@@ -115,12 +124,19 @@ def risk_limits(settings: Settings) -> RiskLimits:
 
 
 def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
-    """The feed the configuration asks for."""
+    """The feed the configuration asks for; ValueError (a ReplayError for a file) names
+    the setting or the file when it cannot be built."""
     f = settings.feed
     speed = None if f.speed == "max" else float(f.speed)
     if f.kind == "sim":
         from engine.feeds.sim import SimFeed
 
+        if f.files:
+            raise ValueError(
+                "feed.files: the sim feed plays no files; replay them with --feed replay "
+                "(or leave --feed out)"
+            )
+        account_currency(f.symbols)
         start_ts = None
         if speed is not None:
             # Start the demo with history behind it, so agents are warm when it goes live.
@@ -142,12 +158,50 @@ def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
 
         if not f.files:
             raise ValueError("feed.files: the replay feed needs at least one CSV file (--files)")
-        return ReplayFeed(list(f.files), speed=speed)
+        # The file names' timeframe rules; feed.timeframe counts only where it was set.
+        timeframe = f.timeframe if "timeframe" in f.model_fields_set else None
+        replay = ReplayFeed(
+            list(f.files),
+            speed=speed,
+            timeframe=timeframe,
+            timeframe_from="feed.timeframe",
+            validate=False,
+        )
+        account_currency(replay.symbols, replay.quotes())
+        replay.validate()  # every row, once the cheap checks passed
+        return replay
     raise ValueError("feed.kind: the ccxt exchange feed is not available yet; use sim or replay")
 
 
-def quote_currency(symbols: tuple[str, ...]) -> str:
-    return symbols[0].split("/")[1] if symbols else "USDT"
+def account_currency(
+    symbols: Sequence[str], files: Mapping[str, Sequence[Path]] | None = None
+) -> str:
+    """The one currency the symbols are quoted in, which the account's cash is held in.
+
+    One account holds one cash balance, so symbols quoted in different
+    currencies (BTC/USDT and ETH/BTC) cannot share it: ETH/BTC would be sized
+    as if the USDT cash were BTC. Raises ValueError naming the currencies and,
+    for a replay, the files (``files``: the files by quote currency).
+    """
+    quotes: dict[str, list[str]] = {}
+    for symbol in symbols:
+        quotes.setdefault(symbol.rpartition("/")[2], []).append(symbol)
+    if len(quotes) <= 1:
+        return next(iter(quotes), "USDT")
+    if files is not None:
+        named = {q: [p.name for p in paths] for q, paths in files.items()}
+        what, fix = "replay files are", "replay them separately"
+    else:
+        named, what, fix = quotes, "feed.symbols are", "trade them in separate runs"
+    parts = [f"{q} ({_few(names)})" for q, names in named.items()]
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1]
+    raise ValueError(f"{what} quoted in {listed}; one account has one currency: {fix}")
+
+
+def _few(names: Sequence[str], most: int = 3) -> str:
+    """``a, b, c and 4 more``: a list kept to one line."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 class Engine:
@@ -161,6 +215,7 @@ class Engine:
         *,
         broker: Broker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -173,9 +228,11 @@ class Engine:
         self.mode = "LIVE" if self.broker.live else "PAPER"
         self.feed_name = self.feed.name
         self._clock = clock
-        self.session_started = time.time()
+        self._wall_clock = wall_clock
+        #: Wall-clock seconds when this session began (the console's session clock).
+        self.session_started = wall_clock()
         self._tf_ms = timeframe_ms(self.feed.timeframe)
-        self.currency = quote_currency(self.feed.symbols)
+        self.currency = account_currency(self.feed.symbols)
 
         self.portfolio = Portfolio(settings.risk.initial_cash, currency=self.currency)
         self.risk = RiskManager(risk_limits(settings))
@@ -336,20 +393,50 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self, *, paused_if_recovered: bool = True) -> Recovery:
-        """Rebuild state from the store and start consuming the feed in the background."""
+        """Rebuild state from the store and start consuming the feed in the background.
+
+        Raises :class:`StoreMismatchError`, before writing anything, for a store
+        this feed cannot trade on (see :meth:`_check_store_fits`).
+
+        The session row's ``started_at`` and ``ended_at`` are wall-clock epoch
+        milliseconds: a session is one run of the program (its mode, feed and
+        config), and the console's session clock counts wall time from
+        :attr:`session_started`. Market time, which a replay sets years back,
+        is what every event, proposal and equity point carries instead; a fresh
+        store knows none before its first candle.
+        """
         state = await self.store.load_state()
         recovery = await self._recover(state)
         mode = "live" if self.broker.live else "paper"
         config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
         begin = getattr(self.store, "begin_session", None)
         if begin is not None:
-            await begin(mode, self.feed_name, config, self.market_ts)
+            await begin(mode, self.feed_name, config, round(self.session_started * 1000))
         paused = not recovery.is_fresh and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
         return recovery
 
+    def _check_store_fits(self, state: RecoveredState) -> None:
+        """Refuse a store this feed cannot go on trading: another currency, or a replay
+        that ends before the store's market time (every candle would be skipped)."""
+        where = getattr(self.store, "path", None)
+        store = f"the store {where}" if where else "the store"
+        if state.currency is not None and state.currency != self.currency:
+            raise StoreMismatchError(
+                f"{store} holds a {state.currency} account, but this market is quoted in "
+                f"{self.currency}; trade it on its own store (--db PATH)"
+            )
+        end = self.feed.last_ts
+        if state.last_ts is not None and end is not None and end + self._tf_ms <= state.last_ts:
+            raise StoreMismatchError(
+                f"{store} has traded up to {_utc(state.last_ts)}, after the replay's last candle "
+                f"({_utc(end)}): market time never goes back, so nothing would trade; "
+                "replay into a new store (--db PATH)"
+            )
+
     async def _recover(self, state: RecoveredState) -> Recovery:
+        self._check_store_fits(state)
         now = state.last_ts or 0
         self.market_ts = now
         if state.is_fresh:
@@ -480,7 +567,7 @@ class Engine:
         await self.store.flush()
         end = getattr(self.store, "end_session", None)
         if end is not None:
-            await end(self.market_ts)
+            await end(round(self._wall_clock() * 1000))
         self._stopped.set()
         self._set_status("stopped")
 
@@ -526,21 +613,21 @@ class Engine:
         last = self._last_ts.get(symbol)
         agents = self._agents.get(symbol)
         if agents is None:
-            agents = self._agents[symbol] = [cls(symbol) for cls in self._agent_classes]
+            agents = self._agents[symbol] = self._make_agents(symbol)
         elif last is not None and candle.ts - last > self._tf_ms:
             missing = (candle.ts - last) // self._tf_ms - 1
-            for agent in agents:
-                agent.on_gap(symbol, missing)
+            for agent in list(agents):
+                try:
+                    agent.on_gap(symbol, missing)
+                except Exception as exc:
+                    self._switch_off(agents, agent, agent.name, symbol, exc)
             self.synth.on_gap(symbol)
         self._last_ts[symbol] = candle.ts
         self.marks[symbol] = to_decimal(candle.close)
         self.risk.on_candle(symbol, candle.ts, candle.close)
         self.learning.on_candle(candle)
         self.synth.on_candle(candle)
-        try:
-            votes = [v for agent in agents if (v := agent.on_candle(candle)) is not None]
-        except Exception:
-            votes = self._votes_without_broken_agents(agents, candle)
+        votes = self._votes(agents, candle)
         if not votes or self.status != "running" or self._batches <= self.feed.warmup_batches:
             return None
         now = candle.ts + self._tf_ms
@@ -603,26 +690,51 @@ class Engine:
         except ValueError as exc:
             return RiskDecision(False, Decimal(0), f"invalid order: {exc}")
 
-    def _votes_without_broken_agents(self, agents: list[Agent], candle: Candle) -> list[AgentVote]:
-        """Ask each agent alone; one that raises is switched off for this symbol."""
+    def _make_agents(self, symbol: str) -> list[Agent]:
+        """One instance of each agent class for ``symbol``; one that raises is left out."""
+        agents: list[Agent] = []
+        for cls in self._agent_classes:
+            try:
+                agents.append(cls(symbol))
+            except Exception as exc:
+                self._switch_off(agents, None, getattr(cls, "name", cls.__name__), symbol, exc)
+        return agents
+
+    def _votes(self, agents: list[Agent], candle: Candle) -> list[AgentVote]:
+        """Each agent's vote on ``candle``, asked once; one that raises (or returns
+        something that is not a vote) is switched off for this symbol."""
         votes: list[AgentVote] = []
-        for agent in list(agents):
+        broken: list[tuple[Agent, Exception]] = []
+        for agent in agents:
             try:
                 vote = agent.on_candle(candle)
             except Exception as exc:
-                agents.remove(agent)
-                log.exception("agent %s failed on %s", agent.name, candle.symbol)
-                self._emit(
-                    EngineMessage(
-                        ts=self.market_ts,
-                        level="error",
-                        text=f"agent {agent.name} switched off for {candle.symbol}: {exc!r}",
-                    )
-                )
+                broken.append((agent, exc))
                 continue
-            if vote is not None:
-                votes.append(vote)
+            if vote is None:
+                continue
+            if not isinstance(vote, AgentVote):
+                kind = type(vote).__name__
+                broken.append((agent, TypeError(f"on_candle returned a {kind}, not a vote")))
+                continue
+            votes.append(vote)
+        for agent, error in broken:
+            self._switch_off(agents, agent, agent.name, candle.symbol, error)
         return votes
+
+    def _switch_off(
+        self, agents: list[Agent], agent: Agent | None, name: str, symbol: str, exc: Exception
+    ) -> None:
+        """Take a failed agent out of ``symbol``'s agents: its traceback goes to the log,
+        one line to subscribers. Trading goes on with the others."""
+        if agent is not None and agent in agents:
+            agents.remove(agent)
+        text = (
+            f"agent {name} failed on {symbol}: {type(exc).__name__}: {exc}; "
+            f"switched off for {symbol}"
+        )
+        log.error("%s", text, exc_info=exc)
+        self._emit(EngineMessage(ts=self.market_ts, level="error", text=text))
 
     @staticmethod
     def _trigger(pos: Position, c: Candle) -> tuple[Decimal, str] | None:
@@ -709,9 +821,16 @@ class Engine:
         self._emit(event)
         for old in offered.evicted:
             await self._store_expiry(old, reason="queue full: oldest expired first")
+        verdict = self.router.verdict(offered.proposal)
         if offered.merged:
+            # A merge can lift a queued proposal's confidence over the auto threshold:
+            # the policy decides again, or it would wait out its time to live unseen.
+            merged_id = offered.proposal.id
+            # A person may have decided it while the merge was being stored.
+            still_pending = any(p.id == merged_id for p in self.router.pending())
+            if verdict is Verdict.APPROVE and still_pending:
+                await self._approve(merged_id, None, by="policy")
             return
-        verdict = self.router.verdict(proposal)
         if verdict is Verdict.APPROVE:
             await self._approve(proposal.id, None, by="policy")
         elif verdict is Verdict.REJECT:

@@ -571,9 +571,9 @@ def _opt_dec(value: str | None) -> Decimal | None:
 
 def _load_state(conn: sqlite3.Connection) -> RecoveredState:
     state = RecoveredState()
-    row = conn.execute("SELECT cash, initial_cash FROM balances LIMIT 1").fetchone()
+    row = conn.execute("SELECT cash, initial_cash, currency FROM balances LIMIT 1").fetchone()
     if row is not None:
-        state.cash, state.initial_cash = Decimal(row[0]), Decimal(row[1])
+        state.cash, state.initial_cash, state.currency = Decimal(row[0]), Decimal(row[1]), row[2]
     for r in conn.execute(
         "SELECT symbol, side, qty, entry_price, cost_basis, stop, take_profit, opened_at,"
         " proposal_id, realized_pnl, fees FROM positions WHERE status = 'open' ORDER BY id"

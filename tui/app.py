@@ -353,7 +353,7 @@ class CmaApp(App[int]):
         still finishes (never leaving a store half-open), and on_unmount stops
         what it started.
         """
-        from engine.runtime import Engine, make_feed
+        from engine.runtime import Engine, StoreMismatchError, make_feed
         from persistence.connection import StoreLockedError
         from persistence.store import Store
 
@@ -373,7 +373,10 @@ class CmaApp(App[int]):
             raise StartError(str(exc), 2) from None
         self.engine = engine
         self._unsubscribe = engine.subscribe(self._on_engine_event)
-        return await engine.start(paused_if_recovered=True)
+        try:
+            return await engine.start(paused_if_recovered=True)
+        except StoreMismatchError as exc:  # another currency, or a replay older than the store
+            raise StartError(str(exc), 2) from None
 
     @work(group="engine", exclusive=True, exit_on_error=False, name="start the engine")
     async def _do_boot(self) -> None:

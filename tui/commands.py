@@ -115,10 +115,13 @@ def db_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, **_run_overrides(args))
+    from tui.logs import setup_logging
+
+    log_file = setup_logging()  # once, for the console and the headless run alike
     if args.headless:
         from tui.headless import run_headless
 
-        return run_headless(settings, duration=args.duration)
+        return run_headless(settings, duration=args.duration, log_file=log_file)
     from tui.app import run_console
 
     return run_console(settings, duration=args.duration)

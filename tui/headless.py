@@ -1,4 +1,9 @@
-"""``cma run --headless``: the same engine as the console, with a status line."""
+"""``cma run --headless``: the same engine as the console, with a status line.
+
+Status lines go to stdout. An error the engine reports while it runs (an
+agent switched off, say) is one line on stderr; its traceback is in the log
+file, never on the terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,31 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from engine.config import Settings
-from engine.runtime import Engine, make_feed
+from engine.models import EngineEvent, EngineMessage
+from engine.runtime import Engine, StoreMismatchError, make_feed
 from persistence.connection import StoreLockedError
 from persistence.store import Store
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
+from tui.logs import shown
 
 
-async def _main(settings: Settings, duration: float | None) -> int:
+def _error_printer(engine: Engine, log_file: Path | None) -> Callable[[EngineEvent], None]:
+    """An engine subscriber printing each error message as one line on stderr."""
+    where = f" (traceback in {shown(log_file)})" if log_file is not None else ""
+
+    def on_event(event: EngineEvent) -> None:
+        # An error that stops the engine is said once, with the exit code, by _main.
+        if isinstance(event, EngineMessage) and event.level == "error" and engine.error is None:
+            print(f"{event.text}{where}", file=sys.stderr, flush=True)
+
+    return on_event
+
+
+async def _main(settings: Settings, duration: float | None, log_file: Path | None) -> int:
     try:
         feed = make_feed(settings)
     except (ValueError, OSError) as exc:
@@ -29,12 +50,16 @@ async def _main(settings: Settings, duration: float | None) -> int:
     except ValueError as exc:
         await store.close()
         die(str(exc), EXIT_USAGE)
+    engine.subscribe(_error_printer(engine, log_file))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
-        recovery = await engine.start(paused_if_recovered=False)
+        try:
+            recovery = await engine.start(paused_if_recovered=False)
+        except StoreMismatchError as exc:
+            die(str(exc), EXIT_USAGE)
         if not recovery.is_fresh:
             print(
                 f"recovered: {len(recovery.positions)} open positions, "
@@ -63,7 +88,8 @@ async def _main(settings: Settings, duration: float | None) -> int:
                 break
         await engine.stop()
         if engine.error is not None:
-            print(f"cma: engine stopped on an error: {engine.error}", file=sys.stderr)
+            where = "" if log_file is None else f" (traceback in {shown(log_file)})"
+            print(f"cma: engine stopped on an error: {engine.error}{where}", file=sys.stderr)
             return EXIT_FAIL
         print(engine.status_line(), flush=True)
         return EXIT_OK
@@ -71,6 +97,11 @@ async def _main(settings: Settings, duration: float | None) -> int:
         await store.close()
 
 
-def run_headless(settings: Settings, duration: float | None = None) -> int:
-    """Run the engine without a UI until SIGINT/SIGTERM/SIGHUP or ``duration`` seconds."""
-    return asyncio.run(_main(settings, duration))
+def run_headless(
+    settings: Settings, duration: float | None = None, log_file: Path | None = None
+) -> int:
+    """Run the engine without a UI until SIGINT/SIGTERM/SIGHUP or ``duration`` seconds.
+
+    ``log_file`` is where tracebacks go (:func:`tui.logs.setup_logging`), for the messages.
+    """
+    return asyncio.run(_main(settings, duration, log_file))

@@ -70,6 +70,8 @@ class Feed(ABC):
         #: The first batches play unpaced, as history to warm indicators up (a live
         #: demo starts with agents ready); the engine proposes nothing from them.
         self.warmup_batches = 0
+        #: The last candle's timestamp, where a feed knows it before it plays (a replay).
+        self.last_ts: int | None = None
 
     @property
     def speed(self) -> float | None:

@@ -368,3 +368,24 @@ async def test_approving_a_proposal_the_market_has_run_past_is_denied_not_filled
         assert "past the take-profit 108" in intents[0][1]
         assert await query(engine, "SELECT COUNT(*) FROM fills") == [(0,)]
         await assert_checks_pass(engine)
+
+
+async def test_auto_approves_a_queued_proposal_once_a_merge_lifts_it_over_the_threshold() -> None:
+    # 0.6 is below auto_confidence 0.7: queued. The same side a candle later at 0.8
+    # merges into it (inside the dedup window) and lifts it to 0.8: the policy approves.
+    feed = CraftedFeed({BTC: with_warmup([FLAT] * 6)})
+    votes = {
+        (BTC, feed.ts(SIGNAL)): (Side.LONG, 0.6),
+        (BTC, feed.ts(SIGNAL + 1)): (Side.LONG, 0.8),
+    }
+    async with crafted_engine(settings(), feed, votes) as engine:
+        await play(engine)
+        rows = await query(
+            engine,
+            "SELECT p.merged, p.confidence, p.status, d.action, d.decided_by, d.decided_at"
+            " FROM proposals p JOIN decisions d ON d.proposal_id = p.id",
+        )
+        # The bug: auto decided only when a proposal was made, so this one expired.
+        assert rows == [(1, 0.8, "approved", "approve", "policy", feed.ts(SIGNAL + 1))]
+        assert await query(engine, "SELECT COUNT(*) FROM fills") == [(1,)]
+        await assert_checks_pass(engine)

@@ -403,12 +403,12 @@ def test_sim_candles_written_to_csv_replay_identically(tmp_path: Path) -> None:
     assert flatten(ReplayFeed(paths).iter_batches()) == candles
 
 
-def test_symbols_mapping_and_timeframe_override_the_file_name(tmp_path: Path) -> None:
+def test_symbols_mapping_and_timeframe_stand_in_for_the_file_name(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "recording.csv", rows_5m(3))
     with pytest.raises(ReplayError, match=r"recording\.csv"):
         ReplayFeed([path], timeframe="5m")  # no pair in the name
-    with pytest.raises(ReplayError, match="timeframe"):
-        ReplayFeed([path], symbols={"recording.csv": "ABC/BTC"})
+    # No timeframe in the name: the spacing of the timestamps says 5m.
+    assert ReplayFeed([path], symbols={"recording.csv": "ABC/BTC"}).timeframe == "5m"
     feed = ReplayFeed([path], symbols={"recording.csv": "ABC/BTC"}, timeframe="5m")
     assert {c.symbol for c in flatten(feed.iter_batches())} == {"ABC/BTC"}
     with pytest.raises(ReplayError, match="says 1m"):

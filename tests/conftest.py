@@ -1,0 +1,24 @@
+"""Fixtures for every test: no test writes the real user's log file.
+
+``cma run`` logs to ``$XDG_STATE_HOME/cma/cma.log``; the tests start ``cma``
+as a subprocess with an environment copied from this process, so pointing
+the variable at a temporary folder here covers them all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before

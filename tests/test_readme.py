@@ -1,0 +1,421 @@
+"""Every command the README shows runs, and does what the README says it does.
+
+The commands are read from the README itself: each line of its ```sh blocks,
+and the first column of its Commands table. Each one must have a check here
+(:data:`CHECKS`) or be listed as covered elsewhere, with where
+(:data:`ELSEWHERE`); a new README command with neither fails
+:func:`test_every_readme_command_has_a_check`, so the README cannot drift.
+
+A check runs the command as written, through bash, with the venv's ``bin``
+first on PATH (what ``. .venv/bin/activate`` does), in a temporary home
+(``XDG_*``). Only what would run forever or touch the user's files is bounded:
+``--duration`` is shortened or added, ``--db`` points into the temporary
+folder, and ``../shared/data`` is the shared data folder wherever it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from shared_data import shared_data_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+VENV_BIN = Path(sys.executable).parent
+RUN_FOR = "6s"  # a headless run the README lets go on for longer
+STATUS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d) (running|paused|stopped) ")
+
+
+# --- reading the README ------------------------------------------------------------------
+
+
+def _sh_lines(text: str) -> list[str]:
+    """Each command line of the ```sh blocks, its trailing comment removed."""
+    out: list[str] = []
+    for body in re.findall(r"^```sh\n(.*?)^```", text, re.S | re.M):
+        for line in body.splitlines():
+            command = re.sub(r"\s+#\s.*$", "", line).strip()
+            if command and not command.startswith("#"):
+                out.append(command)
+    return out
+
+
+def _table_commands(text: str) -> list[str]:
+    """The code spans of the first column of the table under ``## Commands``."""
+    section = text.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    out: list[str] = []
+    for row in section.splitlines():
+        if not row.startswith("| `"):
+            continue
+        first = row.split("|")[1]
+        for code in re.findall(r"`([^`]+)`", first):
+            out.append(code if code.startswith("cma") else f"cma {code}")
+    return out
+
+
+def readme_commands() -> list[str]:
+    """Every command the README shows, once each, in README order."""
+    text = README.read_text(encoding="utf-8")
+    return list(dict.fromkeys(_sh_lines(text) + _table_commands(text)))
+
+
+def readme_block(language: str) -> str:
+    """The first fenced block of ``language`` in the README."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^```{language}\n(.*?)^```", text, re.S | re.M)
+    assert match is not None, f"the README has no {language} block"
+    return match.group(1)
+
+
+# --- running a README command ---------------------------------------------------------
+
+
+@dataclass
+class Home:
+    """A temporary home: its XDG folders, and a working folder to run commands in."""
+
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        path = self.root / "work"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def store(self) -> Path:
+        return self.root / "data" / "cma" / "cma.db"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config" / "cma" / "config.toml"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("CMA_") and k != "PYTHONPATH"
+        }
+        env.update(
+            PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            XDG_DATA_HOME=str(self.root / "data"),
+            XDG_CONFIG_HOME=str(self.root / "config"),
+            XDG_STATE_HOME=str(self.root / "state"),
+            CMA_ENGINE__STATUS_INTERVAL_SECONDS="1",
+        )
+        return env
+
+    def sh(self, command: str, cwd: Path | None = None, timeout: float = 120) -> Done:
+        """Run ``command`` through bash, as a person would type it."""
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=cwd or self.work, env=self.env(),
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        return Done(command, proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class Done:
+    command: str
+    code: int
+    out: str
+    err: str
+
+    def ok(self) -> Done:
+        assert self.code == 0, f"{self.command!r} exited {self.code}:\n{self.out}\n{self.err}"
+        assert "Traceback" not in self.out + self.err, self.err
+        return self
+
+
+def bounded(command: str, duration: str = RUN_FOR) -> str:
+    """``command`` with ``--duration`` set to ``duration`` and shared data found in place."""
+    command = command.replace("../shared/data", str(shared_data_dir()))
+    if "--duration" in command:
+        return re.sub(r"--duration \S+", f"--duration {duration}", command)
+    return f"{command} --duration {duration}"
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def count(db: Path, table: str, where: str = "1") -> int:
+    [(n,)] = rows(db, f"SELECT COUNT(*) FROM {table} WHERE {where}")
+    assert isinstance(n, int)
+    return n
+
+
+# --- the checks, one per README command ----------------------------------------------------
+
+DEMO = "cma run --headless --policy auto --speed max --duration 20s"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Home, Done]]:
+    """The README's headless demo run, once, in its own home; the db commands read its store."""
+    home = Home(tmp_path_factory.mktemp("demo"))
+    yield home, home.sh(bounded(DEMO))
+
+
+def check_demo(home: Home, demo: tuple[Home, Done]) -> None:
+    """ "trade the demo market as fast as it goes": it stops by itself and the store has fills."""
+    demo_home, done = demo
+    done.ok()
+    lines = done.out.splitlines()
+    assert lines[0].startswith("cma headless: PAPER on sim"), done.out
+    assert STATUS.match(lines[-1]) and " stopped " in lines[-1], done.out
+    assert count(demo_home.store, "fills") > 0
+    assert count(demo_home.store, "decisions") > 0
+
+
+def check_speed_60(home: Home, demo: tuple[Home, Done]) -> None:
+    """ "an hour of candles a minute, until Ctrl-C": market time runs ~60× wall time, and
+    Ctrl-C (SIGINT) stops it cleanly."""
+    proc = subprocess.Popen(
+        ["bash", "-c", "exec cma run --headless --speed 60"], cwd=home.work, env=home.env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in out + err
+    stamps = [m[1] for line in out.splitlines() if (m := STATUS.match(line))]
+    assert out.splitlines()[-1].split()[2] == "stopped", out
+    first = time.mktime(time.strptime(stamps[0], "%Y-%m-%d %H:%M"))
+    last = time.mktime(time.strptime(stamps[-1], "%Y-%m-%d %H:%M"))
+    # Between the first and the last status line: a few seconds of wall time, so a few
+    # minutes of market time at 60× (never the hours that speed max would play).
+    assert 60 <= last - first <= 20 * 60, out
+
+
+REPLAY = (
+    "CMA_APPROVAL__AUTO_CONFIDENCE=0.3 cma run --headless --files "
+    "../shared/data/binance_*-BTC_5m_2018-01.csv --policy auto --speed max --db replay.db"
+)
+
+
+def check_replay(home: Home, demo: tuple[Home, Done]) -> None:
+    """The replay example trades (the bug: nothing in 20 days), plays to the end of the
+    files, and ``cma db info --db replay.db`` (named in the text after it) reads its store."""
+    command = REPLAY.replace("../shared/data", str(shared_data_dir()))
+    done = home.sh(command).ok()
+    store = home.work / "replay.db"
+    assert count(store, "fills") > 0 and count(store, "positions") > 0
+    assert done.out.splitlines()[-1].startswith("2018-01-30 04:55 stopped"), done.out
+    assert "(ADA/BTC, DASH/BTC, ETC/BTC, ETH/BTC, LTC/BTC, NXT/BTC" in done.out
+    info = home.sh("cma db info --db replay.db").ok()
+    assert info.out.startswith("store   replay.db\n"), info.out
+    assert re.search(rf"^fills +{count(store, 'fills')}$", info.out, re.M), info.out
+    # Run again on the same store, it is refused: the README says to delete it first.
+    again = home.sh(command)
+    assert again.code == 2 and "replay into a new store" in again.err, again.err
+
+
+CUSTOM = (
+    "PYTHONPATH=. CMA_AGENTS__USER=mypkg.agents:SmaCrossAgent cma run --headless "
+    "--policy auto --speed max --duration 20s"
+)
+
+
+def check_custom_agent(home: Home, demo: tuple[Home, Done]) -> None:
+    """The custom agent, saved from the README's python block, loads and votes; the README's
+    toml block is a valid config with it."""
+    pkg = home.work / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "agents.py").write_text(readme_block("python"))
+    home.sh(bounded(CUSTOM)).ok()
+    assert count(home.store, "proposals", "votes_json LIKE '%sma_cross%'") > 0
+    config = home.work / "agents.toml"
+    config.write_text(readme_block("toml"))
+    home.sh(f"PYTHONPATH=. cma config validate {config}").ok()
+
+
+def check_venv_help(home: Home, demo: tuple[Home, Done]) -> None:
+    """``.venv/bin/cma --help`` lists the commands (run from the checkout, as after make run)."""
+    done = home.sh(".venv/bin/cma --help", cwd=ROOT).ok()
+    for command in ("run", "db", "config"):
+        assert re.search(rf"^\s+{command}\s", done.out, re.M), done.out
+
+
+def check_activate(home: Home, demo: tuple[Home, Done]) -> None:
+    """After ``. .venv/bin/activate``, ``cma`` is the venv's."""
+    done = home.sh(". .venv/bin/activate && command -v cma", cwd=ROOT).ok()
+    assert Path(done.out.strip()) == ROOT / ".venv" / "bin" / "cma"
+
+
+def _console(home: Home, command: str) -> None:
+    """Run ``command`` (the console) in a real terminal: a private tmux server."""
+    rc = home.root / f"rc-{uuid.uuid4().hex}"
+    socket = f"cma-readme-{uuid.uuid4().hex[:8]}"
+    script = f"{command} --duration 3s; echo $? > {rc}"
+    env = home.env() | {"TERM": "xterm-256color"}
+    subprocess.run(
+        ["tmux", "-L", socket, "new-session", "-d", "-x", "120", "-y", "40", "bash", "-c", script],
+        cwd=home.work, env=env, check=True, timeout=30,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not rc.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert rc.exists(), f"{command!r} did not stop within 90 s"
+        time.sleep(0.1)  # the shell has written the code and its newline
+        assert rc.read_text().strip() == "0"
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=30)
+    assert count(home.store, "equity") > 0  # it opened the store and played the demo market
+
+
+def check_console(home: Home, demo: tuple[Home, Done]) -> None:
+    """``cma`` opens the console on the demo market (and stops at --duration)."""
+    _console(home, "cma")
+
+
+def check_console_run(home: Home, demo: tuple[Home, Done]) -> None:
+    """``cma run`` is the same console."""
+    _console(home, "cma run")
+
+
+def check_config_show(home: Home, demo: tuple[Home, Done]) -> None:
+    """Every setting, each explained, secrets masked."""
+    done = home.sh("CMA_EXCHANGE__API_KEY=hunter2 cma config show").ok()
+    lines = done.out.splitlines()
+    assert len(lines) > 40
+    assert all(re.match(r"^[a-z_]+\.[a-z_]+ +.+ # \S", line) for line in lines), done.out
+    assert "hunter2" not in done.out
+    assert re.search(r"^exchange\.api_key +\*{8} ", done.out, re.M)
+    assert re.search(r"^risk\.max_drawdown +0\.1 ", done.out, re.M)
+
+
+def check_config_validate(home: Home, demo: tuple[Home, Done]) -> None:
+    """A good file passes; a bad one exits 2 naming every bad field."""
+    good = home.work / "good.toml"
+    good.write_text('[risk]\nmax_drawdown = 0.15\n[feed]\nspeed = "max"\n')
+    assert home.sh(f"cma config validate {good}").ok().out.strip() == f"{good}: ok"
+    bad = home.work / "bad.toml"
+    bad.write_text("[risk]\nmax_drawdown = 2\n[approval]\npolicy = 'sometimes'\n")
+    done = home.sh(f"cma config validate {bad}")
+    assert done.code == 2 and "Traceback" not in done.err
+    assert done.err.startswith("cma: ")
+    assert "risk.max_drawdown = 2" in done.err and "approval.policy = 'sometimes'" in done.err
+
+
+def check_config_init(home: Home, demo: tuple[Home, Done]) -> None:
+    """A commented file with every default, which then validates."""
+    done = home.sh("cma config init").ok()
+    assert done.out.strip() == f"wrote {home.config}"
+    text = home.config.read_text()
+    for section in ("[store]", "[feed]", "[approval]", "[risk]", "[broker]", "[agents]"):
+        assert section in text
+    assert "\nmax_drawdown = 0.1\n" in text and "\n# Halt when equity falls" in text
+    assert home.sh("cma config validate").ok().out.strip() == f"{home.config}: ok"
+
+
+def check_db_check(home: Home, demo: tuple[Home, Done]) -> None:
+    """On the demo run's store: every check passes, exit 0."""
+    demo_home, _ = demo
+    done = demo_home.sh("cma db check").ok()
+    assert re.search(r": (\d+) checks passed, 0 failed$", done.out.strip()), done.out
+
+
+def check_db_backup(home: Home, demo: tuple[Home, Done]) -> None:
+    """A consistent copy, private, that passes the checks and holds the same fills."""
+    demo_home, _ = demo
+    dest = home.work / "backup.db"
+    demo_home.sh(f"cma db backup {dest}").ok()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    demo_home.sh(f"cma db check --db {dest}").ok()
+    assert count(dest, "fills") == count(demo_home.store, "fills") > 0
+
+
+def check_db_info(home: Home, demo: tuple[Home, Done]) -> None:
+    """Where the store is and what it holds."""
+    demo_home, _ = demo
+    done = demo_home.sh("cma db info").ok()
+    assert f"store   {demo_home.store}" in done.out
+    assert re.search(r"^sessions +1$", done.out, re.M), done.out
+
+
+def check_not_yet(name: str) -> Callable[[Home, tuple[Home, Done]], None]:
+    def check(home: Home, demo: tuple[Home, Done]) -> None:
+        """Says it is not available yet, and exits 3."""
+        done = home.sh(f"cma {name}")
+        assert done.code == 3, done
+        assert done.err.startswith(f"cma: 'cma {name}'") and "not available yet" in done.err
+
+    return check
+
+
+Check = Callable[[Home, tuple[Home, Done]], None]
+
+#: Each README command and the check that it does what the README says.
+CHECKS: dict[str, Check] = {
+    ".venv/bin/cma --help": check_venv_help,
+    ". .venv/bin/activate": check_activate,
+    "cma": check_console,
+    "cma run": check_console_run,
+    DEMO: check_demo,
+    "cma run --headless --speed 60": check_speed_60,
+    REPLAY: check_replay,
+    CUSTOM: check_custom_agent,
+    "cma config show": check_config_show,
+    "cma config validate [FILE]": check_config_validate,
+    "cma config init": check_config_init,
+    "cma db check": check_db_check,
+    "cma db backup PATH": check_db_backup,
+    "cma db info": check_db_info,
+    **{f"cma {name}": check_not_yet(name) for name in ("backtest", "optimize", "report")},
+    **{f"cma {name}": check_not_yet(name) for name in ("keys", "data")},
+}
+
+#: README commands whose check lives elsewhere, and where.
+ELSEWHERE: dict[str, str] = {
+    "make run": "the install is what every test runs in; what it opens is the `cma` check",
+    "make test": "the test run itself (lint, mypy and this suite)",
+    "ssh trader@server": "a remote login: no test can make one; tmux below is what matters",
+    "tmux new -A -s cma 'cd crypto-market-agents && .venv/bin/cma'": (
+        "tests/tui/test_e2e_tmux.py drives the console in tmux, detached and reattached"
+    ),
+}
+
+
+def test_every_readme_command_has_a_check() -> None:
+    commands = readme_commands()
+    unchecked = [c for c in commands if c not in CHECKS and c not in ELSEWHERE]
+    assert not unchecked, f"README commands with no check in tests/test_readme.py: {unchecked}"
+    stale = [c for c in [*CHECKS, *ELSEWHERE] if c not in commands]
+    assert not stale, f"checks for commands the README no longer shows: {stale}"
+
+
+def test_the_readme_parse_finds_the_commands_it_must() -> None:
+    # The parse itself can break (a block fence renamed, the table moved): it must keep
+    # finding commands of both kinds.
+    commands = readme_commands()
+    assert DEMO in commands and "cma db backup PATH" in commands and "cma data" in commands
+    assert len(commands) >= 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(CHECKS))
+def test_readme_command_does_what_the_readme_says(
+    command: str, tmp_path: Path, demo: tuple[Home, Done]
+) -> None:
+    CHECKS[command](Home(tmp_path), demo)
