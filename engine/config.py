@@ -245,7 +245,10 @@ class RiskSettings(Section):
     """Cap on one position's notional as a fraction of equity."""
     max_risk_per_trade: float = Field(default=0.01, gt=0.0, le=1.0)
     """Most equity one trade may lose at its stop."""
-    min_notional: Decimal = Field(default=Decimal("10"), gt=0, le=MAX_MIN_NOTIONAL)
+    # validate_default: the ordering checks must also hold against a default.
+    min_notional: Decimal = Field(
+        default=Decimal("10"), gt=0, le=MAX_MIN_NOTIONAL, validate_default=True
+    )
     """Smallest order notional in the quote currency."""
     max_open_positions: int = Field(default=5, gt=0, le=1_000)
     """Most positions open at once."""
@@ -261,7 +264,7 @@ class RiskSettings(Section):
     """Halt when today's loss exceeds this fraction of the day's starting equity."""
     max_drawdown: float = Field(default=0.10, gt=0.0, le=1.0)
     """Halt when equity falls this fraction below its peak."""
-    reduce_drawdown: float = Field(default=0.07, gt=0.0, le=1.0)
+    reduce_drawdown: float = Field(default=0.07, gt=0.0, le=1.0, validate_default=True)
     """Allow exits only (REDUCING) past this drawdown."""
     auto_resume_next_day: bool = False
     """Leave HALTED on a new UTC day by itself (otherwise only by command)."""
@@ -464,6 +467,8 @@ def env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
         else:
             node[parts[-1]] = value
             origins[".".join(parts)] = name
+            if isinstance(value, Mapping):  # CMA_RISK='{"max_drawdown": 0.2}'
+                origins.update(dict.fromkeys(_dotted(value, ".".join(parts) + "."), name))
     if problems:
         raise ConfigError("\n".join(problems))
     return values, origins
@@ -590,8 +595,9 @@ class Sources:
     def origin(self, field: str) -> str | None:
         """``"options"``, a variable's name, ``"file"`` or None (the default)."""
         parts = field.split(".")
-        # The longest prefix that was given: feed.symbols for feed.symbols.1.
-        for end in range(len(parts), 0, -1):
+        # The longest prefix that was given: feed.symbols for feed.symbols.1. A section
+        # given ([risk]) does not give each of its fields, so stop at the field.
+        for end in range(len(parts), min(len(parts), 2) - 1, -1):
             key = ".".join(parts[:end])
             if key in self.options:
                 return "options"
@@ -614,6 +620,8 @@ class Sources:
                 from_file = True
             elif origin is not None:
                 line += f" (from {origin})"
+            else:  # a default that another setting made wrong (reduce_drawdown, say)
+                line += " (the default)"
             lines.append(line)
         where = f" in {self.file}" if from_file else ""
         return "\n".join([f"invalid configuration{where}:", *lines])
