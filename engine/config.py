@@ -581,6 +581,15 @@ def load_settings(
     return settings
 
 
+#: Fields whose default is checked against another setting: that setting is what
+#: made the default wrong, so the report names where it came from.
+_CHECKED_AGAINST = {
+    "risk.reduce_drawdown": "risk.max_drawdown",
+    "risk.min_notional": "risk.initial_cash",
+    "feed.files": "feed.kind",
+}
+
+
 class Sources:
     """Where each setting came from, to say so in an error report."""
 
@@ -621,7 +630,16 @@ class Sources:
             elif origin is not None:
                 line += f" (from {origin})"
             else:  # a default that another setting made wrong (reduce_drawdown, say)
-                line += " (the default)"
+                line += " (the default"
+                cause = _CHECKED_AGAINST.get(problem.field, "")
+                cause_origin = self.origin(cause) if cause else None
+                if cause_origin == "file":
+                    from_file = True
+                elif cause_origin == "options":
+                    line += f"; {cause} from the command line"
+                elif cause_origin is not None:
+                    line += f"; {cause} from {cause_origin}"
+                line += ")"
             lines.append(line)
         where = f" in {self.file}" if from_file else ""
         return "\n".join([f"invalid configuration{where}:", *lines])
