@@ -145,7 +145,8 @@ class StoreSettings(Section):
 
 class FeedSettings(Section):
     kind: Literal["sim", "replay", "ccxt"] = "sim"
-    """Where candles come from: the built-in demo market, CSV replay, or an exchange."""
+    """Where candles come from: sim (the built-in demo market) or replay (CSV files);
+    ccxt (an exchange) is not available yet."""
     symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
     """Symbols to watch, each BASE/QUOTE."""
     timeframe: str = "1m"
@@ -771,9 +772,14 @@ def _toml_value(value: object) -> str:
     return f'"{value}"'
 
 
-#: Settings the template shows commented out although they have a value: setting
-#: ``ui.theme`` at all makes it beat the theme last picked in the palette.
-_TEMPLATE_COMMENTED = frozenset({"ui.theme"})
+#: Settings the template writes commented out although they have a value, each with
+#: why: setting ``ui.theme`` at all makes it beat the theme last picked in the palette.
+_TEMPLATE_COMMENTED: dict[str, tuple[str, ...]] = {
+    "ui.theme": (
+        "Uncomment to always open with this theme; otherwise the console",
+        "opens with the theme last picked in the command palette (ctrl+p).",
+    ),
+}
 
 
 def example_toml(settings: Settings | None = None) -> str:
@@ -802,8 +808,7 @@ def example_toml(settings: Settings | None = None) -> str:
         if value == "(default)":
             out.append(f"# {name} =")
         elif dotted in _TEMPLATE_COMMENTED:
-            out.append("# Uncomment to always open with this theme; otherwise the console")
-            out.append("# opens with the theme last picked in the command palette (ctrl+p).")
+            out.extend(f"# {why}" for why in _TEMPLATE_COMMENTED[dotted])
             out.append(f"# {name} = {value}")
         else:
             out.append(f"{name} = {value}")
