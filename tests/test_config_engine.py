@@ -105,7 +105,7 @@ def _number(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def settings_input(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
+def settings_input(draw: st.DrawFn) -> dict[str, Any]:
     """A few numeric fields set to anything (mostly within range), the rest at defaults."""
     chosen = draw(st.lists(st.sampled_from(sorted(SANE)), min_size=1, max_size=6, unique=True))
     out: dict[str, dict[str, Any]] = {}
@@ -153,7 +153,7 @@ async def run_to_the_end(config: Settings, batches: int) -> Engine:
 )
 @given(settings_input())
 def test_any_settings_that_validate_run_the_engine_to_the_end(
-    given_values: dict[str, dict[str, Any]],
+    given_values: dict[str, Any],
 ) -> None:
     try:
         config = load_settings(environ={}, **given_values)
@@ -202,7 +202,8 @@ def test_huge_tiny_and_non_finite_numbers_are_refused_naming_the_field(
     section: str, field: str, value: Any
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        load_settings(environ={}, **{section: {field: value}})
+        overrides: dict[str, Any] = {section: {field: value}}
+        load_settings(environ={}, **overrides)
     assert f"{section}.{field} = " in str(err.value)
 
 
