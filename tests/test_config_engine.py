@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from engine.config import CCXT_TIMEFRAMES, ConfigError, Settings, load_settings
 from engine.runtime import Engine, make_feed
 from persistence.store import Store
+from tui.validate import check_settings
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +123,16 @@ def settings_input(draw: st.DrawFn) -> dict[str, Any]:
             unique=True,
         )
     )
+    # The other kinds of setting, each drawn from what it allows.
+    out.setdefault("broker", {})["allow_shorts"] = draw(st.sampled_from([None, True, False]))
+    out.setdefault("engine", {})["close_positions_on_stop"] = draw(st.booleans())
+    out.setdefault("risk", {})["auto_resume_next_day"] = draw(st.booleans())
+    out.setdefault("agents", {})["enabled"] = draw(
+        st.lists(st.sampled_from(["momentum", "price_action"]), min_size=1, max_size=2, unique=True)
+    )
     approval = out.setdefault("approval", {})
+    approval["below_confidence"] = draw(st.sampled_from(["queue", "reject"]))
+    approval["on_stop"] = draw(st.sampled_from(["keep", "expire"]))
     approval.setdefault("policy", draw(st.sampled_from(["auto", "auto", "manual", "queue-only"])))
     approval.setdefault("auto_confidence", 0.3)  # so that auto approves and orders flow
     return out
@@ -156,7 +166,8 @@ def test_any_settings_that_validate_run_the_engine_to_the_end(
     given_values: dict[str, Any],
 ) -> None:
     try:
-        config = load_settings(environ={}, **given_values)
+        # What `cma run` accepts: the field checks and the checks beyond them.
+        config = load_settings(environ={}, checks=check_settings, **given_values)
     except ConfigError as exc:
         message = str(exc)
         assert "Traceback" not in message
