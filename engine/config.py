@@ -564,22 +564,41 @@ def load_settings(
     env, origins = env_values(os.environ if environ is None else environ)
     overridden = _dotted(overrides)  # an option given beats the variable and the file
     sources = Sources(toml_path, _dotted(data), origins, overridden)
-    problems: list[Problem] = []
     if not (data or env or overrides):
         # Nothing given: the defaults, as they are (about 30 ms of validator building
         # and pydantic plugin discovery saved on the way to the console's first frame).
         settings = Settings.model_construct()
     else:
+        merged = _merge(_merge(data, env), overrides)
         try:
-            settings = Settings.model_validate(_merge(_merge(data, env), overrides))
+            settings = Settings.model_validate(merged)
         except ValidationError as exc:
             problems = _problems(exc)
+            if checks is not None:
+                # Every problem at once: the checks also run over the sections that
+                # validated (the others at their defaults), for their sections only.
+                bad = {problem.field.split(".")[0] for problem in problems}
+                try:
+                    partial = _valid_sections(merged, bad)
+                except ValidationError:  # not expected: no validator spans two sections
+                    partial = None
+                if partial is not None:
+                    problems += [p for p in checks(partial) if p.field.split(".")[0] not in bad]
             raise ConfigError(sources.report(problems)) from None
     if checks is not None:
-        problems = list(checks(settings))
-        if problems:
-            raise ConfigError(sources.report(problems))
+        found = list(checks(settings))
+        if found:
+            raise ConfigError(sources.report(found))
     return settings
+
+
+def _valid_sections(merged: Mapping[str, Any], bad: set[str]) -> Settings:
+    """Settings with each section of ``merged`` not in ``bad`` validated, the rest default."""
+    sections: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        if name in merged and name not in bad:
+            sections[name] = field.annotation.model_validate(merged[name])  # type: ignore[union-attr]
+    return Settings.model_construct(**sections)
 
 
 #: Fields whose default is checked against another setting: that setting is what

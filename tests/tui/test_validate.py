@@ -201,3 +201,17 @@ def test_load_settings_reports_check_problems_with_their_origin(
         "price_action (from CMA_AGENTS__ENABLED)",
         "  ui.keymap.approve = 'q': q is already quit",
     ]
+
+
+def test_field_errors_and_check_problems_are_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[feed]\nspeed = inf\n[agents]\nenabled = ['nope']\n[ui]\nmax_fps = 500\n"
+        "keymap = {approve = 'q'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={}, checks=check_settings)
+    fields = [line.split(" = ")[0].strip() for line in str(err.value).splitlines()[1:]]
+    # The keymap is not checked while its section has a bad value (ui.max_fps).
+    assert fields == ["feed.speed", "ui.max_fps", "agents.enabled"]
