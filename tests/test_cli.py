@@ -428,3 +428,15 @@ def test_out_of_range_run_options_exit_2(env: dict[str, str], args: list[str], s
     assert done.returncode == 2, done.stderr
     assert says in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_console_refuses_a_key_conflict_before_any_screen(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[ui.keymap]\napprove = 'q'\n", encoding="utf-8")
+    db = tmp_path / "s.db"
+    done = real_cma(env, "--config", str(path), "--db", str(db), timeout=30)  # `cma` alone
+    refused(done, f"invalid configuration in {path}:", "ui.keymap.approve = 'q': q is already quit")
+    assert done.stdout == ""  # no screen was drawn
+    assert not db.exists()
