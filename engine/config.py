@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, NamedTuple, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -42,6 +44,16 @@ CCXT_TIMEFRAMES: tuple[str, ...] = (
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
 
+#: Bounds of ``feed.speed`` (market seconds per wall second). Slower than a
+#: thousandth of real time is a stalled feed; faster than a million is "max".
+SPEED_MIN = 0.001
+SPEED_MAX = 1_000_000.0
+#: Longest time field (proposal time-to-live, dedup window): thirty days.
+MAX_SECONDS = 30 * 86_400.0
+#: Largest money amounts: the paper account's cash and the smallest order.
+MAX_CASH = Decimal(10**12)
+MAX_MIN_NOTIONAL = Decimal(10**9)
+
 
 def default_config_path() -> Path:
     """``$XDG_CONFIG_HOME/cma/config.toml`` (``~/.config`` when unset)."""
@@ -53,6 +65,29 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/cma`` (``~/.local/share`` when unset)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "cma"
+
+
+def parse_speed(value: Any) -> float | str:
+    """``"max"`` or a number of market seconds per wall second within the bounds.
+
+    Accepts a number or its text (from a variable or the command line); raises
+    ValueError with one message for a person otherwise.
+    """
+    if value == "max":
+        return "max"
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not number > 0:
+        raise ValueError("must be a positive number or 'max'")
+    if not (math.isfinite(number) and SPEED_MIN <= number <= SPEED_MAX):
+        raise ValueError(f"must be a number from {SPEED_MIN} to {SPEED_MAX:.0f}, or 'max'")
+    return number
 
 
 def check_symbol(value: str) -> str:
@@ -74,18 +109,35 @@ class Section(BaseModel):
     code, not input; the tests check that they validate to themselves.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: NaN and infinity are refused in every float field, and
+    # every number has an upper bound, so any settings that validate can run.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+
+
+def _path_text(value: Any) -> Any:
+    """Refuse an empty path (pydantic would read it as ".") and one with a NUL byte."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty; leave the setting out for the default")
+        if "\0" in value:
+            raise ValueError("must not contain a NUL character")
+    return value
 
 
 class StoreSettings(Section):
     path: Path | None = None
     """SQLite file of the store. Default: $XDG_DATA_HOME/cma/cma.db."""
-    equity_retention_days: int = Field(default=90, gt=0)
+    equity_retention_days: int = Field(default=90, gt=0, le=36_500)
     """Equity snapshots older than this many days are pruned."""
-    candle_retention_days: int = Field(default=30, gt=0)
+    candle_retention_days: int = Field(default=30, gt=0, le=36_500)
     """Cached candles older than this many days are pruned."""
-    busy_timeout_ms: int = Field(default=5000, gt=0)
+    busy_timeout_ms: int = Field(default=5000, gt=0, le=3_600_000)
     """How long a connection waits for a lock before failing."""
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        return _path_text(value)
 
     def resolved_path(self) -> Path:
         return self.path if self.path is not None else default_data_dir() / "cma.db"
@@ -93,27 +145,58 @@ class StoreSettings(Section):
 
 class FeedSettings(Section):
     kind: Literal["sim", "replay", "ccxt"] = "sim"
-    """Where candles come from: the built-in demo market, CSV replay, or an exchange."""
+    """Where candles come from: sim (the built-in demo market) or replay (CSV files);
+    ccxt (an exchange) is not available yet."""
     symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
     """Symbols to watch, each BASE/QUOTE."""
     timeframe: str = "1m"
     """Candle timeframe, one ccxt knows (1m, 5m, 1h, ...)."""
-    seed: int = 7
+    seed: int = Field(default=7, ge=0, le=2**32 - 1)
     """Seed of the demo market: the same seed plays the same market."""
     speed: float | Literal["max"] = 60.0
     """Market seconds per wall second of the sim and replay feeds (60 plays an hour
     a minute; 1 is real time), or "max"."""
-    files: tuple[Path, ...] = ()
+    files: tuple[Path, ...] = Field(default=(), validate_default=True)
     """CSV files for the replay feed (timestamp,open,high,low,close,volume)."""
     exchange: str = "binance"
     """ccxt exchange id for the ccxt feed."""
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value == "ccxt":
+            raise ValueError("the ccxt exchange feed is not available yet; use sim or replay")
+        return value
 
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one symbol is required")
-        return tuple(check_symbol(s) for s in value)
+        symbols = tuple(check_symbol(s) for s in value)
+        twice = sorted({s for s in symbols if symbols.count(s) > 1})
+        if twice:
+            raise ValueError(f"each symbol once: {', '.join(twice)} is listed twice")
+        return symbols
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _file_texts(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            for item in value:
+                _path_text(item)
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: tuple[Path, ...], info: ValidationInfo) -> tuple[Path, ...]:
+        # kind is declared first, so it is in info.data when it was valid.
+        kind = info.data.get("kind")
+        if kind == "replay" and not value:
+            raise ValueError("the replay feed needs at least one CSV file (--files)")
+        if kind is not None and kind != "replay" and value:
+            raise ValueError(f"--files needs the replay feed (feed.kind is {kind!r})")
+        return value
 
     @field_validator("timeframe")
     @classmethod
@@ -124,12 +207,12 @@ class FeedSettings(Section):
             )
         return value
 
-    @field_validator("speed")
+    @field_validator("speed", mode="plain")
     @classmethod
-    def _speed(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and not value > 0:
-            raise ValueError(f"speed must be > 0 or 'max', got {value!r}")
-        return value
+    def _speed(cls, value: Any) -> float | str:
+        # One plain validator instead of pydantic's union of float and "max", whose
+        # errors come out once per branch (feed.speed.literal['max'] = ...).
+        return parse_speed(value)
 
 
 class ApprovalSettings(Section):
@@ -140,32 +223,35 @@ class ApprovalSettings(Section):
     """Confidence at or above which the auto policy approves."""
     below_confidence: Literal["queue", "reject"] = "queue"
     """What the auto policy does below auto_confidence."""
-    ttl_seconds: float = Field(default=1200.0, gt=0)
+    ttl_seconds: float = Field(default=1200.0, ge=1.0, le=MAX_SECONDS)
     """A proposal expires this many market seconds after it is made."""
-    dedup_window_seconds: float = Field(default=300.0, ge=0)
+    dedup_window_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
     """A second proposal for the same symbol and side inside this window is merged."""
-    max_pending: int = Field(default=50, gt=0)
+    max_pending: int = Field(default=50, gt=0, le=10_000)
     """At most this many proposals wait; beyond it the oldest expire first."""
     on_stop: Literal["keep", "expire"] = "keep"
     """On a graceful stop, keep pending proposals for the next start or expire them."""
 
 
 class RiskSettings(Section):
-    initial_cash: Decimal = Field(default=Decimal("100000"), gt=0)
+    initial_cash: Decimal = Field(default=Decimal("100000"), gt=0, le=MAX_CASH)
     """Paper account's starting cash in the quote currency."""
     kelly_multiplier: float = Field(default=0.25, gt=0.0, le=1.0)
     """Fraction of full Kelly to bet (0.25 is quarter Kelly)."""
     default_risk_fraction: float = Field(default=0.02, gt=0.0, le=1.0)
     """Fraction of equity per position before there are enough trades for Kelly."""
-    min_trades_for_kelly: int = Field(default=30, gt=0)
+    min_trades_for_kelly: int = Field(default=30, gt=0, le=1_000_000)
     """Trades in the record before Kelly sizing replaces the default fraction."""
     max_position_fraction: float = Field(default=0.10, gt=0.0, le=1.0)
     """Cap on one position's notional as a fraction of equity."""
     max_risk_per_trade: float = Field(default=0.01, gt=0.0, le=1.0)
     """Most equity one trade may lose at its stop."""
-    min_notional: Decimal = Field(default=Decimal("10"), gt=0)
+    # validate_default: the ordering checks must also hold against a default.
+    min_notional: Decimal = Field(
+        default=Decimal("10"), gt=0, le=MAX_MIN_NOTIONAL, validate_default=True
+    )
     """Smallest order notional in the quote currency."""
-    max_open_positions: int = Field(default=5, gt=0)
+    max_open_positions: int = Field(default=5, gt=0, le=1_000)
     """Most positions open at once."""
     max_symbol_exposure: float = Field(default=0.20, gt=0.0, le=1.0)
     """Most exposure in one symbol, as a fraction of equity."""
@@ -173,16 +259,25 @@ class RiskSettings(Section):
     """Most total exposure, as a fraction of equity."""
     max_correlation: float = Field(default=0.80, ge=0.0, le=1.0)
     """Deny an entry whose returns correlate above this with an open position's."""
-    correlation_window: int = Field(default=60, gt=2)
+    correlation_window: int = Field(default=60, gt=2, le=10_000)
     """Returns in the rolling correlation window."""
     max_daily_loss: float = Field(default=0.03, gt=0.0, le=1.0)
     """Halt when today's loss exceeds this fraction of the day's starting equity."""
     max_drawdown: float = Field(default=0.10, gt=0.0, le=1.0)
     """Halt when equity falls this fraction below its peak."""
-    reduce_drawdown: float = Field(default=0.07, gt=0.0, le=1.0)
+    reduce_drawdown: float = Field(default=0.07, gt=0.0, le=1.0, validate_default=True)
     """Allow exits only (REDUCING) past this drawdown."""
     auto_resume_next_day: bool = False
     """Leave HALTED on a new UTC day by itself (otherwise only by command)."""
+
+    @field_validator("min_notional")
+    @classmethod
+    def _below_cash(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        # initial_cash is declared first, so it is in info.data when it was valid.
+        cash = info.data.get("initial_cash")
+        if cash is not None and value >= cash:
+            raise ValueError(f"must be below risk.initial_cash ({cash}), got {value}")
+        return value
 
     @field_validator("reduce_drawdown")
     @classmethod
@@ -196,13 +291,22 @@ class RiskSettings(Section):
 
 class BrokerSettings(Section):
     kind: Literal["paper", "ccxt"] = "paper"
-    """paper simulates fills; ccxt sends orders to the exchange (LIVE)."""
+    """paper simulates fills; ccxt (live orders on the exchange) is not available yet."""
     fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
     """Fee per fill as a fraction of notional (0.001 is 10 bps)."""
     slippage_bps: Decimal = Field(default=Decimal("2"), ge=0, le=Decimal("500"))
     """Paper slippage against the fill price, in basis points."""
     allow_shorts: bool | None = None
     """Allow short positions. Default: on for paper, off on spot exchanges."""
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value == "ccxt":
+            # Refused rather than run as paper: a person who asked for live orders
+            # must not believe they are trading when nothing reaches the exchange.
+            raise ValueError("live orders through ccxt are not available yet; use paper")
+        return value
 
     def shorts_allowed(self) -> bool:
         return self.allow_shorts if self.allow_shorts is not None else self.kind == "paper"
@@ -213,20 +317,20 @@ class AgentSettings(Section):
     """Built-in agents to run."""
     user: tuple[str, ...] = ()
     """User agents by dotted path, e.g. "mypkg.agents:MyAgent"."""
-    min_votes: int = Field(default=1, gt=0)
+    min_votes: int = Field(default=1, gt=0, le=100)
     """Votes needed on one candle before a proposal is made."""
     min_confidence: float = Field(default=0.3, ge=0.0, le=1.0)
     """Proposals below this confidence are not made at all."""
-    stop_atr: float = Field(default=2.0, gt=0)
+    stop_atr: float = Field(default=2.0, gt=0, le=100)
     """Stop distance in ATRs from the entry."""
-    reward_risk: float = Field(default=2.0, gt=0)
+    reward_risk: float = Field(default=2.0, gt=0, le=100)
     """Take-profit distance as a multiple of the stop distance."""
 
 
 class EngineSettings(Section):
     close_positions_on_stop: bool = False
     """Close every position on a graceful stop (otherwise they stay open)."""
-    status_interval_seconds: float = Field(default=5.0, gt=0)
+    status_interval_seconds: float = Field(default=5.0, ge=0.1, le=86_400)
     """How often the headless run prints its status line."""
 
 
@@ -253,7 +357,7 @@ class ExchangeSettings(Section):
 class Settings(BaseModel):
     """The whole configuration of one ``cma`` process (see :func:`load_settings`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
 
     store: StoreSettings = Field(default_factory=StoreSettings.model_construct)
     """The SQLite store."""
@@ -279,6 +383,30 @@ class ConfigError(Exception):
     """A configuration problem, already phrased for a person."""
 
 
+class Problem(NamedTuple):
+    """One bad setting: its dotted field, the value as given, and what is wrong."""
+
+    field: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field} = {_shown(self.field, self.value)}: {self.message}"
+
+
+#: A check beyond the field values (agents that import, keys that clash):
+#: the problems it finds in settings that validated.
+Check = Callable[["Settings"], Sequence[Problem]]
+
+
+def _shown(field: str, value: Any) -> str:
+    if field.startswith("exchange.api_"):
+        return "********"
+    if isinstance(value, Mapping):
+        return "a table"
+    return repr(value)
+
+
 def _is_collection(annotation: Any) -> bool:
     """Whether a field takes a list or table (so an env value is JSON or words)."""
     if get_origin(annotation) in (tuple, list, dict, set, frozenset):
@@ -291,38 +419,59 @@ def env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
 
     ``CMA_RISK__MAX_DRAWDOWN=0.15`` gives ``{"risk": {"max_drawdown": "0.15"}}``
     (pydantic converts the text) and ``{"risk.max_drawdown": "CMA_RISK__MAX_DRAWDOWN"}``.
-    Names are case-insensitive. A variable whose first part is not a section
-    (``CMA_SHARED_DATA``, say) is not a setting and is ignored; an unknown field
-    of a section is kept, so validation reports it.
+    Names are case-insensitive. A name without ``__`` that is not a section
+    (``CMA_SHARED_DATA``, say) is not a setting and is ignored; a name with
+    ``__`` is meant as one, so an unknown section there is a :class:`ConfigError`
+    naming the variable, and an unknown field of a section is kept, so
+    validation reports it.
     """
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    problems: list[str] = []
     for name, raw in sorted(environ.items()):
         if not name.upper().startswith(ENV_PREFIX):
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         section = Settings.model_fields.get(parts[0])
-        if section is None or not all(parts):
+        if len(parts) == 1 and section is None:
+            continue
+        if not all(parts):
+            problems.append(f"{name}: not a setting name; write CMA_SECTION__FIELD")
+            continue
+        if section is None:
+            problems.append(
+                f"{name}: no section {parts[0]!r}; known: {', '.join(Settings.model_fields)}"
+            )
             continue
         value: Any = raw
-        if len(parts) == 1:
-            value = _env_json(name, raw)
-        elif len(parts) == 2:
-            field = section.annotation.model_fields.get(parts[1])  # type: ignore[union-attr]
-            if field is not None and _is_collection(field.annotation):
-                text = raw.strip()
-                if text.startswith(("[", "{")):
-                    value = _env_json(name, raw)
-                else:
-                    value = [word.strip() for word in text.split(",") if word.strip()]
+        try:
+            if len(parts) == 1:
+                value = _env_json(name, raw)
+            elif len(parts) == 2:
+                field = section.annotation.model_fields.get(parts[1])  # type: ignore[union-attr]
+                if field is not None and _is_collection(field.annotation):
+                    text = raw.strip()
+                    if text.startswith(("[", "{")):
+                        value = _env_json(name, raw)
+                    else:
+                        value = [word.strip() for word in text.split(",") if word.strip()]
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         node = values
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{name}: conflicts with another CMA_ variable")
+                problems.append(f"{name}: conflicts with another CMA_ variable")
+                break
             node = child
-        node[parts[-1]] = value
-        origins[".".join(parts)] = name
+        else:
+            node[parts[-1]] = value
+            origins[".".join(parts)] = name
+            if isinstance(value, Mapping):  # CMA_RISK='{"max_drawdown": 0.2}'
+                origins.update(dict.fromkeys(_dotted(value, ".".join(parts) + "."), name))
+    if problems:
+        raise ConfigError("\n".join(problems))
     return values, origins
 
 
@@ -345,67 +494,213 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_config_file(path: Path, *, required: bool) -> dict[str, Any] | None:
+    """The TOML table in ``path``; None when it does not exist and is not ``required``.
+
+    Raises :class:`ConfigError` naming the file for anything else: not found
+    (when required), a directory, not a regular file (a FIFO is never opened,
+    so this cannot hang), unreadable, not UTF-8, not TOML, or holding API keys.
+    """
+    import tomllib
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path}: not found") from None
+        return None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"config file {path}: is a directory")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"config file {path}: is not a regular file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror}") from None
+    try:
+        # utf-8-sig: a byte-order mark, as some editors write, is not an error.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text "
+            f"(byte 0x{raw[exc.start]:02x} at offset {exc.start}: {exc.reason})"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+    exchange = data.get("exchange")
+    if isinstance(exchange, dict):
+        for key in ("api_key", "api_secret"):
+            if key in exchange:
+                raise ConfigError(
+                    f"invalid configuration in {path}:\n  exchange.{key} = ********: "
+                    "API keys never go in the config file; store them in the keyring"
+                )
+    return data
+
+
 def load_settings(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    checks: Check | None = None,
     **overrides: Any,
 ) -> Settings:
     """Defaults, then ``path`` (or the default file), then ``CMA_*``, then ``overrides``.
 
-    Raises :class:`ConfigError` with one line per problem, each naming the field,
-    its value, what is allowed and, for a variable, its name.
+    ``checks`` looks beyond the field values (see :data:`Check`); its problems
+    are reported with the field errors' format and origins. Raises
+    :class:`ConfigError` with one line per problem, each naming the field, its
+    value, what is allowed and where it came from (the variable, or the
+    command line); the header names the file only if a problem came from it.
     """
-    import tomllib
-
     from pydantic import ValidationError
 
     toml_path = path if path is not None else default_config_path()
-    if path is not None and not path.is_file():
-        raise ConfigError(f"config file {path}: not found")
-    data: dict[str, Any] = {}
-    from_file = toml_path.is_file()
-    if from_file:
-        try:
-            data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {toml_path}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"config file {toml_path}: cannot read: {exc.strerror}") from None
-        exchange = data.get("exchange")
-        if isinstance(exchange, dict):
-            for key in ("api_key", "api_secret"):
-                if key in exchange:
-                    raise ConfigError(
-                        f"invalid configuration in {toml_path}:\n  exchange.{key} = ********: "
-                        "API keys never go in the config file; store them in the keyring"
-                    )
+    data = read_config_file(toml_path, required=path is not None) or {}
     env, origins = env_values(os.environ if environ is None else environ)
+    overridden = _dotted(overrides)  # an option given beats the variable and the file
+    sources = Sources(toml_path, _dotted(data), origins, overridden)
     if not (data or env or overrides):
         # Nothing given: the defaults, as they are (about 30 ms of validator building
         # and pydantic plugin discovery saved on the way to the console's first frame).
-        return Settings.model_construct()
-    try:
-        return Settings.model_validate(_merge(_merge(data, env), overrides))
-    except ValidationError as exc:
-        where = f" in {toml_path}" if from_file else ""
-        lines = [f"invalid configuration{where}:"]
-        overridden = _dotted(overrides)  # an option given beats the variable
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            value = err.get("input")
-            shown = "(missing)" if err["type"] == "missing" else repr(value)
-            if isinstance(value, dict):
-                shown = "a table"
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown setting" + _known_keys(err["loc"][:-1])
-            origin = origins.get(field) if field not in overridden else None
-            if origin is not None:
-                msg += f" (from {origin})"
-            if field.startswith("exchange.api_"):
-                shown = "********"
-            lines.append(f"  {field} = {shown}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+        settings = Settings.model_construct()
+    else:
+        merged = _merge(_merge(data, env), overrides)
+        try:
+            settings = Settings.model_validate(merged)
+        except ValidationError as exc:
+            problems = _problems(exc)
+            if checks is not None:
+                # Every problem at once: the checks also run over the sections that
+                # validated (the others at their defaults), for their sections only.
+                bad = {problem.field.split(".")[0] for problem in problems}
+                try:
+                    partial = _valid_sections(merged, bad)
+                except ValidationError:  # not expected: no validator spans two sections
+                    partial = None
+                if partial is not None:
+                    problems += [p for p in checks(partial) if p.field.split(".")[0] not in bad]
+            raise ConfigError(sources.report(problems)) from None
+    if checks is not None:
+        found = list(checks(settings))
+        if found:
+            raise ConfigError(sources.report(found))
+    return settings
+
+
+def _valid_sections(merged: Mapping[str, Any], bad: set[str]) -> Settings:
+    """Settings with each section of ``merged`` not in ``bad`` validated, the rest default."""
+    sections: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        if name in merged and name not in bad:
+            sections[name] = field.annotation.model_validate(merged[name])  # type: ignore[union-attr]
+    return Settings.model_construct(**sections)
+
+
+#: Fields whose default is checked against another setting: that setting is what
+#: made the default wrong, so the report names where it came from.
+_CHECKED_AGAINST = {
+    "risk.reduce_drawdown": "risk.max_drawdown",
+    "risk.min_notional": "risk.initial_cash",
+    "feed.files": "feed.kind",
+}
+
+
+class Sources:
+    """Where each setting came from, to say so in an error report."""
+
+    def __init__(
+        self, file: Path, in_file: set[str], env: Mapping[str, str], options: set[str]
+    ) -> None:
+        self.file = file
+        self.in_file = in_file
+        self.env = env
+        self.options = options
+
+    def origin(self, field: str) -> str | None:
+        """``"options"``, a variable's name, ``"file"`` or None (the default)."""
+        parts = field.split(".")
+        # The longest prefix that was given: feed.symbols for feed.symbols.1. A section
+        # given ([risk]) does not give each of its fields, so stop at the field.
+        for end in range(len(parts), min(len(parts), 2) - 1, -1):
+            key = ".".join(parts[:end])
+            if key in self.options:
+                return "options"
+            if key in self.env:
+                return self.env[key]
+            if key in self.in_file:
+                return "file"
+        return None
+
+    def report(self, problems: Sequence[Problem]) -> str:
+        """One header line, then one line per problem with its origin."""
+        lines: list[str] = []
+        from_file = False
+        for problem in problems:
+            origin = self.origin(problem.field)
+            line = f"  {problem}"
+            if origin == "options":
+                line += " (from the command line)"
+            elif origin == "file":
+                from_file = True
+            elif origin is not None:
+                line += f" (from {origin})"
+            else:  # a default that another setting made wrong (reduce_drawdown, say)
+                line += " (the default"
+                cause = _CHECKED_AGAINST.get(problem.field, "")
+                cause_origin = self.origin(cause) if cause else None
+                if cause_origin == "file":
+                    from_file = True
+                elif cause_origin == "options":
+                    line += f"; {cause} from the command line"
+                elif cause_origin is not None:
+                    line += f"; {cause} from {cause_origin}"
+                line += ")"
+            lines.append(line)
+        where = f" in {self.file}" if from_file else ""
+        return "\n".join([f"invalid configuration{where}:", *lines])
+
+
+def _problems(exc: Any) -> list[Problem]:
+    """One :class:`Problem` per field of a pydantic ``ValidationError``.
+
+    The location is cut to the field (plus a list index or table key), so a
+    union's branch names never show; a field with several errors gets one line.
+    """
+    out: dict[str, Problem] = {}
+    for err in exc.errors():
+        field = _field_of(err["loc"])
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting" + _known_keys(err["loc"][:-1])
+        if field in out:
+            if msg not in out[field].message:
+                out[field] = out[field]._replace(message=f"{out[field].message}; or {msg}")
+            continue
+        out[field] = Problem(field or "(top level)", value, msg)
+    return list(out.values())
+
+
+def _field_of(loc: Sequence[int | str]) -> str:
+    """The dotted field of an error location: section and field, then only the
+    index or key that names an item of a list or table (not a union branch)."""
+    parts = [str(p) for p in loc[:2]]
+    if len(loc) > 2:
+        section = Settings.model_fields.get(str(loc[0]))
+        model = section.annotation if section is not None else None
+        field = (
+            model.model_fields.get(str(loc[1]))
+            if isinstance(model, type) and issubclass(model, BaseModel)
+            else None
+        )
+        if field is not None and _is_collection(field.annotation):
+            parts.append(str(loc[2]))
+    return ".".join(parts)
 
 
 def _dotted(tree: Mapping[str, Any], prefix: str = "") -> set[str]:
@@ -496,13 +791,29 @@ def _toml_value(value: object) -> str:
     return f'"{value}"'
 
 
+#: Settings the template writes commented out although they have a value, each with
+#: why: setting ``ui.theme`` at all makes it beat the theme last picked in the palette.
+_TEMPLATE_COMMENTED: dict[str, tuple[str, ...]] = {
+    "ui.theme": (
+        "Uncomment to always open with this theme; otherwise the console",
+        "opens with the theme last picked in the command palette (ctrl+p).",
+    ),
+}
+
+
 def example_toml(settings: Settings | None = None) -> str:
-    """A commented config file with every setting at its default."""
+    """A commented config file with every setting at its default.
+
+    Settings without a value (``store.path``) and those in
+    :data:`_TEMPLATE_COMMENTED` are written as comments, so the file loads to
+    exactly the defaults and sets nothing explicitly.
+    """
     rows = describe(settings or Settings())
     out = [
         "# cma configuration. Every setting is shown at its default; delete what you",
         "# do not change. Environment variables override this file: CMA_RISK__MAX_DRAWDOWN=0.15",
-        "# API keys never go here: use `cma keys set`.",
+        "# API keys never go here: live trading (not available yet) will read them",
+        "# from the system keyring.",
     ]
     current = ""
     for dotted, value, desc in rows:
@@ -515,6 +826,9 @@ def example_toml(settings: Settings | None = None) -> str:
         out.append(f"# {desc}")
         if value == "(default)":
             out.append(f"# {name} =")
+        elif dotted in _TEMPLATE_COMMENTED:
+            out.extend(f"# {why}" for why in _TEMPLATE_COMMENTED[dotted])
+            out.append(f"# {name} = {value}")
         else:
             out.append(f"{name} = {value}")
     return "\n".join(out) + "\n"

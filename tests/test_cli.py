@@ -200,3 +200,243 @@ def test_run_options_work_without_the_word_run(env: dict[str, str]) -> None:
     done = cma(env, "--headless", "--speed", "max", "--duration", "1s", "--policy", "auto")
     assert done.returncode == 0, done.stderr
     assert "stopped" in done.stdout
+
+
+# ---- hardening: every mistake a person can make exits 2 with one clear message ----------
+
+CMA = Path(sys.executable).with_name("cma")
+
+
+def real_cma(
+    env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The installed ``cma`` console script, as a person runs it."""
+    return subprocess.run(
+        [str(CMA), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def refused(done: subprocess.CompletedProcess[str], *expected: str) -> None:
+    """Exit 2, stderr starting ``cma: ``, each expected text in it, no traceback."""
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.startswith("cma: "), done.stderr
+    assert "Traceback" not in done.stderr
+    for text in expected:
+        assert text in done.stderr, done.stderr
+
+
+def test_version_prints_the_installed_version(env: dict[str, str]) -> None:
+    from importlib.metadata import version
+
+    done = real_cma(env, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cma {version('crypto-market-agents')}\n"
+
+
+def test_the_command_list_reads_as_commands(env: dict[str, str]) -> None:
+    out = real_cma(env, "--help").stdout
+    for line in ("backtest a session", "optimize agent parameters", "export session reports"):
+        assert line in out
+    assert "backtesting" not in out and "optimizing" not in out and "exporting" not in out
+
+
+@pytest.mark.parametrize("command", ["backtest", "optimize", "report", "keys", "data"])
+def test_each_unavailable_commands_help_says_so(env: dict[str, str], command: str) -> None:
+    done = real_cma(env, command, "--help")
+    assert done.returncode == 0
+    assert "Not available yet in this version" in done.stdout
+    assert "code 3" in done.stdout
+
+
+def test_run_help_tells_the_real_speed_default_and_that_ccxt_is_not_available(
+    env: dict[str, str],
+) -> None:
+    from engine.config import FeedSettings
+
+    out = " ".join(real_cma(env, "run", "--help").stdout.split())
+    assert f"(default {FeedSettings.model_fields['speed'].default:g};" in out
+    assert "(default 1)" not in out
+    assert "ccxt (an exchange) is not available yet" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (b"[ui]\ntheme = 'caf\xe9'\n", "not UTF-8 text (byte 0xe9 at offset 17"),
+        (b"\xff\xfe[\x00r\x00", "not UTF-8 text (byte 0xff at offset 0"),
+    ],
+)
+@pytest.mark.parametrize("command", [["config", "validate"], ["run", "--headless"]])
+def test_a_config_file_that_is_not_utf8_exits_2(
+    env: dict[str, str], tmp_path: Path, text: bytes, says: str, command: list[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(text)
+    refused(real_cma(env, *command, "--config", str(path)), f"config file {path}: {says}")
+
+
+@pytest.mark.parametrize("command", [["config", "validate"], ["config", "show"], ["run"]])
+def test_a_config_path_that_is_a_directory_device_or_fifo_says_what_it_is(
+    env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, says in ((tmp_path, "is a directory"), (Path("/dev/null"), "is not a regular file"),
+                       (fifo, "is not a regular file")):  # fmt: skip
+        done = real_cma(env, *command, "--config", str(path), timeout=20)
+        refused(done, f"config file {path}: {says}")
+    done = real_cma(env, "config", "validate", str(tmp_path))
+    refused(done, f"config file {tmp_path}: is a directory")
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda tmp: tmp, "is a directory"),
+        (lambda tmp: Path("/proc/cma-config.toml"), "No such file or directory"),
+        (lambda tmp: Path("/dev/null"), "is not a regular file"),
+        (lambda tmp: Path("/proc/self/nothing/here/config.toml"), "cannot write"),
+    ],
+    ids=["directory", "proc", "dev-null", "proc-subdir"],
+)
+def test_config_init_to_a_place_it_cannot_write_exits_2_naming_it(
+    env: dict[str, str], tmp_path: Path, make: object, says: str
+) -> None:
+    path = make(tmp_path)  # type: ignore[operator]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = real_cma(env, "config", "init", "--force", "--config", str(path))
+    refused(done, f"cannot write {path}", says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_config_init_into_a_read_only_directory_exits_2(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        done = real_cma(env, "config", "init", "--config", str(locked / "sub" / "c.toml"))
+        refused(done, f"cannot write {locked / 'sub' / 'c.toml'}", "Permission denied")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_config_init_writes_no_theme_and_no_missing_command(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    assert real_cma(env, "config", "init").returncode == 0
+    text = (tmp_path / "config" / "cma" / "config.toml").read_text()
+    assert "cma keys" not in text
+    assert '\n# theme = "cma-dark"\n' in text
+    assert "\ntheme =" not in text
+
+
+#: Configs that `run` refused (or ran wrongly) while `config validate` passed them.
+ONE_PATH_CASES = [
+    ("[feed]\nspeed = inf\n", "feed.speed = inf: must be a number from 0.001"),
+    ("[feed]\nsymbols = ['BTC/USDT', 'btc/usdt']\n", "BTC/USDT is listed twice"),
+    ("[agents]\nuser = ['nowhere.agents:Mine']\n", "agents.user.0 = 'nowhere.agents:Mine'"),
+    ("[agents]\nenabled = ['momentum', 'nope']\n", "unknown agent 'nope'"),
+    ("[ui.keymap]\naprove = 'y'\n", "ui.keymap.aprove = 'y': no binding with id 'aprove'"),
+    ("[ui.keymap]\napprove = 'q'\n", "ui.keymap.approve = 'q': q is already quit"),
+    ("[feed]\nkind = 'ccxt'\n", "feed.kind = 'ccxt': the ccxt exchange feed is not available"),
+    ("[feed]\nkind = 'replay'\n", "feed.files = (): the replay feed needs at least one CSV"),
+    ("[broker]\nkind = 'ccxt'\n",
+     "broker.kind = 'ccxt': live orders through ccxt are not available yet; use paper"),
+    ("[risk]\ninitial_cash = '1e22'\n", "risk.initial_cash = '1e22': Input should be less"),
+    ("[risk]\nmax_drawdown = 0.05\n", "risk.reduce_drawdown = 0.07: must not exceed"),
+    ("[feed]\nspeed = 'MAX'\n", "feed.speed = 'MAX': must be a positive number or 'max'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("toml", "line"), ONE_PATH_CASES)
+def test_config_validate_and_run_refuse_the_same_configs_the_same_way(
+    env: dict[str, str], tmp_path: Path, toml: str, line: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml, encoding="utf-8")
+    db = tmp_path / "s.db"
+    validate = real_cma(env, "config", "validate", str(path))
+    refused(validate, f"invalid configuration in {path}:", line)
+    run = real_cma(env, "run", "--headless", "--duration", "1s", "--config", str(path),
+                   "--db", str(db), timeout=30)  # fmt: skip
+    refused(run, line)
+    assert run.stderr == validate.stderr
+    assert not db.exists()  # refused before anything started
+
+
+def test_the_union_field_speed_shows_one_plain_line(env: dict[str, str]) -> None:
+    env["CMA_FEED__SPEED"] = "MAX"
+    done = real_cma(env, "config", "show")
+    assert done.stderr == (
+        "cma: invalid configuration:\n"
+        "  feed.speed = 'MAX': must be a positive number or 'max' (from CMA_FEED__SPEED)\n"
+    )
+    assert done.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("CMA_STORE__PATH", "", "store.path = '': must not be empty"),
+        ("CMA_NOPE__X", "1", "CMA_NOPE__X: no section 'nope'; known: store, feed"),
+        ("CMA_RISK__NOPE", "1", "risk.nope = '1': unknown setting"),
+        ("CMA_RISK__INITIAL_CASH", "1e999", "risk.initial_cash = '1e999'"),
+    ],
+)
+def test_bad_variables_exit_2_naming_the_variable_not_the_good_config_file(
+    env: dict[str, str], tmp_path: Path, name: str, value: str, says: str
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[risk]\nmax_drawdown = 0.2\n", encoding="utf-8")
+    env[name] = value
+    for command in (["config", "validate", str(good)],
+                    ["run", "--headless", "--duration", "1s", "--config", str(good)]):  # fmt: skip
+        done = real_cma(env, *command, timeout=30)
+        refused(done, says, name)
+        assert str(good) not in done.stderr
+    env["CMA_SHARED_DATA"] = "/somewhere"  # not a setting: still ignored
+    del env[name]
+    assert real_cma(env, "config", "validate", str(good)).returncode == 0
+
+
+def test_files_with_another_feed_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    done = real_cma(env, "run", "--feed", "sim", "--files", "x.csv")
+    refused(done, "--files needs the replay feed (--feed replay), not --feed sim")
+    config = tmp_path / "c.toml"
+    config.write_text("[feed]\nkind = 'replay'\nfiles = ['x.csv']\n", encoding="utf-8")
+    done = real_cma(env, "run", "--headless", "--config", str(config), "--feed", "sim")
+    refused(done, "feed.files = ['x.csv']: --files needs the replay feed (feed.kind is 'sim')")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--speed", "1e9"], "argument --speed: must be a number from 0.001 to 1000000"),
+        (["--speed", "inf"], "argument --speed: must be a number from 0.001 to 1000000"),
+        (["--speed", "nan"], "argument --speed: must be a positive number or 'max'"),
+        (["--duration", "1e999s"], "argument --duration: must be at most 366 days"),
+        (["--seed", "99999999999999999999"], "feed.seed = 99999999999999999999"),
+        (["--feed", "ccxt"], "feed.kind = 'ccxt': the ccxt exchange feed is not available yet"),
+    ],
+)
+def test_out_of_range_run_options_exit_2(env: dict[str, str], args: list[str], says: str) -> None:
+    done = real_cma(env, "run", "--headless", *args)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_console_refuses_a_key_conflict_before_any_screen(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[ui.keymap]\napprove = 'q'\n", encoding="utf-8")
+    db = tmp_path / "s.db"
+    done = real_cma(env, "--config", str(path), "--db", str(db), timeout=30)  # `cma` alone
+    refused(done, f"invalid configuration in {path}:", "ui.keymap.approve = 'q': q is already quit")
+    assert done.stdout == ""  # no screen was drawn
+    assert not db.exists()

@@ -111,9 +111,9 @@ def test_a_bad_env_value_is_reported_like_a_bad_file_value(
         ("[feed]\nsymbols = []", "feed.symbols", "[]", "at least one symbol"),
         ("[risk]\nmax_open_positions = 0", "risk.max_open_positions", "0", "greater than 0"),
         ("[risk]\nmin_notional = '-5'", "risk.min_notional", "'-5'", "greater than 0"),
-        ("[approval]\nttl_seconds = 0", "approval.ttl_seconds", "0", "greater than 0"),
+        ("[approval]\nttl_seconds = 0", "approval.ttl_seconds", "0", "greater than or equal to 1"),
         ("[feed]\ntimeframe = '7m'", "feed.timeframe", "'7m'", "1m, 3m, 5m"),
-        ("[feed]\nspeed = -1.0", "feed.speed", "-1.0", "> 0 or 'max'"),
+        ("[feed]\nspeed = -1.0", "feed.speed", "-1.0", "a positive number or 'max'"),
         ("[feed]\nkind = 'csv'", "feed.kind", "'csv'", "'sim', 'replay' or 'ccxt'"),
         ("[risk]\nmax_drawdwn = 0.1", "risk.max_drawdwn", "0.1", "known: initial_cash"),
         ("[riskk]\nmax_drawdown = 0.1", "riskk", "", "known: store, feed"),
@@ -247,3 +247,225 @@ def test_the_defaults_validate_to_themselves() -> None:
         assert section.model_validate({}) == section.model_construct(), section.__name__
     assert Settings.model_validate({}) == Settings.model_construct() == load_settings()
     assert Settings.model_validate(Settings().model_dump()) == Settings()
+
+
+# ---- the config file itself ------------------------------------------------------------
+
+
+def test_a_config_file_that_is_not_utf8_is_named_with_the_offending_byte(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[ui]\ntheme = 'caf\xe9'\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value) == (
+        f"config file {path}: not UTF-8 text (byte 0xe9 at offset 17: invalid continuation byte)"
+    )
+
+
+def test_a_utf8_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[feed]\nseed = 3\n")
+    assert load_settings(path).feed.seed == 3
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda tmp: tmp, "is a directory"),
+        (lambda tmp: Path("/dev/null"), "is not a regular file"),
+        (lambda tmp: (os.mkfifo(tmp / "fifo"), tmp / "fifo")[1], "is not a regular file"),
+        (lambda tmp: tmp / "missing.toml", "not found"),
+    ],
+    ids=["directory", "dev-null", "fifo", "missing"],
+)
+def test_a_config_path_that_is_no_file_says_what_it_is(
+    tmp_path: Path, make: object, says: str
+) -> None:
+    path = make(tmp_path)  # type: ignore[operator]
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)  # a FIFO is never opened, so this cannot hang
+    assert str(err.value) == f"config file {path}: {says}"
+
+
+def test_a_directory_at_the_default_config_path_is_an_error_not_ignored() -> None:
+    default_config_path().mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_settings()
+
+
+# ---- numbers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        ('[risk]\ninitial_cash = "1e22"',
+         "risk.initial_cash = '1e22': Input should be less than or equal to 1000000000000"),
+        ("[risk]\ninitial_cash = 1e22",
+         "risk.initial_cash = 1e+22: Input should be less than or equal to 1000000000000"),
+        ('[risk]\nmin_notional = "1e999"', "risk.min_notional = '1e999': Input should be less"),
+        ("[feed]\nspeed = inf",
+         "feed.speed = inf: must be a number from 0.001 to 1000000, or 'max'"),
+        ("[feed]\nspeed = nan", "feed.speed = nan: must be a positive number or 'max'"),
+        ("[approval]\nttl_seconds = inf", "approval.ttl_seconds = inf: Input should be a finite"),
+        ("[approval]\nttl_seconds = 2592001.0",
+         "approval.ttl_seconds = 2592001.0: Input should be less than or equal to 2592000"),
+        ("[risk]\nmax_drawdown = nan", "risk.max_drawdown = nan: Input should be a finite number"),
+        ("[feed]\nseed = -1", "feed.seed = -1: Input should be greater than or equal to 0"),
+        ("[risk]\nmax_open_positions = 9223372036854775807",
+         "risk.max_open_positions = 9223372036854775807: Input should be less than or equal"),
+        ("[engine]\nstatus_interval_seconds = 1e-300",
+         "engine.status_interval_seconds = 1e-300: Input should be greater than or equal to 0.1"),
+    ],
+)  # fmt: skip
+def test_huge_non_finite_and_out_of_range_numbers_are_refused(
+    tmp_path: Path, toml: str, line: str
+) -> None:
+    path = write(tmp_path, toml + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert line in str(err.value)
+
+
+def test_the_drawdown_order_is_checked_against_the_default_too(tmp_path: Path) -> None:
+    # max_drawdown alone below the default reduce_drawdown (0.07): validate passed it,
+    # then the engine refused to start.
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "[risk]\nmax_drawdown = 0.05\n"))
+    assert (
+        "risk.reduce_drawdown = 0.07: must not exceed risk.max_drawdown (0.05), got 0.07 "
+        "(the default)" in str(err.value)
+    )
+    with pytest.raises(ConfigError, match=r"risk.min_notional = Decimal\('10'\): must be below"):
+        load_settings(write(tmp_path, "[risk]\ninitial_cash = '5'\n"))
+
+
+# ---- messages -------------------------------------------------------------------------
+
+
+def test_speed_in_capitals_is_one_plain_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "[feed]\nspeed = 'MAX'\n"))
+    assert str(err.value) == (
+        f"invalid configuration in {tmp_path / 'cma.toml'}:\n"
+        "  feed.speed = 'MAX': must be a positive number or 'max'"
+    )
+
+
+def _all_fields() -> list[tuple[str, str]]:
+    return [
+        (section, name)
+        for section, info in Settings.model_fields.items()
+        for name in info.annotation.model_fields  # type: ignore[union-attr]
+    ]
+
+
+@pytest.mark.parametrize(("section", "field"), _all_fields())
+def test_no_field_error_shows_pydantic_union_or_literal_branches(section: str, field: str) -> None:
+    bad_values: list[object] = ["MAX", "", {"a": 1}, [{"a": 1}], -1, 1e999, True, "x" * 3]
+    for value in bad_values:
+        try:
+            load_settings(environ={}, **{section: {field: value}})
+        except ConfigError as exc:
+            lines = str(exc).splitlines()[1:]
+            for line in lines:
+                named = line.strip().split(" = ", 1)[0]
+                # the field itself, or one item of a list (.0) or table (.a)
+                assert named in (
+                    f"{section}.{field}",
+                    f"{section}.{field}.0",
+                    f"{section}.{field}.a",
+                ), line
+                assert "literal[" not in line and "function-" not in line, line
+            fields = [ln.strip().split(" = ", 1)[0] for ln in lines]
+            assert len(fields) == len(set(fields)), f"one line per field:\n{exc}"
+
+
+def test_broker_kind_ccxt_is_refused_not_run_as_paper(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "[broker]\nkind = 'ccxt'\n"))
+    assert "broker.kind = 'ccxt': live orders through ccxt are not available yet; use paper" in str(
+        err.value
+    )
+
+
+@pytest.mark.parametrize(
+    ("feed", "line"),
+    [
+        ({"kind": "ccxt"}, "feed.kind = 'ccxt': the ccxt exchange feed is not available yet"),
+        ({"kind": "replay"}, "feed.files = (): the replay feed needs at least one CSV file"),
+        ({"files": ["x.csv"]}, "feed.files = ['x.csv']: --files needs the replay feed"),
+        ({"symbols": ["BTC/USDT", "btc/usdt"]}, "BTC/USDT is listed twice"),
+        ({"files": [""], "kind": "replay"}, "feed.files = ['']: must not be empty"),
+    ],
+)
+def test_feed_settings_run_would_refuse_are_refused_here(
+    feed: dict[str, object], line: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={}, feed=feed)
+    assert line in str(err.value)
+
+
+# ---- environment variables ------------------------------------------------------------
+
+
+def test_an_empty_store_path_variable_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CMA_STORE__PATH", "")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(err.value) == (
+        "invalid configuration:\n  store.path = '': must not be empty; leave the setting out "
+        "for the default (from CMA_STORE__PATH)"
+    )
+
+
+@pytest.mark.parametrize("name", ["CMA_NOPE__X", "cma_nope__x"])
+def test_a_variable_for_an_unknown_section_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert str(err.value) == (
+        f"{name}: no section 'nope'; known: store, feed, agents, approval, risk, broker, "
+        "engine, ui, exchange"
+    )
+
+
+def test_a_variable_with_an_empty_part_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMA_RISK__", "1")
+    with pytest.raises(ConfigError, match="CMA_RISK__: not a setting name"):
+        load_settings()
+
+
+def test_a_variable_error_does_not_blame_a_config_file_that_is_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "[risk]\nmax_drawdown = 0.2\n[feed]\nspeed = 'MAX'\n")
+    monkeypatch.setenv("CMA_RISK__INITIAL_CASH", "1e999")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"invalid configuration in {path}:"  # the file has a problem too
+    assert any("(from CMA_RISK__INITIAL_CASH)" in ln for ln in lines)
+    path.write_text("[risk]\nmax_drawdown = 0.2\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value).splitlines()[0] == "invalid configuration:"
+    assert str(path) not in str(err.value)
+
+
+# ---- the template ---------------------------------------------------------------------
+
+
+def test_the_template_sets_no_theme_and_points_to_no_missing_command(tmp_path: Path) -> None:
+    text = example_toml()
+    assert "cma keys" not in text
+    assert "keyring" in text
+    assert '# theme = "cma-dark"' in text
+    settings = load_settings(write(tmp_path, text))
+    # Setting ui.theme at all makes it beat the theme remembered from the palette.
+    assert "theme" not in settings.ui.model_fields_set

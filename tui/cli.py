@@ -11,20 +11,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_NOT_YET = 3
 
+#: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
-    "backtest": "backtesting a session",
-    "optimize": "optimizing agent parameters",
-    "report": "exporting session reports",
-    "keys": "storing exchange API keys in the keyring",
-    "data": "downloading and managing candle data",
+    "backtest": "backtest a session",
+    "optimize": "optimize agent parameters",
+    "report": "export session reports",
+    "keys": "store exchange API keys in the keyring",
+    "data": "download and manage candle data",
 }
+DISTRIBUTION = "crypto-market-agents"
 
 
 def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -33,18 +35,17 @@ def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise SystemExit(code)
 
 
+#: Longest ``--duration``: a year (a longer run needs no duration at all).
+MAX_DURATION = 366 * 86_400.0
+
+
 def _speed(value: str) -> float | str:
-    if value == "max":
-        return "max"
+    from engine.config import parse_speed
+
     try:
-        speed = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number or 'max', got {value!r}"
-        ) from None
-    if not speed > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number or 'max', got {value!r}")
-    return speed
+        return parse_speed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {value!r}") from None
 
 
 def _duration(value: str) -> float:
@@ -58,7 +59,34 @@ def _duration(value: str) -> float:
         raise argparse.ArgumentTypeError(f"must look like 20s, 5m or 1h, got {value!r}") from None
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value!r}")
+    if not seconds <= MAX_DURATION:  # also refuses inf and nan
+        raise argparse.ArgumentTypeError(f"must be at most 366 days, got {value!r}")
     return seconds
+
+
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (importlib.metadata costs a few ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version(DISTRIBUTION)
+        except PackageNotFoundError:
+            found = "(version unknown: not installed)"
+        print(f"cma {found}")
+        parser.exit(EXIT_OK)
+
+
+def _default_speed() -> str:
+    """The default of ``feed.speed``, as the settings model has it."""
+    from engine.config import FeedSettings
+
+    default = FeedSettings.model_fields["speed"].default
+    return default if isinstance(default, str) else f"{default:g}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Crypto Market Agents: agents propose trades, you approve them by keypress.",
         parents=[common],
     )
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
@@ -93,20 +122,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open the console on a market, or run the same engine headless.",
     )
     run.add_argument("--headless", action="store_true", help="no UI: print a status line")
-    run.add_argument("--feed", choices=["sim", "replay", "ccxt"], help="market data source")
+    run.add_argument(
+        "--feed",
+        choices=["sim", "replay", "ccxt"],
+        help="market data source: sim (the built-in demo market, the default) or replay "
+        "(CSV files, --files); ccxt (an exchange) is not available yet",
+    )
     run.add_argument("--policy", choices=["manual", "auto", "queue-only"], help="approval policy")
     run.add_argument(
-        "--speed", type=_speed, help="market seconds per wall second, or 'max' (default 1)"
+        "--speed",
+        type=_speed,
+        help="market seconds per wall second of the sim and replay feeds, or 'max' "
+        f"(default {_default_speed()}; 1 is real time)",
     )
     run.add_argument("--duration", type=_duration, help="stop after this long, e.g. 20s, 5m, 1h")
     run.add_argument("--seed", type=int, help="seed of the demo market")
     run.add_argument(
-        "--files", type=Path, nargs="+", metavar="CSV", help="CSV files for the replay feed"
+        "--files",
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="CSV files for the replay feed (implies --feed replay)",
     )
     run.add_argument("--theme", help="console theme")
 
     for name, what in NOT_YET.items():
-        sub.add_parser(name, parents=[common], help=f"{what} (not available yet)", description=what)
+        sub.add_parser(
+            name,
+            parents=[common],
+            help=f"{what} (not available yet)",
+            description=f"{what[0].upper()}{what[1:]}. Not available yet in this version: "
+            f"'cma {name}' exits with code {EXIT_NOT_YET}.",
+        )
 
     db = sub.add_parser("db", parents=[common], help="check or back up the store")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -140,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
     commands = {"run", "db", "config", *NOT_YET}
-    if not commands & set(given) and not {"-h", "--help"} & set(given):
+    if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
     args = parser.parse_args(given)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,22 @@ from engine.config import (
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
-    """Load the configuration, with command-line overrides; exit 2 on a bad value."""
+def settings_from_args(args: argparse.Namespace, *, check: bool = False, **extra: Any) -> Settings:
+    """Load the configuration, with command-line overrides; exit 2 on a bad value.
+
+    ``check`` adds :func:`tui.validate.check_settings` (agents, key bindings):
+    what ``run`` and ``config validate`` need, and ``config show`` and ``db`` not.
+    """
     overrides: dict[str, Any] = {k: dict(v) for k, v in extra.items()}
     if getattr(args, "db", None) is not None:
         overrides.setdefault("store", {})["path"] = args.db
+    checks = None
+    if check:
+        from tui.validate import check_settings
+
+        checks = check_settings
     try:
-        return load_settings(getattr(args, "config", None), **overrides)
+        return load_settings(getattr(args, "config", None), checks=checks, **overrides)
     except ConfigError as exc:
         die(str(exc), EXIT_USAGE)
 
@@ -36,24 +46,46 @@ def config_command(args: argparse.Namespace) -> int:
             print(f"{dotted:36} {value:28} # {desc}")
         return EXIT_OK
     if args.config_command == "validate":
-        path = args.file or getattr(args, "config", None) or default_config_path()
-        if not Path(path).is_file():
-            die(f"config file {path}: not found", EXIT_USAGE)
-        try:
-            load_settings(Path(path))
-        except ConfigError as exc:
-            die(str(exc), EXIT_USAGE)
-        print(f"{path}: ok")
+        # The file must exist here (it is what is checked), so it is always named.
+        args.config = args.file or getattr(args, "config", None) or default_config_path()
+        settings_from_args(args, check=True)
+        print(f"{args.config}: ok")
         return EXIT_OK
     if args.config_command == "init":
-        path = getattr(args, "config", None) or default_config_path()
-        if path.exists() and not args.force:
-            die(f"{path} exists; pass --force to overwrite it", EXIT_USAGE)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(example_toml(), encoding="utf-8")
+        path: Path = getattr(args, "config", None) or default_config_path()
+        _write_config(path, force=args.force)
         print(f"wrote {path}")
         return EXIT_OK
     raise AssertionError(args.config_command)
+
+
+def _write_config(path: Path, *, force: bool) -> None:
+    """Write the config template to ``path``; exit 2 naming the path if it cannot be.
+
+    Only a regular file is ever overwritten (with ``--force``): never a directory,
+    a device or a FIFO that happens to be at the path.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        die(f"cannot write {path}: {exc.strerror}", EXIT_USAGE)
+    if mode is not None:
+        if stat.S_ISDIR(mode):
+            die(f"cannot write {path}: is a directory", EXIT_USAGE)
+        if not stat.S_ISREG(mode):
+            die(f"cannot write {path}: is not a regular file", EXIT_USAGE)
+        if not force:
+            die(f"{path} exists; pass --force to overwrite it", EXIT_USAGE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            handle.write(example_toml())
+    except OSError as exc:
+        # Name the directory when it is the part that failed (mkdir in a read-only place).
+        where = f"{exc.filename}: " if exc.filename not in (None, str(path)) else ""
+        die(f"cannot write {path}: {where}{exc.strerror}", EXIT_USAGE)
 
 
 def db_command(args: argparse.Namespace) -> int:
@@ -114,7 +146,10 @@ def db_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, **_run_overrides(args))
+    if getattr(args, "files", None) and getattr(args, "feed", None) not in (None, "replay"):
+        die(f"--files needs the replay feed (--feed replay), not --feed {args.feed}", EXIT_USAGE)
+    # The same checks as `cma config validate`, before any store, feed or screen starts.
+    settings = settings_from_args(args, check=True, **_run_overrides(args))
     from tui.logs import setup_logging
 
     log_file = setup_logging()  # once, for the console and the headless run alike
