@@ -9,7 +9,7 @@ import time
 
 from engine.config import Settings
 from engine.runtime import Engine, make_feed
-from persistence.connection import StoreLockedError
+from persistence.errors import StoreFileError
 from persistence.store import Store
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
 
@@ -22,8 +22,8 @@ async def _main(settings: Settings, duration: float | None) -> int:
     path = settings.store.resolved_path()
     try:
         store = await Store.open(path, settings.store.busy_timeout_ms)
-    except StoreLockedError as exc:
-        die(str(exc), EXIT_FAIL)
+    except StoreFileError as exc:  # locked (1), damaged (1), not a cma store (2)
+        die(str(exc), exc.code)
     try:
         engine = Engine(settings, store, feed)
     except ValueError as exc:
