@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from persistence.errors import NewerStoreError
+from persistence.errors import CorruptStoreError, NewerStoreError
 
 #: ``PRAGMA application_id`` of every cma store: "CMA1" in ASCII. It marks the file as
 #: cma's, so that cma refuses another application's SQLite file instead of writing
@@ -202,6 +202,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     (application id 0) is stamped here, in a transaction of its own.
     """
     current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current < 0:  # a negative slice below would re-run the last migrations
+        raise CorruptStoreError(f"the store's schema version {current} is damaged")
     if current > SCHEMA_VERSION:
         raise NewerStoreError(
             f"the store's schema version {current} is newer than this cma "

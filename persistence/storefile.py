@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from persistence.errors import (
@@ -108,6 +109,12 @@ def inspect_store(path: Path | str, *, deep: bool = True) -> StoreInfo:
         raise NotAStoreError(f"{p} is not a cma store (not an SQLite database)")
     if len(header) < HEADER_BYTES:
         raise damaged(p, f"the file ends after {len(header)} bytes, inside the SQLite header")
+    page_size = _page_size(header)
+    if page_size and st.st_size % page_size:
+        # SQLite reads a short last page as zeros, so a cut inside it can pass its checks.
+        raise damaged(
+            p, f"the file is {st.st_size} bytes, not a whole number of {page_size}-byte pages"
+        )
     app_id = int.from_bytes(header[68:72], "big")
     if app_id not in (0, APPLICATION_ID):
         # Decided from the header alone: no connection, so not even a -shm appears.
@@ -150,6 +157,8 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> StoreInfo:
             f"store {path} has schema version {version}, newer than this cma knows "
             f"({SCHEMA_VERSION}); upgrade cma or use another --db"
         )
+    if version < 0:
+        raise damaged(path, f"schema version {version}")
     if version == 0 and objects:
         raise damaged(path, "it has tables but schema version 0")
     if version >= 1 and not names >= LEGACY_TABLES:
@@ -167,9 +176,12 @@ def open_readonly(path: Path | str, busy_timeout_ms: int = 5000) -> Iterator[sql
     locking.
     """
     p = Path(path)
-    lock_fd, writer_active = _shared_lock(p)
+    lock_fd, lock = _shared_lock(p)
     try:
-        live = writer_active or _wal_size(p) > 0
+        # A connected writer always has a -wal file (it may be empty after a checkpoint);
+        # with no -wal at all there is no writer, whether or not its lock can be read.
+        wal = _wal_size(p)
+        live = lock == "held" or wal > 0 or (wal == 0 and lock == "unknown")
         # immutable: SQLite takes no locks and opens no -wal/-shm; safe only because
         # nothing can write the file now (no writer, no -wal content to replay).
         params = "mode=ro" if live else "mode=ro&immutable=1"
@@ -239,6 +251,13 @@ def _read_header(p: Path) -> bytes:
         raise StoreFileError(f"cannot read {p}: {exc.strerror}", 2) from None
 
 
+def _page_size(header: bytes) -> int:
+    """The page size the header gives, or 0 if it is not one SQLite accepts."""
+    size = int.from_bytes(header[16:18], "big")
+    size = 65536 if size == 1 else size
+    return size if 512 <= size <= 65536 and size & (size - 1) == 0 else 0
+
+
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
     rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
     if rows != ["ok"]:
@@ -246,23 +265,24 @@ def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _wal_size(p: Path) -> int:
+    """The size of the store's ``-wal``, or -1 if there is none."""
     try:
         return os.stat(f"{p}-wal").st_size
-    except FileNotFoundError:
-        return 0
+    except OSError:
+        return -1
 
 
-def _shared_lock(p: Path) -> tuple[int | None, bool]:
-    """Take a shared lock on ``p.lock`` if it exists; return (descriptor, writer active)."""
+def _shared_lock(p: Path) -> tuple[int | None, Literal["free", "held", "unknown"]]:
+    """Take a shared lock on ``p.lock`` if it exists: (descriptor or None, writer state)."""
     try:
         fd = os.open(f"{p}.lock", os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None, False  # a writer always creates the lock file: there is none
+        return None, "free"  # a writer always creates the lock file: there is none
     except OSError:
-        return None, True  # cannot tell: read through SQLite's own locking
+        return None, "unknown"  # e.g. another user's lock file, mode 0600
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        return None, True
-    return fd, False
+        return None, "held"
+    return fd, "free"

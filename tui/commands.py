@@ -110,6 +110,8 @@ def _backup_destination(dest: Path) -> Path:
     """
     if dest.is_dir():
         die(f"backup destination {dest} is a directory; name a new file in it", EXIT_USAGE)
+    if dest.parent.exists() and not dest.parent.is_dir():
+        die(f"cannot write backup {dest}: {dest.parent} is not a directory", EXIT_USAGE)
     if not dest.parent.is_dir():
         die(f"cannot write backup {dest}: directory {dest.parent} does not exist", EXIT_USAGE)
     try:
