@@ -14,6 +14,8 @@ from pathlib import Path
 from engine.models import Candle
 from persistence.store import Store
 
+#: cma's mark on its stores, pinned here: changing it would orphan every store made.
+APPLICATION_ID = 0x434D4131
 T0 = 1_700_000_000_000
 CASH = Decimal("2500")
 # Header bytes whose every single-bit flip SQLite or cma must notice: the magic, the

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from store_files import (
+    APPLICATION_ID,
     DETECTABLE_HEADER,
     Content,
     Snapshot,
@@ -30,9 +31,10 @@ from store_files import (
     snapshot,
 )
 
-from persistence.migrations import APPLICATION_ID, SCHEMA_VERSION
+from persistence.migrations import MIGRATIONS
 
 CMA = Path(sys.executable).with_name("cma")
+SCHEMA_VERSION = len(MIGRATIONS)
 HEADLESS = ("run", "--headless", "--duration", "1s", "--speed", "max")
 CONSOLE = ("run", "--duration", "1s")
 # Every command that opens the store; db backup gets its destination appended.

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from store_files import APPLICATION_ID as PINNED_ID
 from store_files import (
     CASH,
     DETECTABLE_HEADER,
@@ -134,6 +135,10 @@ def test_inspect_refuses_what_is_not_a_usable_store_and_changes_nothing(
     with pytest.raises(error):
         asyncio.run(Store.open(path))
     assert snapshot(target) == before
+
+
+def test_the_application_id_is_cmas_pinned_mark() -> None:
+    assert APPLICATION_ID == PINNED_ID == int.from_bytes(b"CMA1", "big")
 
 
 def test_dev_null_is_not_a_store() -> None:
