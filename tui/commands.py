@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import (
     ConfigError,
@@ -16,6 +16,9 @@ from engine.config import (
     load_settings,
 )
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -90,7 +93,7 @@ def db_command(args: argparse.Namespace) -> int:
     raise AssertionError(args.db_command)
 
 
-def _db_check(conn: Any, path: Path) -> int:
+def _db_check(conn: sqlite3.Connection, path: Path) -> int:
     from persistence.checks import run_checks
 
     results = run_checks(conn)
@@ -127,7 +130,7 @@ def _backup_destination(dest: Path) -> Path:
     return dest
 
 
-def _db_backup(conn: Any, path: Path, dest: Path) -> int:
+def _db_backup(conn: sqlite3.Connection, path: Path, dest: Path) -> int:
     import sqlite3
 
     journal = Path(f"{dest}-journal")
@@ -148,7 +151,7 @@ def _db_backup(conn: Any, path: Path, dest: Path) -> int:
     return EXIT_OK
 
 
-def _db_info(conn: Any, path: Path, stamped: bool) -> int:
+def _db_info(conn: sqlite3.Connection, path: Path, stamped: bool) -> int:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     print(f"store   {path}")
     made = "" if stamped else " (made by an earlier cma; marked as cma's on its next run)"
