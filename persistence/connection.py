@@ -13,6 +13,7 @@ import fcntl
 import os
 import sqlite3
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import quote
 
 from persistence.errors import StoreFileError, StoreLockedError
@@ -113,32 +114,63 @@ class WriterLock:
     def __init__(self, path: Path | str) -> None:
         self._path = Path(f"{path}.lock")
         self._fd: int | None = None
+        self._created = False
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`StoreLockedError` (or StoreFileError: no lock file)."""
-        store = self._path.with_suffix("")
+        while True:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._refuse(fd)
+            # A writer that gave up removes its lock file while holding it; if ours was
+            # opened before that, it is no longer the file at the path: open again.
+            try:
+                same = os.stat(self._path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)
+
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CLOEXEC
         try:
-            fd = os.open(self._path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(self._path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+                self._created = True
+            except FileExistsError:
+                fd = os.open(self._path, flags)
+                self._created = False
         except OSError as exc:
             raise StoreFileError(f"cannot create {self._path}: {exc.strerror}", 2) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Shared holders are the read-only commands (db check/info/backup).
-            readers_only = _try_shared(fd)
-            os.close(fd)
-            if readers_only:
-                raise StoreLockedError(
-                    f"a cma db command is reading {store}; try again when it is done"
-                ) from None
-            raise StoreLockedError(
-                f"another cma process is writing {store}; stop it first or use a different --db"
-            ) from None
-        self._fd = fd
+        return fd
 
-    def release(self) -> None:
-        """Let the next writer in (idempotent)."""
+    def _refuse(self, fd: int) -> NoReturn:
+        store = self._path.with_suffix("")
+        # Shared holders are the read-only commands (db check/info/backup).
+        readers_only = _try_shared(fd)
+        os.close(fd)
+        if readers_only:
+            raise StoreLockedError(
+                f"a cma db command is reading {store}; try again when it is done"
+            ) from None
+        raise StoreLockedError(
+            f"another cma process is writing {store}; stop it first or use a different --db"
+        ) from None
+
+    def release(self, *, remove_if_created: bool = False) -> None:
+        """Let the next writer in (idempotent).
+
+        ``remove_if_created``: the open was refused, so take away the lock file this
+        lock created, leaving the directory as it was (removed while still held, see
+        :meth:`acquire`).
+        """
         if self._fd is not None:
+            if remove_if_created and self._created:
+                self._path.unlink(missing_ok=True)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

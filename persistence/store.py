@@ -436,7 +436,7 @@ class Store:
             await conn
         except BaseException:
             if lock is not None:
-                lock.release()
+                lock.release(remove_if_created=True)
             raise
         return cls(conn, str(path), lock)
 

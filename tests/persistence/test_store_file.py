@@ -367,3 +367,38 @@ def test_inspect_of_any_damaged_store_raises_a_store_error_or_accepts_it_unchang
     else:
         assert not must_refuse, f"{kind} damage was accepted"
     assert snapshot(path) == before
+
+
+def test_a_refused_writer_takes_away_only_the_lock_file_it_created(tmp_path: Path) -> None:
+    path = tmp_path / "cma.db"
+    lock = WriterLock(path)
+    lock.acquire()
+    assert (tmp_path / "cma.db.lock").exists()
+    lock.release(remove_if_created=True)
+    assert os.listdir(tmp_path) == []
+
+    (tmp_path / "cma.db.lock").touch()  # an earlier writer's
+    lock = WriterLock(path)
+    lock.acquire()
+    lock.release(remove_if_created=True)
+    assert os.listdir(tmp_path) == ["cma.db.lock"]
+
+
+def test_after_a_refused_writer_removed_its_lock_file_the_next_is_still_exclusive(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cma.db"
+    first = WriterLock(path)
+    first.acquire()
+    stale = os.open(tmp_path / "cma.db.lock", os.O_RDWR)  # a second writer's open, then...
+    first.release(remove_if_created=True)  # ...the first gives up and removes the file
+    second = WriterLock(path)
+    second.acquire()  # creates a new lock file; the stale descriptor is not the lock
+    try:
+        third = WriterLock(path)
+        with pytest.raises(StoreLockedError):
+            third.acquire()
+        assert os.fstat(stale).st_ino != os.stat(tmp_path / "cma.db.lock").st_ino
+    finally:
+        os.close(stale)
+        second.release()
