@@ -227,6 +227,8 @@ def _stat(p: Path) -> os.stat_result | None:
         raise NotAStoreError(f"{p} is not a cma store (a part of its path is a file)") from None
     except OSError as exc:
         raise StoreFileError(f"cannot read {p}: {exc.strerror}", 2) from None
+    except ValueError as exc:  # a NUL byte, from a config file's store.path
+        raise StoreFileError(f"store path {str(p)!r} cannot be used: {exc}", 2) from None
 
 
 def _file_kind(mode: int) -> str:

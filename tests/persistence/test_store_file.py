@@ -146,6 +146,12 @@ def test_dev_null_is_not_a_store() -> None:
         inspect_store("/dev/null")
 
 
+def test_a_path_with_a_nul_byte_is_refused_with_exit_2() -> None:
+    with pytest.raises(StoreFileError, match="embedded null byte") as raised:
+        inspect_store("cma\x00.db")
+    assert raised.value.code == 2
+
+
 def test_nothing_an_empty_file_and_a_schemaless_db_are_new_stores(tmp_path: Path) -> None:
     assert inspect_store(tmp_path / "none.db").is_new
     assert not inspect_store(tmp_path / "none.db").exists
