@@ -361,7 +361,7 @@ def test_db_info_beside_a_running_writer_reads_through_its_wal(
 @pytest.mark.parametrize(
     ("dest", "words"),
     [
-        ("/proc/x.db", "cannot write backup /proc/x.db"),
+        ("/proc/x.db", "cannot write backup /proc/x.db: /proc accepts no new files"),
         ("{tmp}/adir", "backup destination {tmp}/adir is a directory"),
         ("{tmp}/missing/x.db", "directory {tmp}/missing does not exist"),
         ("{tmp}/afile/x.db", "{tmp}/afile is not a directory"),

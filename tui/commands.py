@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +123,9 @@ def _backup_destination(dest: Path) -> Path:
     except FileExistsError:
         die(f"{dest} exists; choose a new path", EXIT_USAGE)
     except OSError as exc:
-        die(f"cannot write backup {dest}: {exc.strerror}", EXIT_USAGE)
+        # ENOENT with the directory present: a virtual file system such as /proc.
+        why = f"{dest.parent} accepts no new files" if exc.errno == errno.ENOENT else exc.strerror
+        die(f"cannot write backup {dest}: {why}", EXIT_USAGE)
     try:
         os.fchmod(fd, 0o600)
     finally:
