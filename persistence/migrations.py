@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 
+from persistence.errors import CorruptStoreError, NewerStoreError
+
+#: ``PRAGMA application_id`` of every cma store: "CMA1" in ASCII. It marks the file as
+#: cma's, so that cma refuses another application's SQLite file instead of writing
+#: its tables into it.
+APPLICATION_ID = 0x434D4131
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema.
     """
@@ -183,29 +190,47 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply every migration newer than the file's ``user_version``; return the version.
 
     Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with
-    the version bump, so a crash mid-migration leaves the previous version intact.
+    the version bump and the :data:`APPLICATION_ID` stamp, so a crash mid-migration
+    leaves the previous version intact. A store made before cma stamped its files
+    (application id 0) is stamped here, in a transaction of its own.
     """
     current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if current > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {current} is newer than this cma "
-            f"(knows up to {len(MIGRATIONS)}); upgrade cma"
+    if current < 0:  # a negative slice below would re-run the last migrations
+        raise CorruptStoreError(f"the store's schema version {current} is damaged")
+    if current > SCHEMA_VERSION:
+        raise NewerStoreError(
+            f"the store's schema version {current} is newer than this cma "
+            f"(knows up to {SCHEMA_VERSION}); upgrade cma"
         )
+    stamped = int(conn.execute("PRAGMA application_id").fetchone()[0]) == APPLICATION_ID
     for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _split(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return len(MIGRATIONS)
+        _transaction(conn, [*_split(script), *_stamp(version)])
+        stamped = True
+    if not stamped:
+        _transaction(conn, _stamp(current))
+    return SCHEMA_VERSION
+
+
+def _stamp(version: int) -> list[str]:
+    return [f"PRAGMA application_id = {APPLICATION_ID}", f"PRAGMA user_version = {version}"]
+
+
+def _transaction(conn: sqlite3.Connection, statements: list[str]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _split(script: str) -> list[str]:

@@ -47,6 +47,8 @@ from engine.models import (
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
 from persistence.connection import MEMORY, WriterLock, connect_writer
+from persistence.errors import StoreFileError
+from persistence.storefile import inspect_store
 
 T = TypeVar("T")
 E = TypeVar("E", bound=EngineEvent)
@@ -406,10 +408,25 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path | str, busy_timeout_ms: int = 5000) -> Store:
-        """Open (create, migrate) the store at ``path`` as its one writer."""
+        """Open (create, migrate) the store at ``path`` as its one writer.
+
+        Raises a :class:`~persistence.errors.StoreFileError` (``.code`` 1 or 2) for a
+        path that is not a usable cma store; such a file is refused before its lock
+        file is created, and left exactly as it was.
+        """
         lock = None
         if str(path) != MEMORY:
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            p = Path(path)
+            # The cheap half of the inspection (no quick_check): the command line runs
+            # the full one before any UI starts.
+            inspect_store(p, deep=False)
+            try:
+                if not p.parent.exists():
+                    p.parent.mkdir(parents=True, mode=0o700)
+            except OSError as exc:
+                raise StoreFileError(
+                    f"cannot create the store's directory {p.parent}: {exc.strerror}", 2
+                ) from None
             lock = WriterLock(path)
             lock.acquire()
         try:
@@ -419,7 +436,7 @@ class Store:
             await conn
         except BaseException:
             if lock is not None:
-                lock.release()
+                lock.release(remove_if_created=True)
             raise
         return cls(conn, str(path), lock)
 

@@ -148,6 +148,7 @@ def test_db_backup_is_a_checked_0600_copy_and_refuses_an_existing_destination(
     db = tmp_path / "data" / "cma" / "cma.db"
     make_store(db)
     dest = tmp_path / "backups" / "copy.db"
+    dest.parent.mkdir()  # a missing directory is refused, not created
     done = cma(env, "db", "backup", str(dest))  # the default store, from XDG_DATA_HOME
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600

@@ -354,7 +354,7 @@ class CmaApp(App[int]):
         what it started.
         """
         from engine.runtime import Engine, StoreMismatchError, make_feed
-        from persistence.connection import StoreLockedError
+        from persistence.errors import StoreFileError
         from persistence.store import Store
 
         settings = self.settings
@@ -364,8 +364,8 @@ class CmaApp(App[int]):
             raise StartError(str(exc), 2) from None
         try:
             store = await Store.open(settings.store.resolved_path(), settings.store.busy_timeout_ms)
-        except StoreLockedError as exc:
-            raise StartError(str(exc), 1) from None
+        except StoreFileError as exc:  # locked (1), damaged (1), not a cma store (2)
+            raise StartError(str(exc), exc.code) from None
         self.store = store
         try:
             engine = Engine(settings, store, feed, clock=self._engine_clock)

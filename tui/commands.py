@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import (
     ConfigError,
@@ -17,6 +18,9 @@ from engine.config import (
     load_settings,
 )
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 def settings_from_args(args: argparse.Namespace, *, check: bool = False, **extra: Any) -> Settings:
@@ -89,67 +93,129 @@ def _write_config(path: Path, *, force: bool) -> None:
 
 
 def db_command(args: argparse.Namespace) -> int:
+    """``cma db check|backup|info``: read-only, so they never change the store or leave
+    a ``-wal``/``-shm`` beside it, and work in a read-only directory."""
     import sqlite3
 
-    from persistence.checks import run_checks
-    from persistence.connection import connect_reader
+    from persistence.errors import StoreFileError
+    from persistence.storefile import damaged, inspect_store, open_readonly
 
     settings = settings_from_args(args)
     path = settings.store.resolved_path()
-    if not path.exists():
+    try:
+        info = inspect_store(path)
+    except StoreFileError as exc:
+        die(str(exc), exc.code)
+    if not info.exists:
         die(f"no store at {path} (run cma first, or pass --db)", EXIT_USAGE)
+    if info.is_new:
+        die(f"no store at {path}: the file holds no cma data yet (run cma first)", EXIT_USAGE)
+    dest = _backup_destination(args.path) if args.db_command == "backup" else None
     try:
-        conn = connect_reader(path, settings.store.busy_timeout_ms)
+        with open_readonly(path, settings.store.busy_timeout_ms) as conn:
+            if args.db_command == "check":
+                return _db_check(conn, path)
+            if dest is not None:
+                return _db_backup(conn, path, dest)
+            if args.db_command == "info":
+                return _db_info(conn, path, info.stamped)
     except sqlite3.Error as exc:
-        die(f"cannot open {path}: {exc}", EXIT_FAIL)
-    try:
-        if args.db_command == "check":
-            try:
-                results = run_checks(conn)
-            except sqlite3.DatabaseError as exc:
-                print(f"FAIL  sqlite: {exc}")
-                return EXIT_FAIL
-            for r in results:
-                print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name}: {r.detail}")
-            failed = sum(not r.ok for r in results)
-            print(f"{path}: {len(results) - failed} checks passed, {failed} failed")
-            return EXIT_OK if failed == 0 else EXIT_FAIL
-        if args.db_command == "backup":
-            dest: Path = args.path
-            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Create the copy empty and 0600 first (VACUUM INTO accepts an empty
-            # file), so it is never readable by others, and O_EXCL refuses a
-            # destination that exists, even one created since we looked.
-            try:
-                os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            except FileExistsError:
-                die(f"{dest} exists; choose a new path", EXIT_USAGE)
-            try:
-                conn.execute("VACUUM INTO ?", (str(dest),))
-            except BaseException:
-                dest.unlink(missing_ok=True)
-                raise
-            dest.chmod(0o600)
-            print(f"backed up {path} to {dest}")
-            return EXIT_OK
-        if args.db_command == "info":
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            print(f"store   {path}")
-            print(f"schema  version {version}")
-            for table in ("sessions", "proposals", "decisions", "orders", "fills", "positions"):
-                n = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                print(f"{table:10}{n}")
-            return EXIT_OK
-    finally:
-        conn.close()
+        if dest is not None:
+            dest.unlink(missing_ok=True)
+        die(str(damaged(path, exc)), EXIT_FAIL)
     raise AssertionError(args.db_command)
 
 
+def _db_check(conn: sqlite3.Connection, path: Path) -> int:
+    from persistence.checks import run_checks
+
+    results = run_checks(conn)
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'}  {r.name}: {r.detail}")
+    failed = sum(not r.ok for r in results)
+    print(f"{path}: {len(results) - failed} checks passed, {failed} failed")
+    return EXIT_OK if failed == 0 else EXIT_FAIL
+
+
+def _backup_destination(dest: Path) -> Path:
+    """Create the backup file empty and 0600, or exit 2 naming ``dest``.
+
+    Created before the copy (VACUUM INTO accepts an empty file) so that it is never
+    readable by others; O_EXCL refuses a destination that exists, even one created
+    since we looked. A missing or unwritable directory is refused, not created.
+    """
+    if dest.is_dir():
+        die(f"backup destination {dest} is a directory; name a new file in it", EXIT_USAGE)
+    if dest.parent.exists() and not dest.parent.is_dir():
+        die(f"cannot write backup {dest}: {dest.parent} is not a directory", EXIT_USAGE)
+    if not dest.parent.is_dir():
+        die(f"cannot write backup {dest}: directory {dest.parent} does not exist", EXIT_USAGE)
+    try:
+        fd = os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        die(f"{dest} exists; choose a new path", EXIT_USAGE)
+    except OSError as exc:
+        # ENOENT with the directory present: a virtual file system such as /proc.
+        why = f"{dest.parent} accepts no new files" if exc.errno == errno.ENOENT else exc.strerror
+        die(f"cannot write backup {dest}: {why}", EXIT_USAGE)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return dest
+
+
+def _db_backup(conn: sqlite3.Connection, path: Path, dest: Path) -> int:
+    import sqlite3
+
+    journal = Path(f"{dest}-journal")
+    had_journal = journal.exists()
+    try:
+        conn.execute("VACUUM INTO ?", (str(dest),))
+    except sqlite3.Error as exc:
+        dest.unlink(missing_ok=True)
+        if not had_journal:
+            journal.unlink(missing_ok=True)
+        if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise  # the store's fault: reported as damaged by the caller
+        die(f"cannot write backup {dest}: {exc}", EXIT_FAIL)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    print(f"backed up {path} to {dest}")
+    return EXIT_OK
+
+
+def _db_info(conn: sqlite3.Connection, path: Path, stamped: bool) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    print(f"store   {path}")
+    made = "" if stamped else " (made by an earlier cma; marked as cma's on its next run)"
+    print(f"schema  version {version}{made}")
+    for table in ("sessions", "proposals", "decisions", "orders", "fills"):
+        n = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        print(f"{table:10}{n}")
+    open_n, closed_n = conn.execute(
+        "SELECT COUNT(*) FILTER (WHERE status = 'open'),"
+        " COUNT(*) FILTER (WHERE status = 'closed') FROM positions"
+    ).fetchone()
+    print(f"{'positions':10}{open_n} open, {closed_n} closed")
+    return EXIT_OK
+
+
 def run_command(args: argparse.Namespace) -> int:
+    from persistence.errors import StoreFileError
+    from persistence.storefile import inspect_store
+
     if getattr(args, "files", None) and getattr(args, "feed", None) not in (None, "replay"):
         die(f"--files needs the replay feed (--feed replay), not --feed {args.feed}", EXIT_USAGE)
     # The same checks as `cma config validate`, before any store, feed or screen starts.
     settings = settings_from_args(args, check=True, **_run_overrides(args))
+    # Refuse a foreign, damaged or too-new store before any UI starts (the console
+    # would otherwise open and sit there with no engine).
+    try:
+        inspect_store(settings.store.resolved_path())
+    except StoreFileError as exc:
+        die(str(exc), exc.code)
     from tui.logs import setup_logging
 
     log_file = setup_logging()  # once, for the console and the headless run alike

@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.config import Settings
 from engine.models import EngineEvent, EngineMessage
 from engine.runtime import Engine, StoreMismatchError, make_feed
-from persistence.connection import StoreLockedError
+from persistence.errors import StoreFileError
 from persistence.store import Store
 from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
 from tui.logs import shown
@@ -43,8 +43,8 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
     path = settings.store.resolved_path()
     try:
         store = await Store.open(path, settings.store.busy_timeout_ms)
-    except StoreLockedError as exc:
-        die(str(exc), EXIT_FAIL)
+    except StoreFileError as exc:  # locked (1), damaged (1), not a cma store (2)
+        die(str(exc), exc.code)
     try:
         engine = Engine(settings, store, feed)
     except ValueError as exc:

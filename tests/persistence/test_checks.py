@@ -311,13 +311,25 @@ def test_the_schema_itself_refuses_a_second_intent_for_one_decision(clean_db: Pa
         )
 
 
-def test_cma_db_check_on_a_file_that_is_not_sqlite_exits_1(tmp_path: Path) -> None:
+def test_cma_db_check_on_a_file_that_is_not_sqlite_exits_2_not_a_cma_store(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not a database" * 300)
     done = cma_db_check(path, tmp_path)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "not a database" in done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"cma: {path} is not a cma store (not an SQLite database)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_value_that_is_not_a_number_fails_its_check_instead_of_raising(
+    clean_db: Path,
+) -> None:
+    raw(clean_db, "UPDATE positions SET qty = 'twelve' WHERE id = (SELECT MIN(id) FROM positions)")
+    results = {r.name: r for r in run_checks(sqlite3.connect(clean_db))}
+    assert not results[NEGATIVE].ok
+    assert "could not run" in results[NEGATIVE].detail
+    assert results[ONE_DECISION].ok  # the checks after it still ran
 
 
 # --- the money property -----------------------------------------------------------------

@@ -30,7 +30,8 @@ from engine.models import (
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent
 from persistence.connection import StoreLockedError, connect_reader, connect_writer
-from persistence.migrations import MIGRATIONS, migrate
+from persistence.errors import NewerStoreError
+from persistence.migrations import APPLICATION_ID, MIGRATIONS, migrate
 from persistence.store import BATCH_SECONDS, DAY_MS, Store
 
 T0 = 1_700_000_000_000
@@ -144,7 +145,7 @@ async def test_migrations_set_user_version_and_reopening_applies_nothing(tmp_pat
         assert await pragma(store, "user_version") == len(MIGRATIONS)
         assert (await store.load_state()).cash == CASH
 
-    # migrate() on a current file runs no schema statement at all.
+    # migrate() on a current, stamped file only reads; no schema statement, no write.
     conn = connect_writer(path)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
@@ -152,21 +153,27 @@ async def test_migrations_set_user_version_and_reopening_applies_nothing(tmp_pat
         assert migrate(conn) == len(MIGRATIONS)
     finally:
         conn.close()
-    assert statements == ["PRAGMA user_version"]
+    assert statements == ["PRAGMA user_version", "PRAGMA application_id"]
 
 
 async def test_a_database_with_a_newer_schema_is_refused_clearly(tmp_path: Path) -> None:
     path = tmp_path / "cma.db"
     conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match=r"newer than this cma.*upgrade cma"):
+    with pytest.raises(NewerStoreError, match=r"newer than this cma.*upgrade cma") as raised:
         await Store.open(path)
+    assert raised.value.code == 1
+    # The writer's own check refuses it too (a file swapped in after the inspection).
+    with pytest.raises(NewerStoreError):
+        connect_writer(path)
     # The refusal changed nothing and left no lock behind.
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
     assert conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
     conn.close()
+    assert sorted(os.listdir(tmp_path)) == ["cma.db"]
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 0")
     conn.close()
