@@ -20,7 +20,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from shared_data import shared_data_dir
 
-from engine.config import Settings, load_settings
+from engine.config import ConfigError, FeedSettings, Settings, load_settings
 from engine.feeds import ReplayError, ReplayFeed
 from engine.runtime import Engine, StoreMismatchError, make_feed
 from persistence.store import Store
@@ -250,7 +250,13 @@ def test_make_feed_uses_feed_timeframe_only_where_it_was_set(tmp_path: Path) -> 
 
 def test_the_sim_feed_refuses_files_rather_than_ignore_them(tmp_path: Path) -> None:
     path = write(tmp_path / "x_ABC-USDT_1m.csv", every(MIN))
-    settings = load_settings(environ={}, feed={"kind": "sim", "files": (path,)})
+    # The configuration refuses the pair (config validate and run alike) ...
+    with pytest.raises(ConfigError, match=r"feed\.files = .*needs the replay feed"):
+        load_settings(environ={}, feed={"kind": "sim", "files": (path,)})
+    # ... and the engine still does for settings built in code, unvalidated.
+    settings = Settings.model_construct(
+        feed=FeedSettings.model_construct(kind="sim", files=(path,))
+    )
     with pytest.raises(ValueError, match=r"^feed\.files: the sim feed plays no files"):
         make_feed(settings)
 
