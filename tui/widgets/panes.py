@@ -62,7 +62,8 @@ POSITION_COLUMNS = (
     Column("upnl", "Unrealized", 10, "right"),
     Column("stop", "Stop", 8, "right"),
     Column("tp", "TP", 8, "right"),
-    Column("age", "Age", 5, "right"),
+    # Six: ``fmt.duration`` is at most six characters below 100 days ("14m00s", "23h59m").
+    Column("age", "Age", 6, "right"),
 )
 
 ACTIVITY_COLUMNS = (
@@ -154,9 +155,13 @@ def position_row(
 
 
 def activity_row(entry: ActivityEntry) -> Row:
-    """An activity line: time, kind, text."""
+    """An activity line: time, kind, text.
+
+    Events before the first candle (the engine starting) have no market time yet:
+    they read ``pre-open``.
+    """
     return (
-        cell(fmt.market_hm(entry.ts), "muted"),
+        cell(fmt.market_hm(entry.ts) if entry.ts > 0 else "pre-open", "muted"),
         cell(entry.kind, entry.style or "strong"),
         cell(entry.text, entry.style if entry.style in ("bad", "warn") else ""),
     )
@@ -637,33 +642,44 @@ class EquityPane(Pane, can_focus=True):
         self._plotted = stamp
         self.replots += 1
         start = series.ts[0] if series.ts else 0
-        xs = [(x - start) / 3_600_000 for x in series.ts]
+        # x: minutes into the series, labelled with market times (plotext's own labels
+        # would be bare numbers).
+        xs = [(x - start) / 60_000 for x in series.ts]
         variables = self.app.theme_variables
         up = Color.parse(variables.get("pnl-up", "green")).rgb
         down = Color.parse(variables.get("pnl-down", "red")).rgb
-        drawdown = [-d * 100 for d in series.drawdown]
+        # Drawdown is a loss from the peak: 0 or more, charted in percent from 0 up.
+        drawdown = [max(0.0, d) * 100 for d in series.drawdown]
+        y_ticks = fmt.percent_ticks(max(drawdown, default=0.0))
+
+        def drawdown_plot(plt: Any) -> None:
+            plt.plot(xs, drawdown, color=down, marker="braille", fillx=True)
+            plt.ylim(0, y_ticks[-1][0])
+            plt.yticks([v for v, _ in y_ticks], [label for _, label in y_ticks])
+
         self._draw(
             "#equity-chart",
             lambda plt: plt.plot(xs, series.equity, color=up, marker="braille"),
             "equity",
-            len(xs),
         )
-        self._draw(
-            "#drawdown-chart",
-            lambda plt: plt.plot(xs, drawdown, color=down, marker="braille", fillx=True),
-            "drawdown %",
-            len(xs),
-        )
+        self._draw("#drawdown-chart", drawdown_plot, "drawdown")
         return True
 
-    def _draw(self, selector: str, plot: Callable[[Any], object], label: str, n: int) -> None:
+    def _draw(self, selector: str, plot: Callable[[Any], object], label: str) -> None:
         chart: PlotextPlot = self.query_one(selector)  # type: ignore[assignment]
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(label)
-        if n >= 2:
+        series = self.series
+        if len(series) >= 2:
             plot(plt)
+            start, end = series.ts[0], series.ts[-1]
+            # About one label per 9 cells of the plot ("HH:MM" or "Jan 05", and room).
+            most = max(2, min(6, (chart.size.width - 10) // 9))
+            ticks = fmt.time_ticks(start, end, most)
+            plt.xlim(0, (end - start) / 60_000)
+            plt.xticks([(ts - start) / 60_000 for ts, _ in ticks], [text for _, text in ticks])
         chart.refresh()
 
 
