@@ -37,6 +37,7 @@ from tui.widgets.panes import (
     EquitySeries,
     PositionsPane,
 )
+from tui.widgets.status import StatusBar
 from tui.widgets.table import VirtualTable
 
 SMALL = (80, 24)
@@ -324,3 +325,37 @@ async def test_charts_label_the_x_axis_with_market_time(
     labels = re.findall(pattern, axis)
     assert len(labels) >= 2, lines[-3:]
     assert not re.search(r"\b\d+\.\d\b", axis), axis  # no bare hour fractions
+
+
+# ---- the status bar ------------------------------------------------------------------
+
+
+class StatusApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+
+
+@pytest.mark.parametrize("engine", ["running", "stopping"])
+async def test_the_status_bar_keeps_live_mode_and_the_session_clock_at_80_columns(
+    engine: str,
+) -> None:
+    app = StatusApp()
+    async with app.run_test(size=SMALL) as pilot:
+        bar = app.query_one(StatusBar)
+        bar.set_mode("LIVE")
+        bar.set_market(T0)
+        bar.set_engine(engine)
+        bar.set_policy("auto", 0.6)
+        bar.set_session(3723)
+        await pilot.pause()
+        (line,) = widget_lines(bar)
+        assert "LIVE — REAL MONEY" in line
+        assert engine in line
+        assert "auto ≥ 60%" in line
+        assert line.rstrip().endswith("01:02:03"), line
+        assert "…" not in line
+        # With room, the words stay.
+        await pilot.resize_terminal(120, 24)
+        await pilot.pause()
+        (line,) = widget_lines(bar)
+        assert "policy auto ≥ 60%" in line and "session 01:02:03" in line, line
