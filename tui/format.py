@@ -81,6 +81,36 @@ def pnl(value: Decimal | float, *, grouped: bool = True) -> str:
     return f"{arrow} {text}"
 
 
+_SCALES = ((Decimal(10) ** 12, "T"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"))
+
+
+def money_in(value: Decimal | float, width: int, *, sign: bool = False) -> str:
+    """An amount in at most ``width`` characters, for a table column: two places if they
+    fit, else none, else in thousands or more (``1234.6k``, ``12.35M``)."""
+    number = Decimal(str(value)) if isinstance(value, float) else value
+    text = money(number, sign=sign, grouped=False)
+    if len(text) <= width:
+        return text
+    plus = "+" if sign else ""
+    whole = f"{number:{plus}.0f}"
+    if len(whole) <= width:
+        return whole
+    scale, suffix = next(((s, x) for s, x in _SCALES if abs(number) >= s), (Decimal(1000), "k"))
+    for places in (2, 1, 0):
+        short = f"{number / scale:{plus}.{places}f}{suffix}"
+        if len(short) <= width:
+            return short
+    return text  # wider than any column: the table's ellipsis says so
+
+
+def pnl_in(value: Decimal | float, width: int) -> str:
+    """:func:`pnl` in at most ``width`` characters (see :func:`money_in`)."""
+    arrow = {"up": UP, "down": DOWN, "flat": FLAT}[direction(value)]
+    if value == 0:
+        return f"{arrow} {money(0)}"
+    return f"{arrow} {money_in(value, width - 2, sign=True)}"
+
+
 def percent(fraction: float, places: int = 1) -> str:
     """``0.0345`` → ``3.5%``."""
     return f"{fraction * 100:.{places}f}%"

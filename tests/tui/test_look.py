@@ -24,7 +24,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey
 
-from engine.models import Position, Side, q_cash
+from engine.models import Position, Proposal, Side, q_cash
 from tui import format as fmt
 from tui.app import CmaApp
 from tui.screens.detail import ProposalDetailScreen
@@ -36,6 +36,7 @@ from tui.widgets.panes import (
     EquityPane,
     EquitySeries,
     PositionsPane,
+    proposal_cells,
 )
 from tui.widgets.status import StatusBar
 from tui.widgets.table import VirtualTable
@@ -359,3 +360,50 @@ async def test_the_status_bar_keeps_live_mode_and_the_session_clock_at_80_column
         await pilot.pause()
         (line,) = widget_lines(bar)
         assert "policy auto ≥ 60%" in line and "session 01:02:03" in line, line
+
+
+amounts = st.decimals(min_value=-(10**14), max_value=10**14, places=2, allow_nan=False)
+
+
+@given(amounts, st.integers(min_value=7, max_value=12))
+def test_a_table_amount_fits_its_column_and_keeps_its_sign(value: Decimal, width: int) -> None:
+    text = fmt.money_in(value, width)
+    assert len(text) <= width, text
+    if value:
+        assert text.startswith("-") == (value < 0), text
+    signed = fmt.pnl_in(value, width + 2)
+    assert len(signed) <= width + 2, signed
+    assert signed[0] == {"up": fmt.UP, "down": fmt.DOWN, "flat": fmt.FLAT}[fmt.direction(value)]
+
+
+@given(amounts)
+def test_a_small_amount_is_shown_to_the_cent(value: Decimal) -> None:
+    if abs(value) < 10**5:
+        assert fmt.money_in(value, 9) == f"{value:.2f}"
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**9, places=2),
+    st.floats(min_value=0, max_value=1),
+    st.booleans(),
+)
+def test_proposal_cells_fit_their_columns(
+    notional: Decimal, confidence: float, merged: bool
+) -> None:
+    p = Proposal(
+        id="prp-1",
+        symbol="BTC/USDT",
+        side=Side.LONG,
+        entry=Decimal("96200.8"),
+        stop=Decimal("95978.1"),
+        take_profit=Decimal("96646.3"),
+        confidence=confidence,
+        size=notional / Decimal("96200.8"),
+        created_at=T0,
+        expires_at=T0 + HOUR,
+        merged=int(merged),
+        votes=(),
+    )
+    for column, (text, _) in zip(PROPOSAL_COLUMNS, proposal_cells(p), strict=False):
+        if column.key in ("conf", "notional"):
+            assert len(text) <= column.width, (column.key, text)

@@ -37,7 +37,7 @@ T = TypeVar("T")
 PROPOSAL_COLUMNS = (
     Column("symbol", "Symbol", 9),
     Column("side", "Side", 5),
-    Column("conf", "Conf", 4, "right"),
+    Column("conf", "Conf", 5, "right"),  # "100%+": merged, at full confidence
     Column("size", "Size", 9, "right"),
     Column("entry", "Entry", 8, "right"),
     Column("stop", "Stop", 8, "right"),
@@ -72,6 +72,9 @@ ACTIVITY_COLUMNS = (
     Column("text", "", 30, stretch=True),
 )
 
+_NOTIONAL_WIDTH = next(c.width for c in PROPOSAL_COLUMNS if c.key == "notional")
+_UPNL_WIDTH = next(c.width for c in POSITION_COLUMNS if c.key == "upnl")
+
 #: How many activity lines are kept (newest first).
 ACTIVITY_LIMIT = 500
 #: Equity points kept for the chart; beyond this, every other point is dropped.
@@ -99,7 +102,7 @@ def proposal_cells(p: Proposal) -> tuple[Cell, ...]:
         cell(fmt.price(p.entry)),
         cell(fmt.price(p.stop)),
         cell(fmt.price(p.take_profit)),
-        cell("—", "muted") if unsized else cell(fmt.money(p.notional, grouped=False)),
+        cell("—", "muted") if unsized else cell(fmt.money_in(p.notional, _NOTIONAL_WIDTH)),
     )
 
 
@@ -148,7 +151,7 @@ def position_row(
         upnl_cell, mark_cell = cell("—", "muted"), cell("—")
     else:
         upnl = p.unrealized(mark)
-        upnl_cell = cell(fmt.pnl(upnl, grouped=False), fmt.direction(upnl))
+        upnl_cell = cell(fmt.pnl_in(upnl, _UPNL_WIDTH), fmt.direction(upnl))
         mark_cell = cell(fmt.price(mark))
     age = cell(fmt.duration(market_ts - p.opened_at), "muted")
     return (symbol, side, qty, entry, mark_cell, upnl_cell, stop, take_profit, age)
