@@ -407,3 +407,29 @@ def test_proposal_cells_fit_their_columns(
     for column, (text, _) in zip(PROPOSAL_COLUMNS, proposal_cells(p), strict=False):
         if column.key in ("conf", "notional"):
             assert len(text) <= column.width, (column.key, text)
+
+
+# ---- the restart summary ----------------------------------------------------------------
+
+
+async def test_the_restart_summary_tables_are_whole_at_80x24(tmp_path: Path) -> None:
+    from test_snapshots import _earlier_session
+
+    from engine.feeds.sim import SIM_EPOCH_MS
+    from tui.screens.recovery import RecoveryScreen
+
+    db = tmp_path / "cma.db"
+    await _earlier_session(db)
+    feed = SteppedFeed(seed=8, start_ts=SIM_EPOCH_MS + 1000 * 60_000)
+    app = make_app(tmp_path, feed, make_settings(db))
+    async with app.run_test(size=SMALL) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RecoveryScreen)
+        for selector, last in (("#recovery-positions", "Age"), ("#recovery-pending", "Expires")):
+            table = screen.query_one(selector, VirtualTable)
+            assert table.row_count
+            header, first = (line.rstrip() for line in table_lines(table)[:2])
+            assert header.endswith(last), (selector, header)
+            assert re.search(r"\d+[smhd]$", first), (selector, first)
