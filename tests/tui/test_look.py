@@ -433,3 +433,33 @@ async def test_the_restart_summary_tables_are_whole_at_80x24(tmp_path: Path) -> 
             header, first = (line.rstrip() for line in table_lines(table)[:2])
             assert header.endswith(last), (selector, header)
             assert re.search(r"\d+[smhd]$", first), (selector, first)
+
+
+@given(
+    st.integers(min_value=0, max_value=4_000_000_000_000),
+    st.integers(min_value=1, max_value=400 * DAY),
+    st.integers(min_value=1, max_value=8),
+)
+def test_time_ticks_are_round_distinct_times_inside_the_span(
+    start: int, span: int, most: int
+) -> None:
+    ticks = fmt.time_ticks(start, start + span, most)
+    assert len(ticks) <= most
+    times = [ts for ts, _ in ticks]
+    assert times == sorted(set(times))
+    assert all(start <= ts <= start + span for ts in times)
+    assert all(ts % MINUTE == 0 for ts in times)
+    labels = [label for _, label in ticks]
+    assert len(set(labels)) == len(labels), labels
+    shape = r"[A-Z][a-z]{2} \d\d" if span > DAY else r"\d\d:\d\d"
+    assert all(re.fullmatch(shape, label) for label in labels), labels
+    if most >= 2 and span >= 10 * MINUTE and span <= DAY:
+        assert len(ticks) >= 2, (span, most, labels)
+
+
+async def test_an_equity_series_without_a_span_draws_no_axis() -> None:
+    series = EquitySeries()
+    series.add(T0, 100_000, 0.0)
+    series.add(T0, 100_000, 0.0)
+    lines = await chart_text(series, SMALL, "#drawdown-chart")
+    assert any("drawdown" in line for line in lines)

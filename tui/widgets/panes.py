@@ -675,7 +675,9 @@ class EquityPane(Pane, can_focus=True):
         plt.clear_figure()
         plt.title(label)
         series = self.series
-        if len(series) >= 2:
+        # Two points at one market time (the first fills) are no span: plotext would
+        # divide by zero.
+        if len(series) >= 2 and series.ts[-1] > series.ts[0]:
             plot(plt)
             start, end = series.ts[0], series.ts[-1]
             # About one label per 9 cells of the plot ("HH:MM" or "Jan 05", and room).
