@@ -81,6 +81,36 @@ def pnl(value: Decimal | float, *, grouped: bool = True) -> str:
     return f"{arrow} {text}"
 
 
+_SCALES = ((Decimal(10) ** 12, "T"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"))
+
+
+def money_in(value: Decimal | float, width: int, *, sign: bool = False) -> str:
+    """An amount in at most ``width`` characters, for a table column: two places if they
+    fit, else none, else in thousands or more (``1234.6k``, ``12.35M``)."""
+    number = Decimal(str(value)) if isinstance(value, float) else value
+    text = money(number, sign=sign, grouped=False)
+    if len(text) <= width:
+        return text
+    plus = "+" if sign else ""
+    whole = f"{number:{plus}.0f}"
+    if len(whole) <= width:
+        return whole
+    scale, suffix = next(((s, x) for s, x in _SCALES if abs(number) >= s), (Decimal(1000), "k"))
+    for places in (2, 1, 0):
+        short = f"{number / scale:{plus}.{places}f}{suffix}"
+        if len(short) <= width:
+            return short
+    return text  # wider than any column: the table's ellipsis says so
+
+
+def pnl_in(value: Decimal | float, width: int) -> str:
+    """:func:`pnl` in at most ``width`` characters (see :func:`money_in`)."""
+    arrow = {"up": UP, "down": DOWN, "flat": FLAT}[direction(value)]
+    if value == 0:
+        return f"{arrow} {money(0)}"
+    return f"{arrow} {money_in(value, width - 2, sign=True)}"
+
+
 def percent(fraction: float, places: int = 1) -> str:
     """``0.0345`` → ``3.5%``."""
     return f"{fraction * 100:.{places}f}%"
@@ -133,3 +163,46 @@ def one_line(text: str, limit: int = 200) -> str:
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
     cleaned = " ".join(cleaned.split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+_MINUTE_MS = 60_000
+_DAY_MS = 24 * 60 * _MINUTE_MS
+#: Steps between time labels on a chart axis, shortest first.
+_TICK_STEPS_MS = tuple(
+    m * _MINUTE_MS for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720)
+) + tuple(d * _DAY_MS for d in (1, 2, 7, 14, 28, 91, 182, 364))
+
+
+def time_ticks(start_ms: int, end_ms: int, most: int) -> list[tuple[int, str]]:
+    """Up to ``most`` round market times between ``start_ms`` and ``end_ms``, labelled.
+
+    ``HH:MM`` (UTC) while the span is a day or less, else dates (``Jan 05``): an
+    hour alone would be ambiguous across days. Empty if the span is empty.
+    """
+    span = end_ms - start_ms
+    if span <= 0 or most < 1:
+        return []
+    long_span = span > _DAY_MS
+    steps = [s for s in _TICK_STEPS_MS if s >= _DAY_MS] if long_span else _TICK_STEPS_MS
+
+    def first(step: int) -> int:
+        return -(-start_ms // step) * step  # the first multiple of step from the start
+
+    # The shortest step that puts at most ``most`` labels in the span.
+    step = next((s for s in steps if (end_ms - first(s)) // s + 1 <= most), steps[-1])
+    shape = "%b %d" if long_span else "%H:%M"
+    return [
+        (ts, datetime.fromtimestamp(ts / 1000, UTC).strftime(shape))
+        for ts in range(first(step), end_ms + 1, step)
+    ][:most]
+
+
+#: Tops of a percentage axis, so that its middle tick is a round number too.
+_PERCENT_TOPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0)
+
+
+def percent_ticks(peak: float) -> list[tuple[float, str]]:
+    """Three labelled ticks for a percentage axis from 0 past ``peak`` (a percentage):
+    0, a round top at or above the peak, and half of it (``0%``, ``1%``, ``2%``)."""
+    top = next((t for t in _PERCENT_TOPS if t >= peak), max(peak, 100.0))
+    return [(v, f"{v:g}%") for v in (0.0, top / 2, top)]

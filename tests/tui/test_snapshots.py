@@ -63,16 +63,31 @@ async def settle(pilot: Pilot[Any]) -> None:
     app.redraw(force=True)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
-    # The footer recomposes its keys a moment after a screen is pushed; on a loaded
-    # machine the snapshot could otherwise catch it empty. Bounded, not a sleep.
-    # Done when its keys are laid out (a size on screen), not merely mounted.
-    for _ in range(100):
-        footers = app.screen.query(Footer)
-        keys = footers.first().query(FooterKey) if footers else None
-        if not footers or (keys and keys.first().region.width > 0):
-            break
+    await footer_settled(pilot)
+
+
+async def footer_settled(pilot: Pilot[Any]) -> None:
+    """Wait (bounded, not a sleep) until the footer's keys are laid out and stay put.
+
+    The footer rebuilds all its keys a refresh after any change of bindings (a screen
+    pushed, focus moved, a key enabled), so on a loaded machine a snapshot could catch
+    it empty: it did, for the proposal detail, whose every redraw refreshed its bindings
+    and so rebuilt the footer each second. Done when every key has a size on screen and
+    the same keys are there one refresh later.
+    """
+    app = pilot.app
+    previous: list[FooterKey] | None = None
+    for _ in range(200):
         await pilot.pause()
-    await pilot.pause()
+        footers = app.screen.query(Footer)
+        if not footers:
+            return
+        keys = list(footers.first().query(FooterKey))
+        laid_out = bool(keys) and all(key.region.width > 0 for key in keys)
+        if laid_out and keys == previous:
+            return
+        previous = keys if laid_out else None
+    raise AssertionError("the footer never settled")
 
 
 def session_app(tmp_path: Path, **hooks: Any) -> tuple[CmaApp, SteppedFeed]:

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.widgets import Label
 
-from tui.widgets.table import Column, Row, VirtualTable, cell
-
-HELP_COLUMNS = (
-    Column("keys", "Keys", 14),
-    Column("action", "What it does", 52),
-    Column("id", "Id (ui.keymap)", 20),
-)
+from tui.widgets.table import Row, cell
 
 
 def binding_rows(screen: Screen[object]) -> list[tuple[str, Row]]:
@@ -58,6 +55,44 @@ def binding_rows(screen: Screen[object]) -> list[tuple[str, Row]]:
     return rows
 
 
+class HelpTable(Widget):
+    """The rows as a table as wide as the screen allows: keys and ids whole, the
+    description wrapped (a table of fixed columns cut the ids at 80 columns)."""
+
+    DEFAULT_CSS = """
+    HelpTable { height: auto; }
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "help-table--header",
+        "help-table--strong",
+        "help-table--muted",
+    }
+
+    def __init__(self, rows: list[tuple[str, Row]], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows = rows
+
+    def render(self) -> Table:
+        def style(key: str) -> str | Style:
+            return self.get_component_rich_style(f"help-table--{key}") if key else ""
+
+        table = Table(
+            box=None,
+            expand=True,
+            padding=(0, 2, 0, 0),
+            header_style=style("header"),
+            show_edge=False,
+            pad_edge=False,
+        )
+        table.add_column("Keys", no_wrap=True)
+        table.add_column("What it does", ratio=1, overflow="fold")
+        table.add_column("Id (ui.keymap)", no_wrap=True)
+        for _, row in self.rows:
+            table.add_row(*(Text(text, style(key)) for text, key in row))
+        return table
+
+
 class HelpScreen(ModalScreen[None]):
     """Lists the keys of the screen beneath; escape, ? or q closes it."""
 
@@ -73,14 +108,15 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box") as box:
             box.border_title = f"Keys: {self.title_text}"
-            yield VirtualTable(HELP_COLUMNS, rows=self.rows, show_cursor=False, id="help-table")
+            with VerticalScroll(id="help-scroll"):
+                yield HelpTable(self.rows, id="help-table")
             yield Label(
                 Text("↑↓ scroll   esc / ? / q  close   remap keys in the config: [ui.keymap]"),
                 id="help-hint",
             )
 
     def on_mount(self) -> None:
-        self.query_one("#help-table", VirtualTable).focus()
+        self.query_one("#help-scroll", VerticalScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

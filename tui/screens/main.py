@@ -18,9 +18,9 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
 
 from tui.keys import HELP_BINDING
+from tui.widgets.footer import KeysFooter
 from tui.widgets.panes import ActivityPane, EquityPane, PositionsPane, ProposalsPane, RiskPane
 from tui.widgets.status import StatusBar
 from tui.widgets.table import VirtualTable
@@ -176,7 +176,7 @@ class MainScreen(Screen[None]):
                 with Vertical(id="right"):
                     yield RiskPane()
                     yield EquityPane(self.cma.equity_series)
-        yield Footer(id="footer")
+        yield KeysFooter(id="footer")
 
     @property
     def ready(self) -> bool:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 PROPOSAL_COLUMNS = (
     Column("symbol", "Symbol", 9),
     Column("side", "Side", 5),
-    Column("conf", "Conf", 4, "right"),
+    Column("conf", "Conf", 5, "right"),  # "100%+": merged, at full confidence
     Column("size", "Size", 9, "right"),
     Column("entry", "Entry", 8, "right"),
     Column("stop", "Stop", 8, "right"),
@@ -62,7 +62,8 @@ POSITION_COLUMNS = (
     Column("upnl", "Unrealized", 10, "right"),
     Column("stop", "Stop", 8, "right"),
     Column("tp", "TP", 8, "right"),
-    Column("age", "Age", 5, "right"),
+    # Six: ``fmt.duration`` is at most six characters below 100 days ("14m00s", "23h59m").
+    Column("age", "Age", 6, "right"),
 )
 
 ACTIVITY_COLUMNS = (
@@ -70,6 +71,9 @@ ACTIVITY_COLUMNS = (
     Column("kind", "Event", 8),
     Column("text", "", 30, stretch=True),
 )
+
+_NOTIONAL_WIDTH = next(c.width for c in PROPOSAL_COLUMNS if c.key == "notional")
+_UPNL_WIDTH = next(c.width for c in POSITION_COLUMNS if c.key == "upnl")
 
 #: How many activity lines are kept (newest first).
 ACTIVITY_LIMIT = 500
@@ -98,7 +102,7 @@ def proposal_cells(p: Proposal) -> tuple[Cell, ...]:
         cell(fmt.price(p.entry)),
         cell(fmt.price(p.stop)),
         cell(fmt.price(p.take_profit)),
-        cell("—", "muted") if unsized else cell(fmt.money(p.notional, grouped=False)),
+        cell("—", "muted") if unsized else cell(fmt.money_in(p.notional, _NOTIONAL_WIDTH)),
     )
 
 
@@ -147,16 +151,20 @@ def position_row(
         upnl_cell, mark_cell = cell("—", "muted"), cell("—")
     else:
         upnl = p.unrealized(mark)
-        upnl_cell = cell(fmt.pnl(upnl, grouped=False), fmt.direction(upnl))
+        upnl_cell = cell(fmt.pnl_in(upnl, _UPNL_WIDTH), fmt.direction(upnl))
         mark_cell = cell(fmt.price(mark))
     age = cell(fmt.duration(market_ts - p.opened_at), "muted")
     return (symbol, side, qty, entry, mark_cell, upnl_cell, stop, take_profit, age)
 
 
 def activity_row(entry: ActivityEntry) -> Row:
-    """An activity line: time, kind, text."""
+    """An activity line: time, kind, text.
+
+    Events before the first candle (the engine starting) have no market time yet:
+    they read ``pre-open``.
+    """
     return (
-        cell(fmt.market_hm(entry.ts), "muted"),
+        cell(fmt.market_hm(entry.ts) if entry.ts > 0 else "pre-open", "muted"),
         cell(entry.kind, entry.style or "strong"),
         cell(entry.text, entry.style if entry.style in ("bad", "warn") else ""),
     )
@@ -637,33 +645,46 @@ class EquityPane(Pane, can_focus=True):
         self._plotted = stamp
         self.replots += 1
         start = series.ts[0] if series.ts else 0
-        xs = [(x - start) / 3_600_000 for x in series.ts]
+        # x: minutes into the series, labelled with market times (plotext's own labels
+        # would be bare numbers).
+        xs = [(x - start) / 60_000 for x in series.ts]
         variables = self.app.theme_variables
         up = Color.parse(variables.get("pnl-up", "green")).rgb
         down = Color.parse(variables.get("pnl-down", "red")).rgb
-        drawdown = [-d * 100 for d in series.drawdown]
+        # Drawdown is a loss from the peak: 0 or more, charted in percent from 0 up.
+        drawdown = [max(0.0, d) * 100 for d in series.drawdown]
+        y_ticks = fmt.percent_ticks(max(drawdown, default=0.0))
+
+        def drawdown_plot(plt: Any) -> None:
+            plt.plot(xs, drawdown, color=down, marker="braille", fillx=True)
+            plt.ylim(0, y_ticks[-1][0])
+            plt.yticks([v for v, _ in y_ticks], [label for _, label in y_ticks])
+
         self._draw(
             "#equity-chart",
             lambda plt: plt.plot(xs, series.equity, color=up, marker="braille"),
             "equity",
-            len(xs),
         )
-        self._draw(
-            "#drawdown-chart",
-            lambda plt: plt.plot(xs, drawdown, color=down, marker="braille", fillx=True),
-            "drawdown %",
-            len(xs),
-        )
+        self._draw("#drawdown-chart", drawdown_plot, "drawdown")
         return True
 
-    def _draw(self, selector: str, plot: Callable[[Any], object], label: str, n: int) -> None:
+    def _draw(self, selector: str, plot: Callable[[Any], object], label: str) -> None:
         chart: PlotextPlot = self.query_one(selector)  # type: ignore[assignment]
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(label)
-        if n >= 2:
+        series = self.series
+        # Two points at one market time (the first fills) are no span: plotext would
+        # divide by zero.
+        if len(series) >= 2 and series.ts[-1] > series.ts[0]:
             plot(plt)
+            start, end = series.ts[0], series.ts[-1]
+            # About one label per 9 cells of the plot ("HH:MM" or "Jan 05", and room).
+            most = max(2, min(6, (chart.size.width - 10) // 9))
+            ticks = fmt.time_ticks(start, end, most)
+            plt.xlim(0, (end - start) / 60_000)
+            plt.xticks([(ts - start) / 60_000 for ts, _ in ticks], [text for _, text in ticks])
         chart.refresh()
 
 

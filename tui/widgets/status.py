@@ -13,6 +13,8 @@ from tui import format as fmt
 #: The parts of the bar, left to right; the last one is pushed to the right edge.
 PARTS = ("brand", "mode", "feed", "market", "engine", "policy", "session")
 ENGINE_STATES = ("starting", "running", "paused", "stopping", "stopped")
+#: The words before a part's value, left out when the bar is too narrow for them.
+_WORDS = {"policy": "policy ", "session": "session "}
 
 
 class StatusBar(Widget):
@@ -107,6 +109,18 @@ class StatusBar(Widget):
         return self.get_component_rich_style(f"status-bar--{key}") if key else Style()
 
     def render(self) -> Text:
+        left, right = self._parts(short=False)
+        if left.cell_len + right.cell_len >= self.size.width:
+            # Too narrow (80 columns in LIVE mode, say): the values without their words.
+            left, right = self._parts(short=True)
+        gap = self.size.width - left.cell_len - right.cell_len
+        if gap > 0:
+            left.append(" " * gap)
+            left.append_text(right)
+        return left
+
+    def _parts(self, *, short: bool) -> tuple[Text, Text]:
+        """The parts on the left, and the session clock on the right."""
         line = Text(no_wrap=True, overflow="ellipsis", end="")
         # The tabbed layout (small terminals) has no room for the feed.
         compact = self.is_attached and self.screen.has_class("-compact")
@@ -114,6 +128,8 @@ class StatusBar(Widget):
             if compact and name == "feed":
                 continue
             text = self._texts[name]
+            if short:
+                text = text.removeprefix(_WORDS.get(name, ""))
             style = self._style(name)
             # The padding takes the part's background (as a label's padding would), not
             # its text style: a reversed part is reversed only under its words.
@@ -121,9 +137,7 @@ class StatusBar(Widget):
             line.append(" ", pad)
             line.append(text, style)
             line.append(" ", pad)
-        right = Text(f" {self._texts['session']} ", self._style("session"), end="")
-        gap = self.size.width - line.cell_len - right.cell_len
-        if gap > 0:
-            line.append(" " * gap)
-            line.append_text(right)
-        return line
+        session = self._texts["session"]
+        if short:
+            session = session.removeprefix(_WORDS["session"])
+        return line, Text(f" {session} ", self._style("session"), end="")
