@@ -591,7 +591,7 @@ def test_any_config_file_gives_one_verdict_and_no_traceback(content: bytes) -> N
             assert "config" in validate.err, validate.describe()
 
 
-@settings(BASE, max_examples=14)
+@settings(BASE, max_examples=25)
 @given(doc=config_documents())
 def test_a_config_that_validates_also_runs(doc: dict[str, Any]) -> None:
     """One validation path: `config validate` passes exactly what `run` accepts."""
@@ -675,7 +675,7 @@ def test_any_cma_variables_give_one_verdict_naming_the_variable(
             assert f"in {fine}" not in validate.err, validate.describe()
 
 
-@settings(BASE, max_examples=10)
+@settings(BASE, max_examples=15)
 @given(variables=cma_variables())
 def test_variables_that_show_fine_also_run(variables: dict[str, str]) -> None:
     with box() as b:
@@ -1049,7 +1049,7 @@ def test_garbage_user_themes_fall_back_and_never_raise(files: list[bytes], add_d
 
 
 # Shrinking re-runs processes for minutes: a failing example here is reported as found.
-@settings(BASE, max_examples=24, phases=[Phase.explicit, Phase.generate])
+@settings(BASE, max_examples=40, phases=[Phase.explicit, Phase.generate])
 @given(data=st.data(), which=st.sampled_from(["config", "env", "args", "store"]))
 def test_a_sample_through_the_real_cma(real_store: Path, data: st.DataObject, which: str) -> None:
     """The real process: what an in-process call cannot show (exit paths, flushing, signals)."""
