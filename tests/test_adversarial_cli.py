@@ -55,7 +55,7 @@ from shared_data import shared_data_dir
 
 from engine.config import Settings
 from tui import cli
-from tui.theming import DEFAULT_THEME, THEMES_DIR, load_theme_file, load_themes
+from tui.theming import DEFAULT_THEME, THEMES_DIR, load_theme_file, load_themes, theme_dirs
 
 CMA = Path(sys.executable).with_name("cma")
 DOCUMENTED_EXITS = {0, 1, 2, 3}
@@ -657,7 +657,7 @@ def test_any_cma_variables_give_one_verdict_naming_the_variable(
 ) -> None:
     with box() as b:
         fine = b.root / "fine.toml"
-        fine.write_text("[risk]\nmax_drawdown = 0.2\n")
+        fine.write_text("[engine]\nstatus_interval_seconds = 4.0\n")  # no variable meets it
         b.guard.watch(fine)
         env = b.env | variables
         show = run_in_process(["config", "show"], env, b.root)
@@ -1027,7 +1027,10 @@ def test_garbage_user_themes_fall_back_and_never_raise(files: list[bytes], add_d
         if add_dir:
             (user / "a-directory.toml").mkdir()
         b.guard.watch(*user.iterdir())
-        loaded, problems = load_themes([THEMES_DIR, user])
+        with _process_state(b.env, b.root):  # the user's dir as the console finds it
+            dirs = theme_dirs()
+            assert dirs[-1] == user, dirs
+            loaded, problems = load_themes(dirs)
         names = {t.name for t in loaded}
         shipped = {p.stem for p in THEMES_DIR.glob("*.toml")}
         assert DEFAULT_THEME in names
@@ -1124,13 +1127,16 @@ def test_a_sample_through_the_real_cma(real_store: Path, data: st.DataObject, wh
                 ),
                 label="argv",
             )
-            if kind not in ("truncated", "flipped", "real-readonly-mode") and "run" in argv:
-                o = run_subprocess(argv, env, b.root)
-                assert_well_behaved(o)
+            o = run_subprocess(argv, env, b.root)
+            assert_well_behaved(o)
+            if kind in ("random", "text", "other-sqlite", "other-sqlite-wal"):
                 assert o.code == 2, o.describe()
+                assert "not a cma store" in o.err, o.describe()
+            if "run" not in argv:  # db info and db check only read
+                b.guard.check(nothing_new, o)
+            elif o.code not in (0, INTERRUPTED):
                 b.guard.check(lambda name: name == f"{db.name}.lock", o)
-                return
+            return
         o = run_subprocess(argv, env, b.root)
         assert_well_behaved(o)
-        if which != "store":
-            b.guard.check(_allowed_after(argv, b.root), o)
+        b.guard.check(_allowed_after(argv, b.root), o)
