@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from shared_data import shared_data_dir
 
@@ -574,6 +574,7 @@ def store_in_place(kind: str, data: st.DataObject, dest: Path, real: Path) -> bo
 
 @settings(BASE, max_examples=120)
 @given(content=config_bytes())
+@example(content=b'[feed]\nsymbols = ["BTC/USDT"]\n# caf\xe9\n')
 def test_any_config_file_gives_one_verdict_and_no_traceback(content: bytes) -> None:
     """`config validate` and `config show` agree on every file and touch none."""
     with box() as b:
@@ -593,6 +594,16 @@ def test_any_config_file_gives_one_verdict_and_no_traceback(content: bytes) -> N
 
 @settings(BASE, max_examples=25)
 @given(doc=config_documents())
+# The cases issue 8 names, then generated ones.
+@example(doc={"risk": {"initial_cash": "1e22"}})
+@example(doc={"risk": {"initial_cash": 10**300}})
+@example(doc={"feed": {"speed": math.inf}})
+@example(doc={"feed": {"symbols": ["BTC/USDT", "BTC/USDT"]}})
+@example(doc={"agents": {"user": ["no.such.module:Agent"]}})
+@example(doc={"ui": {"keymap": {"nope": "x"}}})
+@example(doc={"ui": {"keymap": {"approve": "q"}}})
+@example(doc={"broker": {"kind": "ccxt"}})
+@example(doc={"feed": {"kind": "replay"}})
 def test_a_config_that_validates_also_runs(doc: dict[str, Any]) -> None:
     """One validation path: `config validate` passes exactly what `run` accepts."""
     with box() as b:
@@ -601,11 +612,12 @@ def test_a_config_that_validates_also_runs(doc: dict[str, Any]) -> None:
         b.guard.watch(path)
         db = b.root / "store.db"
         validate = run_in_process(["config", "validate", str(path)], b.env, b.root)
-        run = run_in_process(
-            ["run", "--headless", "--duration", "1s", "--config", str(path), "--db", str(db)],
-            b.env,
-            b.root,
-        )
+        feed = doc.get("feed")
+        # At full speed the engine sizes trades within the second (where huge numbers
+        # crash), unless the file's own speed is what is being tried.
+        fast = [] if isinstance(feed, dict) and "speed" in feed else ["--speed", "max"]
+        argv = ["run", "--headless", *fast, "--duration", "1s", "--config", str(path)]
+        run = run_in_process([*argv, "--db", str(db)], b.env, b.root)
         for o in (validate, run):
             assert_well_behaved(o)
         b.guard.check(store_companions(db, lock=True), run)
@@ -677,18 +689,23 @@ def test_any_cma_variables_give_one_verdict_naming_the_variable(
 
 @settings(BASE, max_examples=15)
 @given(variables=cma_variables())
+@example(variables={"CMA_RISK__INITIAL_CASH": "1e999"})
+@example(variables={"CMA_RISK__MIN_NOTIONAL": "1e22"})
+@example(variables={"CMA_FEED__SPEED": "inf"})
 def test_variables_that_show_fine_also_run(variables: dict[str, str]) -> None:
     with box() as b:
         env = b.env | variables
         db = b.root / "store.db"
         show = run_in_process(["config", "show"], env, b.root)
+        given = {n.upper() for n in variables}
+        fast = [] if given & {"CMA_FEED__SPEED", "CMA_FEED"} else ["--speed", "max"]
         run = run_in_process(
-            ["run", "--headless", "--duration", "1s", "--db", str(db)], env, b.root
+            ["run", "--headless", *fast, "--duration", "1s", "--db", str(db)], env, b.root
         )
         for o in (show, run):
             assert_well_behaved(o)
         b.guard.check(store_companions(db, lock=True), run)
-        if "CMA_STORE__PATH" in {n.upper() for n in variables}:
+        if given & {"CMA_STORE__PATH", "CMA_STORE"}:
             return  # --db replaces store.path, so run never sees the variable's value
         if show.code == 0:
             assert run.code in (0, INTERRUPTED), show.describe() + run.describe()
