@@ -36,12 +36,13 @@ typecheck: $(STAMP)
 
 # Branch coverage of engine, persistence and tui, with the `cma` processes the tests
 # start counted too (pyproject.toml, [tool.coverage.*]); each process writes its own
-# .coverage.* file, combined before the report.
+# .coverage.* file, combined before the report. The report is printed even when a test
+# failed; the exit status is the tests' first, then the coverage floor's.
 pytest: $(STAMP) system-deps
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
-	$(BIN)/coverage combine -q
-	$(BIN)/coverage report
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider; tests=$$?; \
+	$(BIN)/coverage combine -q && $(BIN)/coverage report; report=$$?; \
+	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$report
 
 test: lint typecheck pytest
 
