@@ -34,8 +34,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Branch coverage of engine, persistence and tui, with the `cma` processes the tests
+# start counted too (pyproject.toml, [tool.coverage.*]); each process writes its own
+# .coverage.* file, combined before the report. The report is printed even when a test
+# failed; the exit status is the tests' first, then the coverage floor's.
 pytest: $(STAMP) system-deps
-	$(BIN)/pytest -q -p no:cacheprovider
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider; tests=$$?; \
+	$(BIN)/coverage combine -q && $(BIN)/coverage report; report=$$?; \
+	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$report
 
 test: lint typecheck pytest
 
@@ -46,4 +53,4 @@ snapshots: $(STAMP)
 	$(BIN)/pytest -q tests/tui --snapshot-update
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .coverage .coverage.*

@@ -38,6 +38,8 @@ def session(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "CMA_APPROVAL__TTL_SECONDS": "86400",
     }
+    if "COVERAGE_PROCESS_CONFIG" in os.environ:  # `make test`: the console counts too
+        env["COVERAGE_PROCESS_CONFIG"] = os.environ["COVERAGE_PROCESS_CONFIG"]
     command = " ".join(
         [
             "env",
