@@ -468,6 +468,9 @@ def env_values(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
         else:
             node[parts[-1]] = value
             origins[".".join(parts)] = name
+            # CMA_RISK__MAX_DRAWDOWN__X makes risk.max_drawdown a table: name the variable there.
+            for end in range(2, len(parts)):
+                origins.setdefault(".".join(parts[:end]), name)
             if isinstance(value, Mapping):  # CMA_RISK='{"max_drawdown": 0.2}'
                 origins.update(dict.fromkeys(_dotted(value, ".".join(parts) + "."), name))
     if problems:

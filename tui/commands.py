@@ -27,7 +27,7 @@ def settings_from_args(args: argparse.Namespace, *, check: bool = False, **extra
     """Load the configuration, with command-line overrides; exit 2 on a bad value.
 
     ``check`` adds :func:`tui.validate.check_settings` (agents, key bindings):
-    what ``run`` and ``config validate`` need, and ``config show`` and ``db`` not.
+    what ``run``, ``config validate`` and ``config show`` need, and ``db`` not.
     """
     overrides: dict[str, Any] = {k: dict(v) for k, v in extra.items()}
     if getattr(args, "db", None) is not None:
@@ -45,7 +45,8 @@ def settings_from_args(args: argparse.Namespace, *, check: bool = False, **extra
 
 def config_command(args: argparse.Namespace) -> int:
     if args.config_command == "show":
-        settings = settings_from_args(args)
+        # The same checks as run and validate: what show prints is what run would use.
+        settings = settings_from_args(args, check=True)
         for dotted, value, desc in describe(settings):
             print(f"{dotted:36} {value:28} # {desc}")
         return EXIT_OK
