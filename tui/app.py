@@ -33,6 +33,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
@@ -278,6 +279,16 @@ class CmaApp(App[int]):
     def get_default_screen(self) -> Screen[Any]:
         return self.main
 
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if driver is LinuxDriver:  # not a TEXTUAL_DRIVER of the user's choice
+            from tui.driver import HangUpSafeDriver
+
+            return HangUpSafeDriver
+        return driver
+
     def on_mount(self) -> None:
         for message, severity in self._notices:
             self.notify(message, severity=severity, timeout=10, markup=False)
@@ -414,6 +425,10 @@ class CmaApp(App[int]):
 
     def _hang_up(self, sig: signal.Signals) -> None:
         # The terminal (or the SSH link) is gone: nothing can be asked, so positions stay open.
+        self.shutdown(False)
+
+    def terminal_gone(self) -> None:
+        """The driver found the terminal gone (writes fail): shut down as on a hang-up."""
         self.shutdown(False)
 
     def shutdown(self, close_positions: bool | None) -> None:
