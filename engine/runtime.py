@@ -225,6 +225,11 @@ class Engine:
         self._resume_ts: int | None = None
         self._resume_speed: float | None = None
         self._skipped = 0
+        # Approvals between their claim and their broker submit (the store write in
+        # between awaits): cancel_entries waits for them, or it would miss their orders.
+        self._approving = 0
+        self._approvals_settled = asyncio.Event()
+        self._approvals_settled.set()
 
     # --- wiring -------------------------------------------------------------------
 
@@ -282,6 +287,15 @@ class Engine:
 
     def positions(self) -> list[Position]:
         return list(self.portfolio.positions.values())
+
+    def working_entries(self) -> list[OrderIntent]:
+        """Entry orders sent to the broker and not yet filled, oldest first.
+
+        An approved entry fills at the next candle of its symbol; until then it is
+        here (and after a restart too: a sent entry is resubmitted by recovery).
+        """
+        orders = [o for o in self.broker.open_orders() if o.purpose == "entry"]
+        return sorted(orders, key=lambda o: o.created_at)
 
     def _committed_positions(self) -> list[Position]:
         """Open positions plus entry orders not yet filled, as the risk limits see them.
@@ -473,6 +487,7 @@ class Engine:
             else close_positions
         )
         if close:
+            await self.cancel_entries("cancelled on stop (close all)")
             for pos in self.positions():
                 # No next price after the feed stops: close at the last mark.
                 mark = self.marks.get(pos.symbol, pos.entry_price)
@@ -738,6 +753,18 @@ class Engine:
     async def _approve(
         self, proposal_id: str, qty: Decimal | None, by: Literal["human", "policy"]
     ) -> Decision:
+        self._approving += 1
+        self._approvals_settled.clear()
+        try:
+            return await self._approve_claimed(proposal_id, qty, by)
+        finally:
+            self._approving -= 1
+            if not self._approving:
+                self._approvals_settled.set()
+
+    async def _approve_claimed(
+        self, proposal_id: str, qty: Decimal | None, by: Literal["human", "policy"]
+    ) -> Decision:
         p = self._claim(proposal_id)
         now = self.market_ts
         rd = self._size_entry(p, qty, now, human=by == "human")
@@ -903,10 +930,39 @@ class Engine:
         self._emit(event)
 
     async def close_all(self) -> None:
-        """Close every open position that is not already closing."""
+        """Cancel every working entry order, then close every open position not already
+        closing (an entry left working would open a position right after)."""
+        await self.cancel_entries("cancelled by hand (close all)")
         for symbol in list(self.portfolio.positions):
             if symbol not in self._closing:
                 await self.close_position(symbol, "closed by hand (all)")
+
+    async def cancel_entries(self, reason: str) -> list[OrderIntent]:
+        """Cancel every working entry order, durably; returns the cancelled orders.
+
+        Approvals already claimed finish first, so an entry being stored while this
+        runs is cancelled too rather than sent after it. Each order leaves the broker
+        before its cancellation is stored, so no fill can slip in during the write;
+        if the write fails the order goes back to the broker and CommandError says so.
+        """
+        await self._approvals_settled.wait()
+        cancelled: list[OrderIntent] = []
+        for intent in self.working_entries():
+            coid = intent.client_order_id
+            if not self.broker.cancel(coid):
+                continue
+            try:
+                async with self.store.unit_of_work() as uow:
+                    event = uow.intent_cancelled(coid, self.market_ts, reason)
+            except Exception as exc:
+                self.broker.submit(intent)
+                raise CommandError(f"could not store the cancellation of {coid}: {exc}") from exc
+            self._entry_of.pop(coid, None)
+            if self._exit_reason.pop(coid, None) is not None:
+                self._closing.discard(intent.symbol)  # recovered without its proposal
+            cancelled.append(intent)
+            self._emit(event)
+        return cancelled
 
     async def _exit_now(
         self, pos: Position, price: Decimal, reason: str, ts: int | None = None

@@ -622,7 +622,10 @@ class CmaApp(App[int]):
         return self.main.positions.selected
 
     def has_positions(self) -> bool:
-        return bool(self.engine is not None and self.engine.positions())
+        """Whether close-all has anything to do: open positions or working entry orders."""
+        return bool(
+            self.engine is not None and (self.engine.positions() or self.engine.working_entries())
+        )
 
     # ---- commands ---------------------------------------------------------------
 
@@ -746,23 +749,50 @@ class CmaApp(App[int]):
         await self.engine.close_position(symbol)
         self._dirty.update(("positions", "risk"))
 
+    def working_entry_count(self) -> int:
+        """Entry orders not yet filled, counting approvals still being stored."""
+        if self.engine is None:
+            return 0
+        approving = sum(1 for _, word in self.inflight.values() if word.startswith("approve"))
+        return len(self.engine.working_entries()) + approving
+
     def ask_close_all(self) -> None:
         engine = self._engine_or_warn()
         if engine is None:
             return
         n = len(engine.positions())
-        if n == 0:
-            self.notify("there are no open positions")
+        entries = self.working_entry_count()
+        if n == 0 and entries == 0:
+            self.notify("there are no open positions or working entry orders")
             return
-        message = Text(f"Close all {n} open position{'s' if n != 1 else ''} at the next prices?")
+        from tui.screens.modals import holdings, plural
+
+        def each(count: int, noun: str) -> str:
+            return f"the {noun}" if count == 1 else f"all {plural(count, noun)}"
+
+        steps = []
+        if entries:
+            steps.append(f"cancel {each(entries, 'working entry order')}")
+        if n:
+            steps.append(f"close {each(n, 'open position')} at the next prices")
+        question = ", then ".join(steps)
+        lines = [f"You have {holdings(n, entries)}.", f"{question[0].upper()}{question[1:]}?"]
+        for order in engine.working_entries()[:5]:
+            lines.append(
+                f"  entry {fmt.one_line(order.symbol, 20)} {order.side.value}"
+                f" {fmt.qty(order.qty)}, fills at the next price"
+            )
+        message = Text("\n".join(lines))
+        title = "Close all positions" if n else "Cancel working entry orders"
+        yes = "Close all" if n else "Cancel them"
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._run_command("close all positions", self._do_close_all())
+                self._run_command("close all", self._do_close_all())
 
         from tui.screens.modals import ConfirmDialog
 
-        self.push_screen(ConfirmDialog("Close all positions", message, yes="Close all"), confirmed)
+        self.push_screen(ConfirmDialog(title, message, yes=yes), confirmed)
 
     @work(group="commands", exclusive=False, exit_on_error=False)
     async def _do_close_all(self) -> None:
@@ -881,7 +911,7 @@ class CmaApp(App[int]):
             if choice is not None:
                 self.shutdown(choice == "close")
 
-        self.push_screen(QuitDialog(n), chosen)
+        self.push_screen(QuitDialog(n, self.working_entry_count()), chosen)
 
     async def action_quit(self) -> None:
         self.action_request_quit()
@@ -909,7 +939,7 @@ MAIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("Proposal detail", "Every field and vote of the selected proposal", "detail"),
     ("Switch approval policy", "Manual ↔ auto above a confidence", "policy"),
     ("Close position", "Close the selected position", "close_position"),
-    ("Close all positions", "Close every open position", "close_all"),
+    ("Close all positions", "Cancel working entry orders, close every position", "close_all"),
     ("Pause or resume engine", "No new proposals while paused", "pause"),
     ("Halt or resume trading", "Stop new entries, or resume", "halt"),
     ("Export report", "Export a session report", "export"),

@@ -248,27 +248,46 @@ class PolicyDialog(Dialog[tuple[str, float | None]]):
         self.dismiss(("auto", value))
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 open position``, ``2 open positions``: naive English plural."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def holdings(positions: int, entries: int) -> str:
+    """``2 open positions and 1 working entry order``, or ``no open positions``."""
+    what = plural(positions, "open position") if positions else "no open positions"
+    if entries:
+        return f"{what} and {plural(entries, 'working entry order')}"
+    return what
+
+
 class QuitDialog(Dialog[QuitChoice]):
-    """Ask what to do with open positions before quitting."""
+    """Ask what to do with open positions and working entry orders before quitting."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "choose('leave')", "Leave open", id="quit.leave"),
         Binding("c", "choose('close')", "Close all", id="quit.close"),
     ]
 
-    def __init__(self, open_positions: int) -> None:
+    def __init__(self, open_positions: int, working_entries: int = 0) -> None:
         super().__init__(classes="quit")
         self.open_positions = open_positions
+        self.working_entries = working_entries
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "Quit"
-            n = self.open_positions
-            what = f"{n} open position{'s' if n != 1 else ''}" if n else "no open positions"
+            what = holdings(self.open_positions, self.working_entries)
             yield Static(Text(f"You have {what}. Everything is already stored."))
+            if self.working_entries:
+                leave = "l  Leave positions open, entry orders working; quit"
+                close = "c  Cancel entry orders, close positions, then quit"
+            else:
+                leave = "l  Leave positions open and quit"
+                close = "c  Close all positions, then quit"
             yield OptionList(
-                Option(Text("l  Leave positions open and quit"), id="leave"),
-                Option(Text("c  Close all positions, then quit"), id="close"),
+                Option(Text(leave), id="leave"),
+                Option(Text(close), id="close"),
                 id="quit-choices",
             )
             yield Label(Text("l / c or ↑↓ enter  choose     esc  Cancel"), classes="dialog-keys")
