@@ -90,6 +90,23 @@ class Recovery:
     pending: list[Proposal] = field(default_factory=list)
     trading_state: TradingState = TradingState.ACTIVE
     notes: list[str] = field(default_factory=list)
+    #: Orders sent before the restart and not yet filled (they fill at the next price).
+    working_orders: list[OrderIntent] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether a person has something to decide before trading resumes: open
+        positions, live proposals, working orders, or trading not ACTIVE.
+
+        A clean quit with none of these (a fresh store too) needs nothing: the
+        engine starts running at once and no restart summary is shown.
+        """
+        return not self.is_fresh and bool(
+            self.positions
+            or self.pending
+            or self.working_orders
+            or self.trading_state is not TradingState.ACTIVE
+        )
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -350,7 +367,11 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self, *, paused_if_recovered: bool = True) -> Recovery:
-        """Rebuild state from the store and start consuming the feed in the background."""
+        """Rebuild state from the store and start consuming the feed in the background.
+
+        With ``paused_if_recovered`` the engine starts paused when the recovery
+        needs attention (:attr:`Recovery.needs_attention`), until :meth:`resume`.
+        """
         state = await self.store.load_state()
         recovery = await self._recover(state)
         mode = "live" if self.broker.live else "paper"
@@ -358,7 +379,7 @@ class Engine:
         begin = getattr(self.store, "begin_session", None)
         if begin is not None:
             await begin(mode, self.feed_name, config, self.market_ts)
-        paused = not recovery.is_fresh and paused_if_recovered
+        paused = recovery.needs_attention and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
         return recovery
@@ -397,11 +418,13 @@ class Engine:
             halted_by_limit=state.state.get("halted_by_limit") == "1",
         )
         notes: list[str] = []
+        working: list[OrderIntent] = []
         for open_intent in state.open_intents:
             intent = open_intent.intent
             if open_intent.status == "sent":
                 # The paper order was accepted before the restart: it is still open.
                 self.broker.submit(intent)
+                working.append(intent)
                 if intent.purpose == "entry" and open_intent.proposal is not None:
                     self._entry_of[intent.client_order_id] = open_intent.proposal
                 else:
@@ -423,6 +446,7 @@ class Engine:
             pending=self.pending(),
             trading_state=trading,
             notes=notes,
+            working_orders=working,
         )
 
     async def _run(self) -> None:

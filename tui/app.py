@@ -290,8 +290,7 @@ class CmaApp(App[int]):
         return driver
 
     def on_mount(self) -> None:
-        for message, severity in self._notices:
-            self.notify(message, severity=severity, timeout=10, markup=False)
+        # The notices (themes, keymap) wait for the restart summary: toasts would cover it.
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._signal_handlers:
             loop = asyncio.get_running_loop()
@@ -400,7 +399,11 @@ class CmaApp(App[int]):
         self.recovery = recovery
         self._last_equity = engine.equity_snapshot()
         self._dirty.update(("proposals", "positions", "risk", "equity", "status"))
-        if not recovery.is_fresh:
+        if not recovery.needs_attention:
+            # Nothing to decide: the engine runs already; what it noted is worth a toast.
+            self._notices += [(note, "information") for note in recovery.notes]
+            self.show_notices()
+        else:
             from tui.screens.recovery import RecoveryScreen
 
             await self.push_screen(
@@ -422,6 +425,13 @@ class CmaApp(App[int]):
         if resume and self.engine is not None:
             self.engine.resume()
             self.redraw(force=True)
+        self.show_notices()
+
+    def show_notices(self) -> None:
+        """Show the notices gathered at start (theme, keymap, recovery notes) as toasts."""
+        notices, self._notices = self._notices, []
+        for message, severity in notices:
+            self.notify(message, severity=severity, timeout=10, markup=False)
 
     def _hang_up(self, sig: signal.Signals) -> None:
         # The terminal (or the SSH link) is gone: nothing can be asked, so positions stay open.

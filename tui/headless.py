@@ -35,12 +35,13 @@ async def _main(settings: Settings, duration: float | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         recovery = await engine.start(paused_if_recovered=False)
-        if not recovery.is_fresh:
+        if recovery.needs_attention:  # as the console shows its restart summary
             print(
                 f"recovered: {len(recovery.positions)} open positions, "
                 f"{len(recovery.pending)} pending proposals, trading {recovery.trading_state}",
                 flush=True,
             )
+        if not recovery.is_fresh:
             for note in recovery.notes:
                 print(f"  {note}", flush=True)
         print(
