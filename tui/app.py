@@ -208,6 +208,8 @@ class CmaApp(App[int]):
             self.register_theme(theme)
         if DEFAULT_THEME not in self.available_themes:
             self.register_theme(fallback_theme())
+        #: The shipped themes and the user's own (the palette offers these, not Textual's).
+        self.cma_themes: list[str] = sorted({DEFAULT_THEME, *(t.name for t in themes)})
         ui = self.settings.ui
         explicit = override or (ui.theme if "theme" in ui.model_fields_set else None)
         remembered = read_ui_state(self._state_path).get("theme")
@@ -928,13 +930,12 @@ class CmaApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for theme in sorted(self.available_themes):
-            if theme.startswith("cma-"):
-                yield SystemCommand(
-                    f"Theme: {theme}",
-                    f"Switch to the {theme} theme (remembered)",
-                    lambda name=theme: setattr(self, "theme", name),
-                )
+        for theme in self.cma_themes:
+            yield SystemCommand(
+                f"Theme: {theme}",
+                f"Switch to the {theme} theme (remembered)",
+                lambda name=theme: setattr(self, "theme", name),
+            )
         yield SystemCommand("Help", "Every key of this screen", self.action_help)
         if isinstance(screen, MainScreen):
             for title, help_text, action in MAIN_COMMANDS:
