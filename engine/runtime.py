@@ -69,6 +69,24 @@ class CommandError(Exception):
     """A command the engine could not carry out; the message is for a person."""
 
 
+#: The largest order quantity a person may type (no market trades 10^15 units of anything).
+MAX_ORDER_QTY = Decimal(10) ** 15
+
+
+def qty_problem(qty: Decimal) -> str | None:
+    """Why ``qty`` cannot be an order quantity (None if it can): finite, above zero,
+    at most :data:`MAX_ORDER_QTY`, and no finer than :data:`QTY_QUANTUM`."""
+    if not qty.is_finite():
+        return "the quantity must be a finite number"
+    if qty <= 0:
+        return "the quantity must be above zero"
+    if qty > MAX_ORDER_QTY:
+        return f"the quantity must be at most {MAX_ORDER_QTY:,}"
+    if qty != qty.quantize(QTY_QUANTUM, rounding="ROUND_DOWN"):
+        return f"the quantity has more decimal places than {QTY_QUANTUM:f} allows"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class EquitySnapshot:
     """The account at the last candle."""
@@ -770,9 +788,22 @@ class Engine:
 
     async def approve(self, proposal_id: str, qty: Decimal | None = None) -> Decision:
         """Approve a pending proposal (``qty`` resizes it). Returns once stored."""
-        if qty is not None and qty <= 0:
-            raise CommandError(f"size must be a positive quantity, got {qty}")
+        if qty is not None:
+            problem = qty_problem(qty)
+            if problem is not None:
+                raise CommandError(f"size: {problem}, got {qty:.6g}")
         return await self._approve(proposal_id, qty, by="human")
+
+    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskDecision:
+        """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now:
+        the quantity they allow, or the denial. Nothing is recorded (the resize dialog
+        shows it before the person approves)."""
+        proposal = self.router.get(proposal_id)
+        if proposal is None:
+            raise CommandError(f"proposal {proposal_id} is no longer pending")
+        if qty is not None and (problem := qty_problem(qty)) is not None:
+            raise CommandError(problem)
+        return self._size_entry(proposal, qty, self.market_ts, record=False, human=True)
 
     async def _approve(
         self, proposal_id: str, qty: Decimal | None, by: Literal["human", "policy"]

@@ -82,6 +82,7 @@ from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
     from engine.feeds.base import Feed
+    from engine.risk import RiskDecision
     from engine.runtime import Engine, EquitySnapshot, Recovery
     from persistence.store import Store
     from tui.screens.modals import QuitChoice
@@ -709,7 +710,14 @@ class CmaApp(App[int]):
 
         from tui.screens.modals import ResizeDialog
 
-        self.push_screen(ResizeDialog(proposal), entered)
+        engine = self.engine
+        preview = None
+        if engine is not None:
+
+            def preview(qty: Decimal) -> RiskDecision:
+                return engine.preview_entry(proposal.id, qty)
+
+        self.push_screen(ResizeDialog(proposal, preview), entered)
 
     def show_detail(self, proposal: Proposal) -> None:
         from tui.screens.detail import ProposalDetailScreen

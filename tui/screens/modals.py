@@ -6,8 +6,9 @@ dismisses with a typed result, or None when cancelled with escape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -21,6 +22,9 @@ from textual.widgets.option_list import Option
 from engine.models import Proposal, RejectReason
 from tui import format as fmt
 from tui.keys import HELP_BINDING
+
+if TYPE_CHECKING:
+    from engine.risk import RiskDecision
 
 T = TypeVar("T")
 
@@ -137,27 +141,61 @@ class RejectDialog(Dialog[RejectReason]):
 
 
 def parse_positive_decimal(text: str) -> Decimal:
-    """``text`` as a positive, finite decimal; ValueError with a readable message otherwise."""
+    """``text`` as an order quantity; ValueError with a readable message otherwise.
+
+    Separators (``1_000``, ``1,000``) are allowed; the quantity must pass the
+    engine's own check (finite, above zero, not absurdly large, no finer than
+    the quantity quantum), so what the dialog accepts the engine accepts.
+    """
+    from engine.runtime import qty_problem
+
     cleaned = text.strip().replace("_", "").replace(",", "")
     if not cleaned:
         raise ValueError("enter a quantity")
+    if len(cleaned) > 40:
+        raise ValueError("that is not a sane quantity (too many digits)")
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
         raise ValueError(f"{fmt.one_line(text, 30)!r} is not a number") from None
-    if not value.is_finite():
-        raise ValueError("the quantity must be a finite number")
-    if value <= 0:
-        raise ValueError("the quantity must be above zero")
+    problem = qty_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
-class ResizeDialog(Dialog[Decimal]):
-    """Enter a new quantity for a proposal, then approve it (enter)."""
+def cut_warning(qty: Decimal, decision: RiskDecision) -> str | None:
+    """What the risk limits would do to an entry of ``qty`` (None: it passes as typed).
 
-    def __init__(self, proposal: Proposal) -> None:
+    ``the risk limits cut 5 to 0.21: position cap 10.0%``, or the denial.
+    """
+    if not decision.approved:
+        return f"the risk limits deny this entry: {decision.reason}"
+    if decision.qty >= qty:
+        return None
+    # The sizer's reason reads "<qty> <symbol> ≈ <value>: note, note, ..."; the notes
+    # after the requested size are the limits that cut it.
+    notes = decision.reason.split(": ", 1)[-1].split(", ")
+    why = ", ".join(n for n in notes if not n.startswith("requested")) or decision.reason
+    return f"the risk limits cut {fmt.qty_full(qty)} to {fmt.qty_full(decision.qty)}: {why}"
+
+
+class ResizeDialog(Dialog[Decimal]):
+    """Enter a new quantity for a proposal, then approve it (enter).
+
+    With ``preview`` (the engine's sizing for a quantity), a size the risk limits
+    would cut or deny is explained first; enter again approves it anyway.
+    """
+
+    def __init__(
+        self,
+        proposal: Proposal,
+        preview: Callable[[Decimal], RiskDecision] | None = None,
+    ) -> None:
         super().__init__(classes="resize")
         self.proposal = proposal
+        self.preview = preview
+        self._warned: Decimal | None = None  # the quantity whose warning is on screen
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -168,19 +206,35 @@ class ResizeDialog(Dialog[Decimal]):
             yield Label("", id="resize-error", classes="dialog-error")
             yield Label(Text("enter  Approve at this size     esc  Cancel"), classes="dialog-keys")
 
+    def _show(self, message: str) -> None:
+        error = self.query_one("#resize-error", Label)
+        error.update(Text(message))
+        error.add_class("-shown")
+
     @on(Input.Submitted, "#resize-qty")
     def _submitted(self, event: Input.Submitted) -> None:
-        error = self.query_one("#resize-error", Label)
         try:
             qty = parse_positive_decimal(event.value)
         except ValueError as exc:
-            error.update(Text(str(exc)))
-            error.add_class("-shown")
+            self._show(str(exc))
             return
+        if self.preview is not None and self._warned != qty:
+            from engine.runtime import CommandError
+
+            try:
+                warning = cut_warning(qty, self.preview(qty))
+            except CommandError as exc:
+                self._show(str(exc))
+                return
+            if warning is not None:
+                self._warned = qty
+                self._show(f"{warning} (enter again to approve anyway)")
+                return
         self.dismiss(qty)
 
     @on(Input.Changed, "#resize-qty")
     def _changed(self) -> None:
+        self._warned = None
         error = self.query_one("#resize-error", Label)
         error.update("")
         error.remove_class("-shown")
