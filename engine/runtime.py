@@ -52,7 +52,7 @@ from engine.models import (
 from engine.portfolio import FillOutcome, Portfolio
 from engine.ports import RecoveredState, StorePort, UnitOfWork
 from engine.risk import RiskDecision, RiskLimits, RiskManager, RiskSnapshot
-from engine.router import Policy, SignalRouter, Verdict
+from engine.router import Policy, SignalRouter, Verdict, confidence_at_least
 from engine.synthesis import SynthesisParams, Synthesizer
 from engine.timeframes import timeframe_ms
 
@@ -929,7 +929,7 @@ class Engine:
         self.router.policy = new
         text = f"approval policy is now {new.value}"
         if new is Policy.AUTO:
-            text += f" (approve at confidence ≥ {self.router.auto_confidence:.2f})"
+            text += f" (approve at confidence {confidence_at_least(self.router.auto_confidence)})"
         async with self.store.unit_of_work() as uow:
             event = uow.event(EngineMessage(ts=self.market_ts, text=text))
         self._emit(event)

@@ -986,6 +986,7 @@ def binding_classes() -> list[type[Any]]:
         modals.RejectDialog,
         modals.ResizeDialog,
         modals.PolicyDialog,
+        modals.FloorConfirmDialog,
         modals.QuitDialog,
     ]
 

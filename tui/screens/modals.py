@@ -240,22 +240,32 @@ class ResizeDialog(Dialog[Decimal]):
         error.remove_class("-shown")
 
 
+#: Below this auto-approval threshold a second, explicit confirmation is asked.
+AUTO_CONFIDENCE_FLOOR = 0.5
+
+
 def parse_confidence(text: str) -> float:
-    """A confidence typed as ``0.7``, ``70`` or ``70%``; ValueError if outside [0, 1]."""
-    cleaned = text.strip().rstrip("%").strip()
+    """A confidence typed as a percentage, ``70`` or ``70%``, as a fraction (0.7).
+
+    One format, no guessing: ``0.7`` is 0.7 %. ValueError outside 0–100 %.
+    """
+    cleaned = text.strip().removesuffix("%").strip()
     try:
-        value = float(cleaned)
+        percent = float(cleaned)
     except ValueError:
         raise ValueError(f"{fmt.one_line(text, 30)!r} is not a number") from None
-    if text.strip().endswith("%") or value > 1:
-        value /= 100
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("the confidence must lie between 0 and 1 (or 0% and 100%)")
-    return value
+    if not 0.0 <= percent <= 100.0:  # NaN fails too
+        raise ValueError("the confidence is a percentage: between 0 and 100")
+    return percent / 100
 
 
 class PolicyDialog(Dialog[tuple[str, float | None]]):
-    """Confirm a switch of the approval policy; switching to auto asks the confidence."""
+    """Confirm a switch of the approval policy; switching to auto asks the confidence.
+
+    The typed percentage is read back ("Auto-approve proposals with confidence
+    ≥ 70%?") and enter again confirms it; a threshold below
+    :data:`AUTO_CONFIDENCE_FLOOR` also needs ``y`` in a second dialog.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter,y", "confirm", "Confirm", id="dialog.yes", show=False),
@@ -266,6 +276,7 @@ class PolicyDialog(Dialog[tuple[str, float | None]]):
         self.current = current
         self.target = "manual" if current == "auto" else "auto"
         self.auto_confidence = auto_confidence
+        self._read_back: float | None = None  # the value whose read-back is on screen
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -278,10 +289,14 @@ class PolicyDialog(Dialog[tuple[str, float | None]]):
                         "without asking. Below it, proposals wait for you."
                     )
                 )
-                yield Label(Text("Approve automatically at confidence ≥"))
-                yield Input(value=f"{self.auto_confidence:.2f}", id="policy-confidence")
+                yield Label(Text("Approve automatically at confidence ≥ (in %, e.g. 70):"))
+                yield Input(value=f"{self.auto_confidence * 100:.4g}", id="policy-confidence")
                 yield Label("", id="policy-error", classes="dialog-error")
-                yield Label(Text("enter  Switch to auto     esc  Cancel"), classes="dialog-keys")
+                yield Label("", id="policy-read-back")
+                yield Label(
+                    Text("enter  Check, enter again  Switch to auto     esc  Cancel"),
+                    classes="dialog-keys",
+                )
             else:
                 yield Static(Text("Every proposal will wait for your keypress."))
                 yield Label(Text("enter  Switch to manual     esc  Cancel"), classes="dialog-keys")
@@ -290,16 +305,76 @@ class PolicyDialog(Dialog[tuple[str, float | None]]):
         if self.target == "manual":
             self.dismiss(("manual", None))
 
+    def _say(self, error: str = "", read_back: str = "") -> None:
+        label = self.query_one("#policy-error", Label)
+        label.update(Text(error))
+        label.set_class(bool(error), "-shown")
+        self.query_one("#policy-read-back", Label).update(Text(read_back))
+
     @on(Input.Submitted, "#policy-confidence")
     def _submitted(self, event: Input.Submitted) -> None:
-        error = self.query_one("#policy-error", Label)
         try:
             value = parse_confidence(event.value)
         except ValueError as exc:
-            error.update(Text(str(exc)))
-            error.add_class("-shown")
+            self._read_back = None
+            self._say(error=str(exc))
             return
-        self.dismiss(("auto", value))
+        if self._read_back != value:
+            # Shown back before it takes effect: what was typed is what was read.
+            self._read_back = value
+            self._say(
+                read_back=f"Auto-approve proposals with confidence {fmt.threshold(value)}?"
+                " enter again to switch"
+            )
+            return
+        if value >= AUTO_CONFIDENCE_FLOOR:
+            self.dismiss(("auto", value))
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.dismiss(("auto", value))
+
+        self.app.push_screen(FloorConfirmDialog(value), confirmed)
+
+    @on(Input.Changed, "#policy-confidence")
+    def _changed(self) -> None:
+        self._read_back = None
+        if self.is_mounted:
+            self._say()
+
+
+class FloorConfirmDialog(Dialog[bool]):
+    """The second confirmation of an auto-approval threshold below the floor: only ``y``
+    confirms (enter does not, so a repeated enter cannot slip through)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "confirm", "Yes, switch", id="floor.yes"),
+        Binding("n", "cancel", "No", id="floor.no"),
+    ]
+
+    def __init__(self, value: float) -> None:
+        super().__init__(classes="confirm floor")
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        floor = fmt.threshold(AUTO_CONFIDENCE_FLOOR).removeprefix("≥ ")
+        with Vertical() as box:
+            box.border_title = "Low auto-approval threshold"
+            yield Static(
+                Text(
+                    f"Auto-approve proposals with confidence {fmt.threshold(self.value)}? "
+                    f"That is below {floor}: most proposals will be approved without you."
+                ),
+                id="floor-message",
+            )
+            yield Label(Text("y  Yes, switch to auto     n / esc  Cancel"), classes="dialog-keys")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
 
 
 def plural(n: int, noun: str) -> str:
