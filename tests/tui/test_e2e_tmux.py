@@ -208,3 +208,17 @@ def test_a_terminal_that_goes_away_ends_cma_from_every_screen(
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 failed" in check.stdout
+
+
+def test_a_burst_of_keys_in_the_policy_dialog_is_applied_in_order(
+    session: tuple[str, Path],
+) -> None:
+    # One send-keys: the keys reach cma in one read. Textual ran the bound keys
+    # (backspace, enter) after the typed ones (Textual issue #6605): "80" became "".
+    name, _ = session
+    wait_for("the console", lambda: "PAPER" in screen(name) and "Proposals (" in screen(name))
+    press_until(name, "A", "Approval policy")
+    tmux("send-keys", "-t", name, *["BSpace"] * 6, "80", "Enter")
+    wait_for("the read-back", lambda: "confidence ≥ 80%?" in screen(name), timeout=15.0)
+    tmux("send-keys", "-t", name, "Enter")
+    wait_for("the switch", lambda: "auto ≥ 80%" in screen(name), timeout=15.0)

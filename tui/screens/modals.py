@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -77,6 +77,32 @@ class Dialog(ModalScreen[T]):
         blink = bool(getattr(self.app, "cursor_blink", True))
         for field in self.query(Input):
             field.cursor_blink = blink
+
+
+class InOrderInput(Input):
+    """An :class:`Input` whose own key bindings run in order with the typed characters.
+
+    Textual (8.2) inserts a printable key in ``Input._on_key`` at once but runs a
+    bound key (backspace, ctrl+k, enter, ...) only after the key event has bubbled
+    up to the app, a few message hops later; keys that arrive in one burst (a fast
+    typist, a paste-like ``tmux send-keys``, a loaded machine) are then applied out
+    of order: backspaces, then "30", can end as "" (Textual issue #6605, fix
+    proposed in PR #6631). Here the Input's own bindings run inline, as they come.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        await super()._on_key(event)
+        if event.is_printable:
+            return
+        for node, bindings in self.screen._modal_binding_chain:
+            if node is not self:
+                continue
+            for binding in bindings.key_to_bindings.get(event.key, ()):
+                if not binding.priority and await self.app.run_action(binding.action, self):
+                    event.stop()
+                    event.prevent_default()
+                    return
+            return
 
 
 class ConfirmDialog(Dialog[bool]):
@@ -202,7 +228,7 @@ class ResizeDialog(Dialog[Decimal]):
             box.border_title = "Resize and approve"
             yield Static(proposal_summary(self.proposal))
             yield Label(Text("Quantity (base currency):"))
-            yield Input(value=fmt.qty_full(self.proposal.size), id="resize-qty")
+            yield InOrderInput(value=fmt.qty_full(self.proposal.size), id="resize-qty")
             yield Label("", id="resize-error", classes="dialog-error")
             yield Label(Text("enter  Approve at this size     esc  Cancel"), classes="dialog-keys")
 
@@ -290,7 +316,9 @@ class PolicyDialog(Dialog[tuple[str, float | None]]):
                     )
                 )
                 yield Label(Text("Approve automatically at confidence ≥ (in %, e.g. 70):"))
-                yield Input(value=f"{self.auto_confidence * 100:.4g}", id="policy-confidence")
+                yield InOrderInput(
+                    value=f"{self.auto_confidence * 100:.4g}", id="policy-confidence"
+                )
                 yield Label("", id="policy-error", classes="dialog-error")
                 yield Label("", id="policy-read-back")
                 yield Label(
