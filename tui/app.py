@@ -907,10 +907,13 @@ class CmaApp(App[int]):
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
+        from tui.screens.modals import FloorConfirmDialog
+
         titles = {
             MainScreen: "main screen",
             ProposalDetailScreen: "proposal detail",
             RecoveryScreen: "restart summary",
+            FloorConfirmDialog: "low threshold",
         }
         title = titles.get(type(screen), type(screen).__name__.removesuffix("Dialog").lower())
         if isinstance(screen, ModalScreen) and title != type(screen).__name__.lower():

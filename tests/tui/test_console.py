@@ -20,6 +20,7 @@ from engine.models import Position, RejectReason, Side
 from engine.runtime import CommandError
 from persistence.store import Store
 from tui.app import CmaApp
+from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.modals import (
     FloorConfirmDialog,
@@ -356,6 +357,13 @@ async def test_a_threshold_below_the_floor_needs_a_second_explicit_yes(tmp_path:
         await pilot.pause()
         assert app.screen is floor
         assert app.engine is not None and app.engine.policy == "manual"
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        assert help_screen.title_text == "low threshold dialog"
+        assert {"floor.yes", "floor.no"} <= {key for key, _ in help_screen.rows}
+        await pilot.press("escape")
+        assert app.screen is floor
         await pilot.press("y")
         await settle(app, pilot)
         assert isinstance(app.screen, MainScreen)
