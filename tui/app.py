@@ -338,9 +338,10 @@ class CmaApp(App[int]):
             self.call_after_refresh(callback)
 
     def _begin_start(self) -> None:
-        if self._starting is None:
+        if self._starting is None and not self._shutting_down and not self._stopped:
+            # (Shutting down before the first frame: open nothing that no one would close.)
             self._starting = asyncio.create_task(self._start_engine(), name="cma-start")
-        self._start_requested.set()
+            self._start_requested.set()
 
     async def on_unmount(self) -> None:
         # However the app ends (quit, hang-up, an exception, a test leaving run_test),
@@ -463,7 +464,14 @@ class CmaApp(App[int]):
         self.exit(code, return_code=code, message=message)
 
     async def stop_engine(self, close_positions: bool | None = False) -> None:
-        """Stop the engine and close the store once (safe to call again)."""
+        """Stop the engine and close the store once (safe to call again).
+
+        A start still under way (the store opening) is waited for first: stopping
+        before it finished would leave its store open, and the store's thread would
+        keep the process alive after the app has gone (a hang-up during start).
+        """
+        if self._starting is not None and not self._starting.done():
+            await asyncio.wait([self._starting])
         if self._stopped:
             return
         self._stopped = True
