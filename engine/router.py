@@ -14,6 +14,12 @@ from enum import StrEnum
 from engine.models import Proposal, Side
 
 
+def confidence_at_least(fraction: float) -> str:
+    """``≥ 70%``: an auto-approval threshold (a fraction) as every screen and log line
+    shows it, a percentage with up to four significant digits (``≥ 1.5%``)."""
+    return f"≥ {fraction * 100:.4g}%"
+
+
 class Policy(StrEnum):
     """Who decides proposals."""
 

@@ -53,7 +53,7 @@ from engine.models import (
 from engine.portfolio import FillOutcome, Portfolio
 from engine.ports import RecoveredState, StorePort, UnitOfWork
 from engine.risk import RiskDecision, RiskLimits, RiskManager, RiskSnapshot
-from engine.router import Policy, SignalRouter, Verdict
+from engine.router import Policy, SignalRouter, Verdict, confidence_at_least
 from engine.synthesis import SynthesisParams, Synthesizer
 from engine.timeframes import timeframe_ms
 
@@ -78,6 +78,24 @@ def _utc(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts / 1000))
 
 
+#: The largest order quantity a person may type (no market trades 10^15 units of anything).
+MAX_ORDER_QTY = Decimal(10) ** 15
+
+
+def qty_problem(qty: Decimal) -> str | None:
+    """Why ``qty`` cannot be an order quantity (None if it can): finite, above zero,
+    at most :data:`MAX_ORDER_QTY`, and no finer than :data:`QTY_QUANTUM`."""
+    if not qty.is_finite():
+        return "the quantity must be a finite number"
+    if qty <= 0:
+        return "the quantity must be above zero"
+    if qty > MAX_ORDER_QTY:
+        return f"the quantity must be at most {MAX_ORDER_QTY:,}"
+    if qty != qty.quantize(QTY_QUANTUM, rounding="ROUND_DOWN"):
+        return f"the quantity has more decimal places than {QTY_QUANTUM:f} allows"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class EquitySnapshot:
     """The account at the last candle."""
@@ -99,6 +117,23 @@ class Recovery:
     pending: list[Proposal] = field(default_factory=list)
     trading_state: TradingState = TradingState.ACTIVE
     notes: list[str] = field(default_factory=list)
+    #: Orders sent before the restart and not yet filled (they fill at the next price).
+    working_orders: list[OrderIntent] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether a person has something to decide before trading resumes: open
+        positions, live proposals, working orders, or trading not ACTIVE.
+
+        A clean quit with none of these (a fresh store too) needs nothing: the
+        engine starts running at once and no restart summary is shown.
+        """
+        return not self.is_fresh and bool(
+            self.positions
+            or self.pending
+            or self.working_orders
+            or self.trading_state is not TradingState.ACTIVE
+        )
 
 
 def risk_limits(settings: Settings) -> RiskLimits:
@@ -282,6 +317,11 @@ class Engine:
         self._resume_ts: int | None = None
         self._resume_speed: float | None = None
         self._skipped = 0
+        # Approvals between their claim and their broker submit (the store write in
+        # between awaits): cancel_entries waits for them, or it would miss their orders.
+        self._approving = 0
+        self._approvals_settled = asyncio.Event()
+        self._approvals_settled.set()
 
     # --- wiring -------------------------------------------------------------------
 
@@ -339,6 +379,15 @@ class Engine:
 
     def positions(self) -> list[Position]:
         return list(self.portfolio.positions.values())
+
+    def working_entries(self) -> list[OrderIntent]:
+        """Entry orders sent to the broker and not yet filled, oldest first.
+
+        An approved entry fills at the next candle of its symbol; until then it is
+        here (and after a restart too: a sent entry is resubmitted by recovery).
+        """
+        orders = [o for o in self.broker.open_orders() if o.purpose == "entry"]
+        return sorted(orders, key=lambda o: o.created_at)
 
     def _committed_positions(self) -> list[Position]:
         """Open positions plus entry orders not yet filled, as the risk limits see them.
@@ -404,6 +453,9 @@ class Engine:
         :attr:`session_started`. Market time, which a replay sets years back,
         is what every event, proposal and equity point carries instead; a fresh
         store knows none before its first candle.
+
+        With ``paused_if_recovered`` the engine starts paused when the recovery
+        needs attention (:attr:`Recovery.needs_attention`), until :meth:`resume`.
         """
         state = await self.store.load_state()
         recovery = await self._recover(state)
@@ -412,7 +464,7 @@ class Engine:
         begin = getattr(self.store, "begin_session", None)
         if begin is not None:
             await begin(mode, self.feed_name, config, round(self.session_started * 1000))
-        paused = not recovery.is_fresh and paused_if_recovered
+        paused = recovery.needs_attention and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
         return recovery
@@ -470,11 +522,13 @@ class Engine:
             halted_by_limit=state.state.get("halted_by_limit") == "1",
         )
         notes: list[str] = []
+        working: list[OrderIntent] = []
         for open_intent in state.open_intents:
             intent = open_intent.intent
             if open_intent.status == "sent":
                 # The paper order was accepted before the restart: it is still open.
                 self.broker.submit(intent)
+                working.append(intent)
                 if intent.purpose == "entry" and open_intent.proposal is not None:
                     self._entry_of[intent.client_order_id] = open_intent.proposal
                 else:
@@ -496,6 +550,7 @@ class Engine:
             pending=self.pending(),
             trading_state=trading,
             notes=notes,
+            working_orders=working,
         )
 
     async def _run(self) -> None:
@@ -560,6 +615,7 @@ class Engine:
             else close_positions
         )
         if close:
+            await self.cancel_entries("cancelled on stop (close all)")
             for pos in self.positions():
                 # No next price after the feed stops: close at the last mark.
                 mark = self.marks.get(pos.symbol, pos.entry_price)
@@ -850,11 +906,36 @@ class Engine:
 
     async def approve(self, proposal_id: str, qty: Decimal | None = None) -> Decision:
         """Approve a pending proposal (``qty`` resizes it). Returns once stored."""
-        if qty is not None and qty <= 0:
-            raise CommandError(f"size must be a positive quantity, got {qty}")
+        if qty is not None:
+            problem = qty_problem(qty)
+            if problem is not None:
+                raise CommandError(f"size: {problem}, got {qty:.6g}")
         return await self._approve(proposal_id, qty, by="human")
 
+    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskDecision:
+        """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now:
+        the quantity they allow, or the denial. Nothing is recorded (the resize dialog
+        shows it before the person approves)."""
+        proposal = self.router.get(proposal_id)
+        if proposal is None:
+            raise CommandError(f"proposal {proposal_id} is no longer pending")
+        if qty is not None and (problem := qty_problem(qty)) is not None:
+            raise CommandError(problem)
+        return self._size_entry(proposal, qty, self.market_ts, record=False, human=True)
+
     async def _approve(
+        self, proposal_id: str, qty: Decimal | None, by: Literal["human", "policy"]
+    ) -> Decision:
+        self._approving += 1
+        self._approvals_settled.clear()
+        try:
+            return await self._approve_claimed(proposal_id, qty, by)
+        finally:
+            self._approving -= 1
+            if not self._approving:
+                self._approvals_settled.set()
+
+    async def _approve_claimed(
         self, proposal_id: str, qty: Decimal | None, by: Literal["human", "policy"]
     ) -> Decision:
         p = self._claim(proposal_id)
@@ -966,7 +1047,7 @@ class Engine:
         self.router.policy = new
         text = f"approval policy is now {new.value}"
         if new is Policy.AUTO:
-            text += f" (approve at confidence ≥ {self.router.auto_confidence:.2f})"
+            text += f" (approve at confidence {confidence_at_least(self.router.auto_confidence)})"
         async with self.store.unit_of_work() as uow:
             event = uow.event(EngineMessage(ts=self.market_ts, text=text))
         self._emit(event)
@@ -1022,10 +1103,39 @@ class Engine:
         self._emit(event)
 
     async def close_all(self) -> None:
-        """Close every open position that is not already closing."""
+        """Cancel every working entry order, then close every open position not already
+        closing (an entry left working would open a position right after)."""
+        await self.cancel_entries("cancelled by hand (close all)")
         for symbol in list(self.portfolio.positions):
             if symbol not in self._closing:
                 await self.close_position(symbol, "closed by hand (all)")
+
+    async def cancel_entries(self, reason: str) -> list[OrderIntent]:
+        """Cancel every working entry order, durably; returns the cancelled orders.
+
+        Approvals already claimed finish first, so an entry being stored while this
+        runs is cancelled too rather than sent after it. Each order leaves the broker
+        before its cancellation is stored, so no fill can slip in during the write;
+        if the write fails the order goes back to the broker and CommandError says so.
+        """
+        await self._approvals_settled.wait()
+        cancelled: list[OrderIntent] = []
+        for intent in self.working_entries():
+            coid = intent.client_order_id
+            if not self.broker.cancel(coid):
+                continue
+            try:
+                async with self.store.unit_of_work() as uow:
+                    event = uow.intent_cancelled(coid, self.market_ts, reason)
+            except Exception as exc:
+                self.broker.submit(intent)
+                raise CommandError(f"could not store the cancellation of {coid}: {exc}") from exc
+            self._entry_of.pop(coid, None)
+            if self._exit_reason.pop(coid, None) is not None:
+                self._closing.discard(intent.symbol)  # recovered without its proposal
+            cancelled.append(intent)
+            self._emit(event)
+        return cancelled
 
     async def _exit_now(
         self, pos: Position, price: Decimal, reason: str, ts: int | None = None

@@ -33,6 +33,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
@@ -81,6 +82,7 @@ from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
     from engine.feeds.base import Feed
+    from engine.risk import RiskDecision
     from engine.runtime import Engine, EquitySnapshot, Recovery
     from persistence.store import Store
     from tui.screens.modals import QuitChoice
@@ -207,6 +209,8 @@ class CmaApp(App[int]):
             self.register_theme(theme)
         if DEFAULT_THEME not in self.available_themes:
             self.register_theme(fallback_theme())
+        #: The shipped themes and the user's own (the palette offers these, not Textual's).
+        self.cma_themes: list[str] = sorted({DEFAULT_THEME, *(t.name for t in themes)})
         ui = self.settings.ui
         explicit = override or (ui.theme if "theme" in ui.model_fields_set else None)
         remembered = read_ui_state(self._state_path).get("theme")
@@ -278,9 +282,18 @@ class CmaApp(App[int]):
     def get_default_screen(self) -> Screen[Any]:
         return self.main
 
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if driver is LinuxDriver:  # not a TEXTUAL_DRIVER of the user's choice
+            from tui.driver import HangUpSafeDriver
+
+            return HangUpSafeDriver
+        return driver
+
     def on_mount(self) -> None:
-        for message, severity in self._notices:
-            self.notify(message, severity=severity, timeout=10, markup=False)
+        # The notices (themes, keymap) wait for the restart summary: toasts would cover it.
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._signal_handlers:
             loop = asyncio.get_running_loop()
@@ -325,9 +338,10 @@ class CmaApp(App[int]):
             self.call_after_refresh(callback)
 
     def _begin_start(self) -> None:
-        if self._starting is None:
+        if self._starting is None and not self._shutting_down and not self._stopped:
+            # (Shutting down before the first frame: open nothing that no one would close.)
             self._starting = asyncio.create_task(self._start_engine(), name="cma-start")
-        self._start_requested.set()
+            self._start_requested.set()
 
     async def on_unmount(self) -> None:
         # However the app ends (quit, hang-up, an exception, a test leaving run_test),
@@ -392,7 +406,11 @@ class CmaApp(App[int]):
         self.recovery = recovery
         self._last_equity = engine.equity_snapshot()
         self._dirty.update(("proposals", "positions", "risk", "equity", "status"))
-        if not recovery.is_fresh:
+        if not recovery.needs_attention:
+            # Nothing to decide: the engine runs already; what it noted is worth a toast.
+            self._notices += [(note, "information") for note in recovery.notes]
+            self.show_notices()
+        else:
             from tui.screens.recovery import RecoveryScreen
 
             await self.push_screen(
@@ -414,9 +432,20 @@ class CmaApp(App[int]):
         if resume and self.engine is not None:
             self.engine.resume()
             self.redraw(force=True)
+        self.show_notices()
+
+    def show_notices(self) -> None:
+        """Show the notices gathered at start (theme, keymap, recovery notes) as toasts."""
+        notices, self._notices = self._notices, []
+        for message, severity in notices:
+            self.notify(message, severity=severity, timeout=10, markup=False)
 
     def _hang_up(self, sig: signal.Signals) -> None:
         # The terminal (or the SSH link) is gone: nothing can be asked, so positions stay open.
+        self.shutdown(False)
+
+    def terminal_gone(self) -> None:
+        """The driver found the terminal gone (writes fail): shut down as on a hang-up."""
         self.shutdown(False)
 
     def shutdown(self, close_positions: bool | None) -> None:
@@ -438,7 +467,14 @@ class CmaApp(App[int]):
         self.exit(code, return_code=code, message=message)
 
     async def stop_engine(self, close_positions: bool | None = False) -> None:
-        """Stop the engine and close the store once (safe to call again)."""
+        """Stop the engine and close the store once (safe to call again).
+
+        A start still under way (the store opening) is waited for first: stopping
+        before it finished would leave its store open, and the store's thread would
+        keep the process alive after the app has gone (a hang-up during start).
+        """
+        if self._starting is not None and not self._starting.done():
+            await asyncio.wait([self._starting])
         if self._stopped:
             return
         self._stopped = True
@@ -610,7 +646,10 @@ class CmaApp(App[int]):
         return self.main.positions.selected
 
     def has_positions(self) -> bool:
-        return bool(self.engine is not None and self.engine.positions())
+        """Whether close-all has anything to do: open positions or working entry orders."""
+        return bool(
+            self.engine is not None and (self.engine.positions() or self.engine.working_entries())
+        )
 
     # ---- commands ---------------------------------------------------------------
 
@@ -682,7 +721,14 @@ class CmaApp(App[int]):
 
         from tui.screens.modals import ResizeDialog
 
-        self.push_screen(ResizeDialog(proposal), entered)
+        engine = self.engine
+        preview = None
+        if engine is not None:
+
+            def preview(qty: Decimal) -> RiskDecision:
+                return engine.preview_entry(proposal.id, qty)
+
+        self.push_screen(ResizeDialog(proposal, preview), entered)
 
     def show_detail(self, proposal: Proposal) -> None:
         from tui.screens.detail import ProposalDetailScreen
@@ -734,23 +780,50 @@ class CmaApp(App[int]):
         await self.engine.close_position(symbol)
         self._dirty.update(("positions", "risk"))
 
+    def working_entry_count(self) -> int:
+        """Entry orders not yet filled, counting approvals still being stored."""
+        if self.engine is None:
+            return 0
+        approving = sum(1 for _, word in self.inflight.values() if word.startswith("approve"))
+        return len(self.engine.working_entries()) + approving
+
     def ask_close_all(self) -> None:
         engine = self._engine_or_warn()
         if engine is None:
             return
         n = len(engine.positions())
-        if n == 0:
-            self.notify("there are no open positions")
+        entries = self.working_entry_count()
+        if n == 0 and entries == 0:
+            self.notify("there are no open positions or working entry orders")
             return
-        message = Text(f"Close all {n} open position{'s' if n != 1 else ''} at the next prices?")
+        from tui.screens.modals import holdings, plural
+
+        def each(count: int, noun: str) -> str:
+            return f"the {noun}" if count == 1 else f"all {plural(count, noun)}"
+
+        steps = []
+        if entries:
+            steps.append(f"cancel {each(entries, 'working entry order')}")
+        if n:
+            steps.append(f"close {each(n, 'open position')} at the next prices")
+        question = ", then ".join(steps)
+        lines = [f"You have {holdings(n, entries)}.", f"{question[0].upper()}{question[1:]}?"]
+        for order in engine.working_entries()[:5]:
+            lines.append(
+                f"  entry {fmt.one_line(order.symbol, 20)} {order.side.value}"
+                f" {fmt.qty(order.qty)}, fills at the next price"
+            )
+        message = Text("\n".join(lines))
+        title = "Close all positions" if n else "Cancel working entry orders"
+        yes = "Close all" if n else "Cancel them"
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._run_command("close all positions", self._do_close_all())
+                self._run_command("close all", self._do_close_all())
 
         from tui.screens.modals import ConfirmDialog
 
-        self.push_screen(ConfirmDialog("Close all positions", message, yes="Close all"), confirmed)
+        self.push_screen(ConfirmDialog(title, message, yes=yes), confirmed)
 
     @work(group="commands", exclusive=False, exit_on_error=False)
     async def _do_close_all(self) -> None:
@@ -845,10 +918,13 @@ class CmaApp(App[int]):
         screen = self.screen
         if isinstance(screen, HelpScreen):
             return
+        from tui.screens.modals import FloorConfirmDialog
+
         titles = {
             MainScreen: "main screen",
             ProposalDetailScreen: "proposal detail",
             RecoveryScreen: "restart summary",
+            FloorConfirmDialog: "low threshold",
         }
         title = titles.get(type(screen), type(screen).__name__.removesuffix("Dialog").lower())
         if isinstance(screen, ModalScreen) and title != type(screen).__name__.lower():
@@ -869,20 +945,19 @@ class CmaApp(App[int]):
             if choice is not None:
                 self.shutdown(choice == "close")
 
-        self.push_screen(QuitDialog(n), chosen)
+        self.push_screen(QuitDialog(n, self.working_entry_count()), chosen)
 
     async def action_quit(self) -> None:
         self.action_request_quit()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for theme in sorted(self.available_themes):
-            if theme.startswith("cma-"):
-                yield SystemCommand(
-                    f"Theme: {theme}",
-                    f"Switch to the {theme} theme (remembered)",
-                    lambda name=theme: setattr(self, "theme", name),
-                )
+        for theme in self.cma_themes:
+            yield SystemCommand(
+                f"Theme: {theme}",
+                f"Switch to the {theme} theme (remembered)",
+                lambda name=theme: setattr(self, "theme", name),
+            )
         yield SystemCommand("Help", "Every key of this screen", self.action_help)
         if isinstance(screen, MainScreen):
             for title, help_text, action in MAIN_COMMANDS:
@@ -897,7 +972,7 @@ MAIN_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("Proposal detail", "Every field and vote of the selected proposal", "detail"),
     ("Switch approval policy", "Manual ↔ auto above a confidence", "policy"),
     ("Close position", "Close the selected position", "close_position"),
-    ("Close all positions", "Close every open position", "close_all"),
+    ("Close all positions", "Cancel working entry orders, close every position", "close_all"),
     ("Pause or resume engine", "No new proposals while paused", "pause"),
     ("Halt or resume trading", "Stop new entries, or resume", "halt"),
     ("Export report", "Export a session report", "export"),
@@ -925,6 +1000,7 @@ def binding_classes() -> list[type[Any]]:
         modals.RejectDialog,
         modals.ResizeDialog,
         modals.PolicyDialog,
+        modals.FloorConfirmDialog,
         modals.QuitDialog,
     ]
 

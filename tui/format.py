@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from engine.router import confidence_at_least
+
 UP = "▲"
 DOWN = "▼"
 FLAT = "·"
@@ -119,6 +121,11 @@ def percent(fraction: float, places: int = 1) -> str:
 def confidence(value: float) -> str:
     """A confidence in [0, 1] as a whole percentage."""
     return f"{value * 100:.0f}%"
+
+
+#: The auto-approval threshold, ``≥ 70%``: one formatter for the status bar, the policy
+#: dialog and the engine's log line (defined in the engine, which cannot import the UI).
+threshold = confidence_at_least
 
 
 def duration(ms: int) -> str:

@@ -60,12 +60,13 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
             recovery = await engine.start(paused_if_recovered=False)
         except StoreMismatchError as exc:
             die(str(exc), EXIT_USAGE)
-        if not recovery.is_fresh:
+        if recovery.needs_attention:  # as the console shows its restart summary
             print(
                 f"recovered: {len(recovery.positions)} open positions, "
                 f"{len(recovery.pending)} pending proposals, trading {recovery.trading_state}",
                 flush=True,
             )
+        if not recovery.is_fresh:
             for note in recovery.notes:
                 print(f"  {note}", flush=True)
         print(

@@ -212,6 +212,8 @@ async def test_q_on_the_restart_summary_asks_before_quitting(tmp_path: Path) -> 
     app = make_app(tmp_path, feed, make_settings(db))
     async with app.run_test(size=(120, 40)) as pilot:
         await boot(app, pilot, feed, 20)
+        await pilot.press("h", "y")  # halted: something to decide on the next start
+        await app.workers.wait_for_complete()
     again = make_app(tmp_path, SteppedFeed(seed=9, start_ts=None), make_settings(db))
     async with again.run_test(size=(120, 40)) as pilot:
         await again.workers.wait_for_complete()

@@ -20,9 +20,17 @@ from engine.models import Position, RejectReason, Side
 from engine.runtime import CommandError
 from persistence.store import Store
 from tui.app import CmaApp
+from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
-from tui.screens.modals import QuitDialog, RejectDialog, ResizeDialog
+from tui.screens.modals import (
+    FloorConfirmDialog,
+    PolicyDialog,
+    QuitDialog,
+    RejectDialog,
+    ResizeDialog,
+)
 from tui.screens.recovery import RecoveryScreen
+from tui.widgets.status import StatusBar
 
 WARM_UP = 300  # batches of the demo market before the test presses anything
 
@@ -117,6 +125,9 @@ async def test_s_with_a_bad_size_shows_an_error_then_approves_a_good_one(tmp_pat
     app = make_app(tmp_path, feed, make_settings(db))
     async with app.run_test(size=(120, 40)) as pilot:
         await boot(app, pilot, feed)
+        # The newest proposal: the risk limits would deny one the market has run past,
+        # and the dialog would say so first.
+        await pilot.press("end")
         proposal = app.selected_proposal()
         assert proposal is not None
         await pilot.press("s")
@@ -304,21 +315,59 @@ async def test_h_halts_trading_after_confirmation_and_h_resumes_it(tmp_path: Pat
     assert query(db, "SELECT COUNT(*) FROM order_intents WHERE status = 'denied'") == [(1,)]
 
 
-async def test_capital_a_switches_to_auto_with_the_typed_confidence(tmp_path: Path) -> None:
+async def test_capital_a_switches_to_auto_with_the_typed_percentage_read_back(
+    tmp_path: Path,
+) -> None:
     feed = SteppedFeed()
     app = make_app(tmp_path, feed, make_settings(tmp_path / "cma.db"))
     async with app.run_test(size=(120, 40)) as pilot:
         await boot(app, pilot, feed, batches=10)
         await pilot.press("A", "ctrl+a", "ctrl+k", *"150", "enter")
         await pilot.pause()
-        assert "between 0 and 1" in str(app.screen.query_one("#policy-error").render())
-        await pilot.press("ctrl+a", "ctrl+k", *"0.8", "enter")
+        assert "between 0 and 100" in str(app.screen.query_one("#policy-error").render())
+        await pilot.press("ctrl+a", "ctrl+k", *"80", "enter")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, PolicyDialog)  # read back first, not yet switched
+        read_back = str(dialog.query_one("#policy-read-back").render())
+        assert "Auto-approve proposals with confidence ≥ 80%?" in read_back
+        assert app.engine is not None and app.engine.policy == "manual"
+        await pilot.press("enter")
         await settle(app, pilot)
-        assert app.engine is not None
         assert (app.engine.policy, app.engine.auto_confidence) == ("auto", 0.8)
+        # The same wording in the status bar and in the activity log.
+        assert "auto ≥ 80%" in app.main.query_one(StatusBar).part("policy")
+        assert any("≥ 80%" in entry.text for _, entry in app.activity)
         await pilot.press("A", "enter")
         await settle(app, pilot)
         assert app.engine.policy == "manual"
+
+
+async def test_a_threshold_below_the_floor_needs_a_second_explicit_yes(tmp_path: Path) -> None:
+    feed = SteppedFeed()
+    app = make_app(tmp_path, feed, make_settings(tmp_path / "cma.db"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await boot(app, pilot, feed, batches=10)
+        await pilot.press("A", "ctrl+a", "ctrl+k", *"1.5", "enter", "enter")
+        await pilot.pause()
+        floor = app.screen
+        assert isinstance(floor, FloorConfirmDialog)
+        assert "≥ 1.5%" in str(floor.query_one("#floor-message").render())
+        await pilot.press("enter")  # enter is not a yes here
+        await pilot.pause()
+        assert app.screen is floor
+        assert app.engine is not None and app.engine.policy == "manual"
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        assert help_screen.title_text == "low threshold dialog"
+        assert {"floor.yes", "floor.no"} <= {key for key, _ in help_screen.rows}
+        await pilot.press("escape")
+        assert app.screen is floor
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MainScreen)
+        assert (app.engine.policy, app.engine.auto_confidence) == ("auto", 0.015)
 
 
 async def test_e_says_report_export_is_not_available_yet(tmp_path: Path) -> None:

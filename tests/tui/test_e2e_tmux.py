@@ -28,10 +28,8 @@ def tmux(*args: str) -> str:
     return out.stdout
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    name = f"cma-e2e-{uuid.uuid4().hex[:8]}"
-    db = tmp_path / "cma.db"
+def start_cma(name: str, tmp_path: Path) -> None:
+    """Start ``cma run`` on ``tmp_path/cma.db`` in a new 80×24 tmux session ``name``."""
     env = {
         "TERM": "xterm",
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
@@ -47,13 +45,19 @@ def session(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             str(CMA),
             "run",
             "--db",
-            str(db),
+            str(tmp_path / "cma.db"),
             "--speed",
             "600",
             f"; echo CMA-EXIT=$? > {tmp_path / 'exit'}",
         ]
     )
     tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    name = f"cma-e2e-{uuid.uuid4().hex[:8]}"
+    start_cma(name, tmp_path)
     try:
         yield name, tmp_path
     finally:
@@ -105,3 +109,121 @@ def test_approve_a_proposal_and_quit_in_tmux(session: tuple[str, Path]) -> None:
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 failed" in check.stdout
+
+
+def stored(db: Path, rows: str) -> bool:
+    """Whether the store has any row of ``rows`` (a table and a WHERE clause)."""
+    conn = sqlite3.connect(db)
+    try:
+        return bool(conn.execute(f"SELECT COUNT(*) FROM {rows}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def session_exists(name: str) -> bool:
+    return subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode == 0
+
+
+def cma_pid(name: str) -> int:
+    """The pid of the ``cma`` process in session ``name`` (the pane's shell runs it)."""
+    pids: list[int] = []
+
+    def found() -> bool:
+        shell = tmux("list-panes", "-t", name, "-F", "#{pane_pid}").split()[0]
+        children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True)
+        pids[:] = [int(p) for p in children.stdout.split()]
+        return len(pids) == 1
+
+    wait_for("the cma process", found)
+    return pids[0]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is alive (a zombie waiting for its reaper is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def press_until(name: str, key: str, marker: str, tries: int = 4) -> None:
+    """Press ``key`` until ``marker`` shows (a proposal may expire between two keys)."""
+    for _ in range(tries):
+        tmux("send-keys", "-t", name, key)
+        try:
+            wait_for(marker, lambda: marker in screen(name), timeout=8.0)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{marker!r} never showed after {key!r}:\n{screen(name)}")
+
+
+#: Every screen and dialog: (key from the main screen, text that shows it is open).
+SCREENS = {
+    "main": ("", "Proposals ("),
+    "help": ("?", "Keys: main screen"),
+    "detail": ("Enter", "Proposal: "),
+    "reject": ("r", "Reject proposal"),
+    "resize": ("s", "Resize and approve"),
+    "policy": ("A", "Approval policy"),
+    "confirm": ("h", "Halt trading?"),
+    "quit": ("q", "Leave positions open"),
+    "palette": ("C-p", "Search for commands"),
+}
+
+
+@pytest.mark.parametrize("where", ["starting", *SCREENS, "recovery"])
+def test_a_terminal_that_goes_away_ends_cma_from_every_screen(
+    session: tuple[str, Path], where: str
+) -> None:
+    name, tmp_path = session
+    db = tmp_path / "cma.db"
+    if where != "starting":  # starting: hung up as soon as cma runs (the store may be opening)
+        wait_for("the console", lambda: "PAPER" in screen(name) and "Proposals (" in screen(name))
+    if where == "recovery":
+        # Something to decide on the next start: trading halted by hand.
+        press_until(name, "h", "Halt trading?")
+        tmux("send-keys", "-t", name, "y")
+        wait_for("the stored halt", lambda: stored(db, "events WHERE kind = 'TradingStateChanged'"))
+        tmux("send-keys", "-t", name, "q")
+        wait_for("the quit dialog", lambda: "Leave positions open" in screen(name))
+        tmux("send-keys", "-t", name, "l")
+        wait_for("cma to exit", (tmp_path / "exit").exists)
+        wait_for("the session to end", lambda: not session_exists(name))
+        start_cma(name, tmp_path)
+        wait_for("the restart summary", lambda: "Recovered from the store" in screen(name))
+    elif where != "starting":
+        key, marker = SCREENS[where]
+        if where in ("detail", "reject", "resize"):
+            wait_for("a proposal", lambda: "Proposals (0)" not in screen(name))
+        if key:
+            press_until(name, key, marker)
+    pid = cma_pid(name)
+    assert running(pid)
+    tmux("kill-session", "-t", name)
+    wait_for(f"cma (pid {pid}) to exit after the hang-up", lambda: not running(pid), 20.0)
+    if where == "starting" and not db.exists():
+        return  # gone before it created the store
+    check = subprocess.run(
+        [str(CMA), "db", "check", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 failed" in check.stdout
+
+
+def test_a_burst_of_keys_in_the_policy_dialog_is_applied_in_order(
+    session: tuple[str, Path],
+) -> None:
+    # One send-keys: the keys reach cma in one read. Textual ran the bound keys
+    # (backspace, enter) after the typed ones (Textual issue #6605): "80" became "".
+    name, _ = session
+    wait_for("the console", lambda: "PAPER" in screen(name) and "Proposals (" in screen(name))
+    press_until(name, "A", "Approval policy")
+    tmux("send-keys", "-t", name, *["BSpace"] * 6, "80", "Enter")
+    wait_for("the read-back", lambda: "confidence ≥ 80%?" in screen(name), timeout=15.0)
+    tmux("send-keys", "-t", name, "Enter")
+    wait_for("the switch", lambda: "auto ≥ 80%" in screen(name), timeout=15.0)

@@ -71,14 +71,25 @@ def test_resize_quantity_accepts_separators() -> None:
         parse_positive_decimal("Infinity")
 
 
-@pytest.mark.parametrize(("text", "value"), [("0.7", 0.7), ("70", 0.7), ("70%", 0.7), ("1", 1.0)])
-def test_confidence_can_be_typed_as_a_fraction_or_a_percentage(text: str, value: float) -> None:
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("70", 0.7), ("70%", 0.7), (" 70 % ", 0.7), ("1.5", 0.015), ("0.7", 0.007), ("100", 1.0)],
+)
+def test_confidence_is_typed_as_a_percentage_only(text: str, value: float) -> None:
     assert parse_confidence(text) == pytest.approx(value)
 
 
-def test_confidence_out_of_range_is_refused() -> None:
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        parse_confidence("150")
+@pytest.mark.parametrize("text", ["150", "-1", "nan", "inf", "", "70 percent"])
+def test_confidence_outside_0_to_100_percent_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"percentage|not a number"):
+        parse_confidence(text)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "text"), [(0.7, "≥ 70%"), (0.015, "≥ 1.5%"), (0.02, "≥ 2%"), (1.0, "≥ 100%")]
+)
+def test_the_threshold_reads_the_same_everywhere(fraction: float, text: str) -> None:
+    assert fmt.threshold(fraction) == text
 
 
 def test_activity_lines_read_as_words() -> None:

@@ -93,6 +93,7 @@ async def test_a_broken_configured_theme_falls_back_to_the_default_with_a_notice
     settings = make_settings(tmp_path / "cma.db", ui={"theme": "mine"})
     app = make_app(tmp_path, SteppedFeed(), settings, theme_search=[themes])
     async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()  # the notices follow the engine's start
         await pilot.pause()
         assert app.theme == DEFAULT_THEME
         messages = " ".join(str(n.message) for n in app._notifications)
@@ -150,8 +151,24 @@ async def test_a_shipped_theme_broken_in_place_falls_back_with_a_notice(
         tmp_path, SteppedFeed(), make_settings(tmp_path / "cma.db"), theme_search=[shipped]
     )
     async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()  # the notices follow the engine's start
         await pilot.pause()
         assert app.theme == DEFAULT_THEME
         assert app.current_theme.primary != "not a colour"
         messages = " ".join(str(n.message) for n in app._notifications)
         assert "cannot be drawn" in messages
+
+
+async def test_the_palette_offers_the_users_own_themes_too(tmp_path: Path) -> None:
+    own = tmp_path / "config" / "cma" / "themes"  # $XDG_CONFIG_HOME/cma/themes
+    own.mkdir(parents=True)
+    (own / "ocean.toml").write_text('name = "ocean"\nprimary = "#1166aa"\n', encoding="utf-8")
+    app = make_app(tmp_path, SteppedFeed(), make_settings(tmp_path / "cma.db"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        commands = {c.title: c for c in app.get_system_commands(app.main)}
+        for name in (*SHIPPED, "ocean"):
+            assert f"Theme: {name}" in commands
+        assert "Theme: textual-dark" not in commands  # Textual's own stay in its theme picker
+        commands["Theme: ocean"].callback()
+        await pilot.pause()
+        assert app.theme == "ocean"

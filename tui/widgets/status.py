@@ -92,7 +92,7 @@ class StatusBar(Widget):
         self._set("engine", state, f"engine-{state}" if state in ENGINE_STATES else "")
 
     def set_policy(self, policy: str, auto_confidence: float) -> None:
-        text = f"auto ≥ {fmt.confidence(auto_confidence)}" if policy == "auto" else policy
+        text = f"auto {fmt.threshold(auto_confidence)}" if policy == "auto" else policy
         self._set("policy", f"policy {text}")
 
     def set_session(self, elapsed_seconds: float) -> None:
