@@ -98,7 +98,13 @@ class MainScreen(Screen[None]):
             id="close-position",
             tooltip="Close the selected position (asks first)",
         ),
-        Binding("X", "close_all", "Close all", id="close-all", tooltip="Close every open position"),
+        Binding(
+            "X",
+            "close_all",
+            "Close all",
+            id="close-all",
+            tooltip="Cancel working entry orders, close every position",
+        ),
         Binding(
             "p",
             "pause",
