@@ -196,12 +196,17 @@ def time_ticks(start_ms: int, end_ms: int, most: int) -> list[tuple[int, str]]:
         return -(-start_ms // step) * step  # the first multiple of step from the start
 
     # The shortest step that puts at most ``most`` labels in the span.
-    step = next((s for s in steps if (end_ms - first(s)) // s + 1 <= most), steps[-1])
+    index = next(
+        (i for i, s in enumerate(steps) if (end_ms - first(s)) // s + 1 <= most), len(steps) - 1
+    )
+    times = list(range(first(steps[index]), end_ms + 1, steps[index]))
+    if len(times) < 2 <= most and index > 0:
+        # That step leaves one label (5 min gives 3, 10 min gives 1 in a quarter hour):
+        # take the shorter step and every k-th of its times, so the axis keeps two.
+        shorter = list(range(first(steps[index - 1]), end_ms + 1, steps[index - 1]))
+        times = shorter[:: -(-len(shorter) // most)]
     shape = "%b %d" if long_span else "%H:%M"
-    return [
-        (ts, datetime.fromtimestamp(ts / 1000, UTC).strftime(shape))
-        for ts in range(first(step), end_ms + 1, step)
-    ][:most]
+    return [(ts, datetime.fromtimestamp(ts / 1000, UTC).strftime(shape)) for ts in times[:most]]
 
 
 #: Tops of a percentage axis, so that its middle tick is a round number too.
