@@ -234,6 +234,9 @@ async def memory_run(
 
 
 async def memory(work: Path, total: int) -> None:
+    if total <= WARMUP:  # no candle after the warm-up to compare with
+        print(f"\n2. memory: skipped (--candles must exceed the {WARMUP:,}-candle warm-up)")
+        return
     gc.collect()
     points, elapsed, _ = await memory_run(work, total, trace=False)
     print(f"\n2. memory: {total:,} candles ({BTC.name} tiled), auto policy, file store, "
