@@ -6,10 +6,13 @@ Textual offers no public way to do these three things:
   (:func:`apply_theme_before_start`, a copy of ``App._watch_theme``'s steps);
 * run an :class:`~textual.widgets.Input`'s own bindings in order with the typed
   characters (:func:`modal_binding_chain`, for the dialogs' ``InOrderInput``,
-  a workaround for Textual issue #6605);
+  a workaround for Textual issue #6605;
+  ``InOrderInput`` also overrides ``Input._on_key``);
 * notice a terminal that went away and ignore the SIGCONT of a hang-up
   (:func:`writer_thread` and :func:`driver_app`, for ``tui.driver``, whose
-  ``HangUpSafeDriver`` also overrides ``LinuxDriver._sigcont_application``).
+  ``HangUpSafeDriver`` also overrides ``LinuxDriver._sigcont_application``);
+* check ``ui.keymap`` against the bindings of each class before any is made
+  (:func:`merged_bindings` and :func:`key_name`, for ``tui.validate``).
 
 They are written for :data:`TEXTUAL_TESTED` (pyproject.toml allows ``textual>=8.2,<9``).
 :data:`PRIVATE_NAMES` lists every private name used; ``tests/tui/test_compat.py`` checks
@@ -47,6 +50,11 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName("textual.app", "App", "_watch_theme", "apply_theme_before_start copies it"),
     PrivateName("textual.app", "App", "_refresh_truecolor_filter", "apply_theme_before_start"),
     PrivateName("textual.screen", "Screen", "_modal_binding_chain", "modal_binding_chain"),
+    PrivateName(
+        "textual.widgets", "Input", "_on_key", "tui.screens.modals.InOrderInput overrides it"
+    ),
+    PrivateName("textual.dom", "DOMNode", "_merged_bindings", "merged_bindings"),
+    PrivateName("textual.keys", "", "_character_to_key", "key_name"),
     PrivateName("textual.driver", "Driver", "_app", "driver_app"),
     PrivateName("textual.drivers.linux_driver", "LinuxDriver", "_writer_thread", "writer_thread"),
     PrivateName(
@@ -90,3 +98,21 @@ def writer_thread(driver: LinuxDriver) -> WriterThread | None:
 def driver_app(driver: Driver) -> App[Any]:
     """The app ``driver`` drives."""
     return driver._app
+
+
+def merged_bindings(cls: type[DOMNode]) -> BindingsMap:
+    """The bindings of widget, screen or app class ``cls``, its bases' merged in.
+
+    Textual merges them when the class is made; ``BINDINGS`` alone misses the inherited.
+    """
+    merged = cls._merged_bindings
+    if merged is None:  # DOMNode itself: every subclass has its merged map
+        raise AssertionError(f"{cls.__name__} has no merged bindings")
+    return merged
+
+
+def key_name(character: str) -> str:
+    """The key Textual names a typed ``character`` (``?`` is ``question_mark``)."""
+    from textual.keys import _character_to_key
+
+    return _character_to_key(character)

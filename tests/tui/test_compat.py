@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from textual import events
 from textual.app import App, ComposeResult
+from textual.binding import Binding
 from textual.drivers._writer_thread import WriterThread
 from textual.filter import ANSIToTruecolor
 from textual.screen import ModalScreen, Screen
@@ -31,7 +32,7 @@ from textual.widgets import Input
 
 from tui import compat
 from tui.driver import HangUpSafeDriver
-from tui.screens.modals import InOrderInput
+from tui.screens.modals import ConfirmDialog, InOrderInput
 
 TUI = Path(compat.__file__).resolve().parent
 INSTALLED = version("textual")
@@ -82,20 +83,28 @@ def _self_attributes(function: Any) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("private", compat.PRIVATE_NAMES, ids=lambda p: f"{p.owner}.{p.name}")
+def _where(p: compat.PrivateName) -> str:
+    return f"{p.owner or p.module}.{p.name}"
+
+
+@pytest.mark.parametrize("private", compat.PRIVATE_NAMES, ids=_where)
 def test_each_private_name_still_exists(private: compat.PrivateName) -> None:
-    owner = _owner(private)
-    found = hasattr(owner, private.name) or _assigned_in_init(owner, private.name)
-    assert found, upgrade(
-        f"{private.owner}.{private.name} is gone ({private.used_by} needs another way)"
-    )
+    if private.owner:
+        owner = _owner(private)
+        found = hasattr(owner, private.name) or _assigned_in_init(owner, private.name)
+    else:  # a module's function
+        found = callable(getattr(importlib.import_module(private.module), private.name, None))
+    assert found, upgrade(f"{_where(private)} is gone ({private.used_by} needs another way)")
 
 
 def test_every_private_textual_name_is_used_only_behind_the_adapter() -> None:
-    """The private names appear in tui/compat.py only (the driver overrides one)."""
-    allowed = {"_sigcont_application": {"compat.py", "driver.py"}}
+    """The private names appear in tui/compat.py only (but for the two overrides)."""
+    allowed = {
+        "_sigcont_application": {"compat.py", "driver.py"},
+        "_on_key": {"compat.py", "screens/modals.py"},
+    }
     for private in compat.PRIVATE_NAMES:
-        pattern = re.compile(rf"\.{private.name}\b")
+        pattern = re.compile(rf"\b{private.name}\b")
         users = {
             str(path.relative_to(TUI))
             for path in TUI.rglob("*.py")
@@ -200,6 +209,15 @@ async def test_the_modal_binding_chain_starts_at_the_focused_input() -> None:
         )
 
 
+def test_in_order_input_overrides_the_key_handler_input_still_has() -> None:
+    handler = Input._on_key
+    assert inspect.iscoroutinefunction(handler), upgrade("Input._on_key is not a coroutine")
+    assert list(inspect.signature(handler).parameters) == ["self", "event"], upgrade(
+        f"Input._on_key takes {list(inspect.signature(handler).parameters)}"
+    )
+    assert "_on_key" in vars(InOrderInput)
+
+
 async def test_in_order_input_applies_a_burst_of_keys_in_order() -> None:
     assert await _burst(InOrderInput) == "30"
 
@@ -208,6 +226,26 @@ async def test_a_plain_input_still_reorders_a_burst_so_in_order_input_is_still_n
     assert await _burst(Input) != "30", upgrade(
         "Textual issue #6605 is fixed (a plain Input keeps a burst of keys in order): "
         "InOrderInput and compat.modal_binding_chain can go"
+    )
+
+
+# ---- the keymap check ----------------------------------------------------------------
+
+
+def test_merged_bindings_include_the_inherited_ones() -> None:
+    own = {b.key for b in vars(ConfirmDialog)["BINDINGS"] if isinstance(b, Binding)}
+    merged = compat.merged_bindings(ConfirmDialog).key_to_bindings
+    assert "escape" in merged and "escape" not in own, upgrade(  # the escape of Dialog
+        "DOMNode._merged_bindings no longer holds a class's inherited bindings"
+    )
+
+
+@pytest.mark.parametrize(
+    ("character", "key"), [("?", "question_mark"), ("+", "plus"), ("a", "a"), ("1", "1")]
+)
+def test_key_name_is_the_name_textual_gives_a_typed_character(character: str, key: str) -> None:
+    assert compat.key_name(character) == key, upgrade(
+        f"textual.keys._character_to_key({character!r}) is {compat.key_name(character)!r}"
     )
 
 
