@@ -1,13 +1,12 @@
 """Textual's private parts the console relies on, each behind one small adapter.
 
-Textual offers no public way to do these three things:
+Textual offers no public way to do these four things:
 
 * start on a theme without the stylesheet rebuild a theme change costs
   (:func:`apply_theme_before_start`, a copy of ``App._watch_theme``'s steps);
 * run an :class:`~textual.widgets.Input`'s own bindings in order with the typed
-  characters (:func:`modal_binding_chain`, for the dialogs' ``InOrderInput``,
-  a workaround for Textual issue #6605;
-  ``InOrderInput`` also overrides ``Input._on_key``);
+  characters, a workaround for Textual issue #6605 (:func:`modal_binding_chain`, for
+  the dialogs' ``InOrderInput``, which also overrides ``Input._on_key``);
 * notice a terminal that went away and ignore the SIGCONT of a hang-up
   (:func:`writer_thread` and :func:`driver_app`, for ``tui.driver``, whose
   ``HangUpSafeDriver`` also overrides ``LinuxDriver._sigcont_application``);
