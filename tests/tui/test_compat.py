@@ -12,8 +12,10 @@ import asyncio
 import importlib
 import inspect
 import io
+import os
 import re
 import signal
+import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -262,12 +264,17 @@ class _GoneApp(App[None]):
 
 
 @pytest.fixture
-def saved_signals() -> Iterator[None]:
-    """LinuxDriver installs SIGTSTP and SIGCONT handlers: put the test runner's back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTSTP, signal.SIGCONT)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+def saved_signals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """LinuxDriver installs SIGTSTP and SIGCONT handlers: put the test runner's back.
+
+    It also reads ``sys.__stdin__``, which is None where the tests run with stdin closed.
+    """
+    with open(os.devnull, encoding="utf-8") as stdin:
+        monkeypatch.setattr(sys, "__stdin__", stdin)
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTSTP, signal.SIGCONT)}
+        yield
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 @pytest.mark.usefixtures("saved_signals")
