@@ -125,8 +125,13 @@ def test_the_theme_watcher_does_only_what_the_initial_theme_copies_or_leaves_out
 
     A new step in ``App._watch_theme`` may be one the initial theme must copy too.
     """
-    copied = {"current_theme", "classes", "update_classes", "_refresh_truecolor_filter"}
-    copied |= {"ansi_theme"}
+    copied = {
+        "current_theme",
+        "classes",
+        "update_classes",
+        "_refresh_truecolor_filter",
+        "ansi_theme",
+    }
     left_out = {"_invalidate_css", "call_next", "refresh_css", "theme_changed_signal"}
     steps = _self_attributes(App._watch_theme)
     assert steps == copied | left_out, upgrade(
