@@ -1,8 +1,14 @@
 """The core never imports the UI: each engine and persistence module, imported
-alone in a fresh interpreter, leaves ``textual`` and ``tui`` out of sys.modules."""
+alone in a fresh interpreter, leaves ``textual`` and ``tui`` out of sys.modules.
+
+The static side (also imports inside functions, and asyncio kept out of the
+synchronous core) is import-linter's, in pyproject.toml; this is the run-time check.
+A failure names the module and shows the stack of the import that pulled the UI in.
+"""
 
 from __future__ import annotations
 
+import json
 import pkgutil
 import subprocess
 import sys
@@ -11,6 +17,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run in a fresh interpreter as ``python -c PROBE MODULE``: a finder that looks at every
+# import before the real ones do records where the first import of the UI came from.
+PROBE = """
+import importlib, json, sys, traceback
+
+UI = ("textual", "tui")
+first = []
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if not first and name.split(".")[0] in UI:
+            first.extend(
+                f"  {f.filename}:{f.lineno}: {f.line}"
+                for f in traceback.extract_stack()[:-1]
+                if not f.filename.startswith("<frozen") and "importlib" not in f.filename
+            )
+        return None
+
+sys.meta_path.insert(0, Spy())
+importlib.import_module(sys.argv[1])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in UI)
+print(json.dumps({"loaded": loaded, "first": "\\n".join(first)}))
+"""
 
 
 def _modules(package: str) -> list[str]:
@@ -28,15 +57,28 @@ def test_core_modules_were_found() -> None:
     assert "persistence.store" in CORE
 
 
+def _probe(module: str) -> tuple[list[str], str]:
+    """The UI modules that importing ``module`` alone loads, and where the first came from."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, module], capture_output=True, text=True, cwd=ROOT
+    )
+    if done.returncode != 0:
+        pytest.fail(f"importing {module} alone failed:\n{done.stderr}", pytrace=False)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return [str(m) for m in result["loaded"]], str(result["first"])
+
+
 @pytest.mark.parametrize("module", CORE)
 def test_core_module_does_not_import_textual_or_tui(module: str) -> None:
-    code = (
-        "import importlib, sys\n"
-        f"importlib.import_module({module!r})\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'tui'))\n"
-        "print(','.join(bad))\n"
+    loaded, first = _probe(module)
+    packages = " and ".join(sorted({m.split(".")[0] for m in loaded}))
+    assert loaded == [], (
+        f"{module} imports {packages} ({len(loaded)} modules); the first such import "
+        f"came through:\n{first}"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+
+
+def test_the_probe_sees_an_import_of_the_ui_and_where_it_came_from() -> None:
+    loaded, first = _probe("tui.keys")
+    assert "tui.keys" in loaded
+    assert first.startswith("  <string>:")  # the probe's own import_module line

@@ -60,6 +60,7 @@ from engine.models import (
     TradingState,
     TradingStateChanged,
 )
+from tui import compat
 from tui import format as fmt
 from tui.activity import ActivityEntry, describe, reason_label
 from tui.messages import EngineEventPosted, EquityTicked
@@ -233,7 +234,7 @@ class CmaApp(App[int]):
         Setting ``App.theme`` schedules ``refresh_css`` (reparse everything, about 20 ms
         before the first frame). Before the app runs there is nothing to refresh: this
         does what the theme watcher does, but gives the stylesheet, not yet parsed, the
-        theme's variables directly.
+        theme's variables directly (:func:`tui.compat.apply_theme_before_start`).
         """
         self.set_reactive(App.theme, name)
         try:
@@ -246,14 +247,7 @@ class CmaApp(App[int]):
             )
             self._set_initial_theme(DEFAULT_THEME)
             return
-        theme = self.current_theme
-        classes = {c: False for c in self.classes if c.startswith("-theme-")}
-        classes.update(
-            {f"-theme-{name}": True, "-dark-mode": theme.dark, "-light-mode": not theme.dark}
-        )
-        self.update_classes(classes, update=False)
-        self._refresh_truecolor_filter(self.ansi_theme)
-        self.stylesheet.set_variables(variables)
+        compat.apply_theme_before_start(self, variables)
 
     def _setup_keymap(self) -> None:
         keymap = dict(self.settings.ui.keymap)
@@ -328,7 +322,7 @@ class CmaApp(App[int]):
         # frame is full once they are mounted and one more refresh has drawn them.
         # Bounded: a footer that never fills in (a closing app) waits a second at most.
         footers = self.main.query(Footer) if self.main.is_mounted else None
-        ready = bool(footers) and bool(footers.first().children)
+        ready = footers is not None and bool(footers) and bool(footers.first().children)
         if not (ready or time.monotonic() - since > FIRST_FRAME_WAIT):
             self.call_after_refresh(self._watch_first_frame, since)
             return

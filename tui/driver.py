@@ -14,7 +14,8 @@ return end-of-file. Textual's :class:`~textual.drivers.linux_driver.LinuxDriver`
 
 This subclass drops output once the writer thread is gone, never waits on a
 dead writer at close, ignores SIGCONT unless it follows a suspend (ctrl+z),
-and tells the app (``terminal_gone``) so it shuts down as on a hang-up.
+and tells the app (``terminal_gone``) so it shuts down as on a hang-up. The
+private parts of LinuxDriver it needs go through :mod:`tui.compat`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,25 @@ from typing import Any
 
 from textual.drivers.linux_driver import LinuxDriver
 
+from tui import compat
+
 
 class HangUpSafeDriver(LinuxDriver):
     """:class:`LinuxDriver` that never blocks on a terminal that has gone away."""
 
     _gone = False
     _suspended = False
-    _loop: asyncio.AbstractEventLoop | None = None
+    #: The app's event loop, where ``terminal_gone`` is called (not Driver's own
+    #: ``_loop``, a private attribute).
+    _app_loop: asyncio.AbstractEventLoop | None = None
 
     def start_application_mode(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        super().start_application_mode()
+        self._app_loop = asyncio.get_running_loop()
+        # LinuxDriver.start_application_mode has no annotations (Textual 8.2).
+        super().start_application_mode()  # type: ignore[no-untyped-call]
 
     def write(self, data: str) -> None:
-        writer = self._writer_thread
+        writer = compat.writer_thread(self)
         if writer is not None and not writer.is_alive():
             # Only the event loop's thread writes, so a writer alive at this check
             # can take at most one more item: the queue can never fill behind it.
@@ -46,7 +52,7 @@ class HangUpSafeDriver(LinuxDriver):
         super().write(data)
 
     def close(self) -> None:
-        writer = self._writer_thread
+        writer = compat.writer_thread(self)
         if writer is not None and not writer.is_alive():
             return  # stop() would queue a sentinel no thread ever reads
         super().close()
@@ -68,6 +74,6 @@ class HangUpSafeDriver(LinuxDriver):
         if self._gone:
             return
         self._gone = True
-        callback = getattr(self._app, "terminal_gone", None)
-        if callback is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(callback)
+        callback = getattr(compat.driver_app(self), "terminal_gone", None)
+        if callback is not None and self._app_loop is not None:
+            self._app_loop.call_soon_threadsafe(callback)

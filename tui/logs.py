@@ -8,12 +8,13 @@ a 0700 folder, and rotated at :data:`MAX_BYTES` with :data:`BACKUPS` old files.
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import cast
 
 MAX_BYTES = 1_000_000
 BACKUPS = 3
@@ -41,13 +42,21 @@ def shown(path: Path) -> str:
 class _PrivateRotatingHandler(logging.handlers.RotatingFileHandler):
     """A rotating handler whose every new file is created 0600 (tracebacks hold data)."""
 
-    def _open(self) -> IO[Any]:
+    def _open(self) -> io.TextIOWrapper:
         def opener(path: str, flags: int) -> int:
             return os.open(path, flags, 0o600)
 
         # The handler owns the stream and closes it.
-        return open(
-            self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=opener
+        # Text mode (the handler's mode has no "b"): open() returns a TextIOWrapper.
+        return cast(
+            io.TextIOWrapper,
+            open(
+                self.baseFilename,
+                self.mode,
+                encoding=self.encoding,
+                errors=self.errors,
+                opener=opener,
+            ),
         )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.config import Problem, Settings
+from tui import compat
 
 if TYPE_CHECKING:
     from textual.binding import Binding
@@ -103,10 +104,8 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 def _keys(spec: str) -> list[str]:
     """The keys of a comma-separated key list, as Textual names them (``?`` is
     ``question_mark``): the same normalisation ``App.set_keymap`` applies."""
-    from textual.keys import _character_to_key
-
     keys = [key.strip() for key in spec.split(",")]
-    return [_character_to_key(key) if len(key) == 1 else key for key in keys]
+    return [compat.key_name(key) if len(key) == 1 else key for key in keys]
 
 
 def _contexts(classes: list[type[Any]]) -> list[list[Binding]]:
@@ -116,7 +115,7 @@ def _contexts(classes: list[type[Any]]) -> list[list[Binding]]:
     from textual.screen import Screen
 
     def bindings(cls: type[Any]) -> list[Binding]:
-        return [b for group in cls._merged_bindings.key_to_bindings.values() for b in group]
+        return [b for group in compat.merged_bindings(cls).key_to_bindings.values() for b in group]
 
     app = [b for cls in classes if issubclass(cls, App) for b in bindings(cls)]
     widgets = [b for cls in classes if not issubclass(cls, (App, Screen)) for b in bindings(cls)]
@@ -133,7 +132,7 @@ def check_keymap(keymap: Mapping[str, str]) -> list[Problem]:
 
     classes = binding_classes()
     known = {
-        b.id for cls in classes for group in cls._merged_bindings.key_to_bindings.values()
+        b.id for cls in classes for group in compat.merged_bindings(cls).key_to_bindings.values()
         for b in group if b.id
     }  # fmt: skip
     problems: list[Problem] = []

@@ -20,6 +20,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.models import Proposal, RejectReason
+from tui import compat
 from tui import format as fmt
 from tui.keys import HELP_BINDING
 
@@ -94,7 +95,7 @@ class InOrderInput(Input):
         await super()._on_key(event)
         if event.is_printable:
             return
-        for node, bindings in self.screen._modal_binding_chain:
+        for node, bindings in compat.modal_binding_chain(self.screen):
             if node is not self:
                 continue
             for binding in bindings.key_to_bindings.get(event.key, ()):
