@@ -40,13 +40,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from itertools import pairwise
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from engine.account import Account
+from engine.config import RiskSettings
 from engine.models import (
     QTY_QUANTUM,
     Position,
@@ -191,32 +192,46 @@ class EdgeStats:
         return _kelly(self.win_rate, self.avg_win, self.avg_loss)
 
 
+def _setting(name: str) -> Any:
+    """The default of ``risk.<name>`` in the configuration: the one source of every limit's."""
+    return RiskSettings.model_fields[name].default
+
+
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    """The risk limits. Fractions are of equity; all are validated on creation."""
+    """The risk limits. Fractions are of equity; all are validated on creation.
 
-    max_open_positions: int = 5
-    max_symbol_exposure: float = 0.25
-    max_total_exposure: float = 0.8
+    Every default is :class:`~engine.config.RiskSettings`' (the configuration's), so
+    the two cannot drift; :meth:`from_settings` builds the limits a configuration sets.
+    """
+
+    max_open_positions: int = _setting("max_open_positions")
+    max_symbol_exposure: float = _setting("max_symbol_exposure")
+    max_total_exposure: float = _setting("max_total_exposure")
     #: Deny when the P&L correlation with an open position is above this.
-    max_correlation: float = 0.8
+    max_correlation: float = _setting("max_correlation")
     #: How many close-to-close returns the correlation looks at.
-    correlation_window: int = 60
-    max_daily_loss: float = 0.03
-    max_drawdown: float = 0.2
+    correlation_window: int = _setting("correlation_window")
+    max_daily_loss: float = _setting("max_daily_loss")
+    max_drawdown: float = _setting("max_drawdown")
     #: Drawdown from the peak beyond which only exits are allowed (REDUCING).
-    reduce_drawdown: float = 0.14
-    kelly_multiplier: float = 0.25
+    reduce_drawdown: float = _setting("reduce_drawdown")
+    kelly_multiplier: float = _setting("kelly_multiplier")
     #: The per-position cap: no single entry is worth more than this of equity.
-    max_position_fraction: float = 0.1
+    max_position_fraction: float = _setting("max_position_fraction")
     #: Loss at the stop may not exceed this of equity.
-    max_risk_per_trade: float = 0.01
+    max_risk_per_trade: float = _setting("max_risk_per_trade")
     #: The fraction used until the learning agent has ``min_trades_for_kelly`` trades.
-    default_risk_fraction: float = 0.02
-    min_trades_for_kelly: int = 30
-    min_notional: Decimal = Decimal("10")
+    default_risk_fraction: float = _setting("default_risk_fraction")
+    min_trades_for_kelly: int = _setting("min_trades_for_kelly")
+    min_notional: Decimal = _setting("min_notional")  # noqa: RUF009 (a Decimal is immutable)
     #: Lift a limit's halt on the first equity update of a new UTC day.
-    auto_resume_next_day: bool = False
+    auto_resume_next_day: bool = _setting("auto_resume_next_day")
+
+    @classmethod
+    def from_settings(cls, risk: RiskSettings) -> RiskLimits:
+        """The limits the configuration's ``risk`` section sets."""
+        return cls(**{f.name: getattr(risk, f.name) for f in fields(cls)})
 
     def __post_init__(self) -> None:
         _require_int("max_open_positions", self.max_open_positions, 1)

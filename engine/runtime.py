@@ -124,28 +124,6 @@ class Recovery:
         )
 
 
-def risk_limits(settings: Settings) -> RiskLimits:
-    """The risk manager's limits from the configuration."""
-    r = settings.risk
-    return RiskLimits(
-        max_open_positions=r.max_open_positions,
-        max_symbol_exposure=r.max_symbol_exposure,
-        max_total_exposure=r.max_total_exposure,
-        max_correlation=r.max_correlation,
-        correlation_window=r.correlation_window,
-        max_daily_loss=r.max_daily_loss,
-        max_drawdown=r.max_drawdown,
-        reduce_drawdown=r.reduce_drawdown,
-        kelly_multiplier=r.kelly_multiplier,
-        max_position_fraction=r.max_position_fraction,
-        max_risk_per_trade=r.max_risk_per_trade,
-        default_risk_fraction=r.default_risk_fraction,
-        min_trades_for_kelly=r.min_trades_for_kelly,
-        min_notional=r.min_notional,
-        auto_resume_next_day=r.auto_resume_next_day,
-    )
-
-
 def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
     """The feed the configuration asks for; ValueError (a ReplayError for a file) names
     the setting or the file when it cannot be built."""
@@ -262,7 +240,7 @@ class Engine:
         self.account = Account(
             Portfolio(settings.risk.initial_cash, currency=self.currency), self.marks
         )
-        self.risk = RiskManager(risk_limits(settings), account=self.account)
+        self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
         self.learning = LearningAgent()
         self._agent_classes = self._load_agents(settings)
         a = settings.agents
