@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,9 +62,35 @@ class Side(StrEnum):
     def sign(self) -> int:
         return 1 if self is Side.LONG else -1
 
-    @property
-    def opposite(self) -> Side:
-        return Side.SHORT if self is Side.LONG else Side.LONG
+
+_Price = TypeVar("_Price", float, Decimal)
+
+
+def stop_or_take_profit(
+    side: Side,
+    stop: _Price | None,
+    take_profit: _Price | None,
+    open_: _Price,
+    high: _Price,
+    low: _Price,
+) -> tuple[_Price, Literal["stop", "take-profit"]] | None:
+    """Where a position's stop or take-profit triggers inside one candle, and which.
+
+    The stop first when both fall inside the candle (the candle cannot say which
+    came first, so the worse is assumed); a gap through a level fills at the open.
+    The paper exits and the learning agent's counterfactual trades both use it.
+    """
+    if side is Side.LONG:
+        if stop is not None and low <= stop:
+            return min(open_, stop), "stop"
+        if take_profit is not None and high >= take_profit:
+            return max(open_, take_profit), "take-profit"
+    else:
+        if stop is not None and high >= stop:
+            return max(open_, stop), "stop"
+        if take_profit is not None and low <= take_profit:
+            return min(open_, take_profit), "take-profit"
+    return None
 
 
 class OrderSide(StrEnum):

@@ -49,6 +49,7 @@ from engine.models import (
     TradingStateChanged,
     new_id,
     q_cash,
+    stop_or_take_profit,
     to_decimal,
 )
 from engine.portfolio import FillOutcome, Portfolio
@@ -758,19 +759,14 @@ class Engine:
     @staticmethod
     def _trigger(pos: Position, c: Candle) -> tuple[Decimal, str] | None:
         """Stop or take-profit hit inside ``c``; the stop first when both are."""
-        o, h, lo = to_decimal(c.open), to_decimal(c.high), to_decimal(c.low)
-        stop, tp = pos.stop, pos.take_profit
-        if pos.side is Side.LONG:
-            if stop is not None and lo <= stop:
-                return min(o, stop), "stop"
-            if tp is not None and h >= tp:
-                return max(o, tp), "take-profit"
-        else:
-            if stop is not None and h >= stop:
-                return max(o, stop), "stop"
-            if tp is not None and lo <= tp:
-                return min(o, tp), "take-profit"
-        return None
+        return stop_or_take_profit(
+            pos.side,
+            pos.stop,
+            pos.take_profit,
+            to_decimal(c.open),
+            to_decimal(c.high),
+            to_decimal(c.low),
+        )
 
     async def _after_batch(self, now: int, batch: list[Candle]) -> None:
         self.market_ts = now
