@@ -9,9 +9,11 @@ decisions, events) is a frozen pydantic model.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,6 +128,25 @@ class RejectReason(StrEnum):
     NEWS = "news"
     OTHER = "other"
     POLICY = "policy"  # rejected by an automatic policy
+
+    @property
+    def label(self) -> str:
+        """The reason in words, as the console shows it."""
+        return REJECT_REASON_LABELS[self]
+
+
+#: Each reject reason in words: the one list the console's dialog and activity pane read.
+REJECT_REASON_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        RejectReason.WEAK_SIGNAL: "weak signal",
+        RejectReason.BAD_TIMING: "bad timing",
+        RejectReason.TOO_MUCH_RISK: "too much risk",
+        RejectReason.DISAGREE: "disagree",
+        RejectReason.NEWS: "news",
+        RejectReason.OTHER: "other",
+        RejectReason.POLICY: "policy",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
