@@ -646,8 +646,10 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
     state.equity_peak = None if peak is None else Decimal(peak[0])
     if state.last_ts is not None:
         day_start = state.last_ts - state.last_ts % DAY_MS
+        # A resume by command today restarted the day's start too (engine/account.py).
         first = conn.execute(
-            "SELECT equity FROM equity WHERE ts >= ? ORDER BY ts LIMIT 1", (day_start,)
+            "SELECT equity FROM equity WHERE ts >= ? ORDER BY ts LIMIT 1",
+            (max(day_start, rebased),),
         ).fetchone()
         state.day_start_equity = None if first is None else Decimal(first[0])
         for pnl, fee in conn.execute(

@@ -38,7 +38,7 @@ AT_89: Row = (95.0, 95.0, 89.0, 89.0)
 AT_90: Row = (89.0, 90.0, 89.0, 90.0)
 
 
-def _settings() -> Settings:
+def _settings(**risk: float) -> Settings:
     # No fees or slippage, and limits wide enough that 10 BTC at 100 is all the equity:
     # equity is then exactly 10 times the close. The stop (100 - 6 x ATR 2 = 88) is below
     # every low, and the daily loss limit is out of the way.
@@ -55,6 +55,7 @@ def _settings() -> Settings:
             "max_symbol_exposure": 1.0,
             "max_total_exposure": 1.0,
             "max_risk_per_trade": 1.0,
+            **risk,
         },
     )
 
@@ -103,14 +104,20 @@ def _table(rows: Sequence[Row]) -> dict[str, list[Row | None]]:
 
 
 async def _run(
-    path: Path, rows: Sequence[Row], hooks: Mapping[int, Hook] | None = None, *, buy: bool = True
+    path: Path,
+    rows: Sequence[Row],
+    hooks: Mapping[int, Hook] | None = None,
+    *,
+    buy: bool = True,
+    config: Settings | None = None,
 ) -> tuple[Watch, Engine]:
     """Play the table on the store at ``path``; ``buy`` approves the 10 BTC (not again
     after a restart, where the candles up to the stored market time only catch up)."""
     planned: dict[int, Hook] = {SIGNAL: _buy_ten} if buy else {}
     feed = CraftedFeed(_table(rows), hooks={**planned, **(hooks or {})})
     votes = {(BTC, feed.ts(SIGNAL)): (Side.LONG, 1.0)}
-    async with crafted_engine(_settings(), feed, votes, path=str(path)) as engine:
+    cfg = _settings() if config is None else config
+    async with crafted_engine(cfg, feed, votes, path=str(path)) as engine:
         watch = Watch(engine)
         await engine.start(paused_if_recovered=False)
         await engine.wait()
@@ -160,3 +167,31 @@ async def test_a_resume_by_command_rebases_the_peak_across_a_restart(tmp_path: P
     assert second.after_fill()[-1] == (Decimal(900), TradingState.ACTIVE)
     assert restarted.equity_snapshot().peak == Decimal(900)
     second.check_panes_agree()
+
+
+AT_96: Row = (100.0, 100.0, 96.0, 96.0)
+AT_95_NEXT: Row = (96.0, 96.0, 95.0, 95.0)
+
+
+async def test_a_resume_by_command_rebases_the_day_start_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Daily loss 3 %, the drawdown limits out of the way. 1000 -> 960 loses 4 % today:
+    # HALTED. Resumed by hand at 960, the day restarts there too, so 950 is 1 % down
+    # today: ACTIVE, in one run and after a restart alike (the store rebuilds the day's
+    # start from the resume, not from the day's first equity).
+    cfg = _settings(max_daily_loss=0.03, max_drawdown=0.5, reduce_drawdown=0.5)
+    halted_at = SIGNAL + 2  # the 96 candle
+    straight, _ = await _run(
+        tmp_path / "straight.db", [AT_96, AT_95_NEXT], hooks={halted_at: _resume}, config=cfg
+    )
+    assert straight.after_fill() == [
+        (Decimal(960), TradingState.HALTED),
+        (Decimal(950), TradingState.ACTIVE),
+    ]
+
+    path = tmp_path / "restarted.db"
+    await _run(path, [AT_96], hooks={halted_at: _resume}, config=cfg)
+    second, restarted = await _run(path, [AT_96, AT_95_NEXT], buy=False, config=cfg)
+    assert second.after_fill()[-1] == (Decimal(950), TradingState.ACTIVE)
+    assert restarted.risk_snapshot().day_start_equity == Decimal(960)
