@@ -46,6 +46,7 @@ from engine.models import (
     VoteModel,
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
+from engine.timeframes import DAY_MS
 from persistence.connection import MEMORY, WriterLock, connect_writer
 from persistence.errors import StoreFileError
 from persistence.storefile import inspect_store
@@ -56,7 +57,6 @@ Op = tuple[str, tuple[Any, ...]]
 
 BATCH_ROWS = 1000
 BATCH_SECONDS = 0.05
-DAY_MS = 86_400_000
 
 
 def dec(value: Decimal) -> str:
