@@ -50,6 +50,28 @@ def _check_period(period: int, minimum: int = 1) -> int:
     return period
 
 
+class _Seed:
+    """The simple mean of the first ``period`` values: how EMA, RSI and ATR start.
+
+    Only fed during the warm-up; the indicators smooth on their own after it.
+    """
+
+    __slots__ = ("_count", "_sum", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._count = 0
+        self._sum = 0.0
+
+    def add(self, x: float) -> float | None:
+        """Add one warm-up value; the mean with the ``period``-th, None before it."""
+        self._count += 1
+        self._sum += x
+        if self._count == self.period:
+            return self._sum / self.period
+        return None
+
+
 class SMA:
     """Simple moving average over the last ``period`` values.
 
@@ -92,14 +114,13 @@ class EMA:
     TA-Lib's convention), so the first value comes with the ``period``-th input.
     """
 
-    __slots__ = ("_alpha", "_beta", "_count", "_sum", "_value", "period")
+    __slots__ = ("_alpha", "_beta", "_seed", "_value", "period")
 
     def __init__(self, period: int) -> None:
         self.period = _check_period(period)
         self._alpha = 2.0 / (period + 1.0)
         self._beta = 1.0 - self._alpha
-        self._count = 0
-        self._sum = 0.0
+        self._seed = _Seed(period)
         self._value: float | None = None
 
     def update(self, x: float) -> float | None:
@@ -110,10 +131,7 @@ class EMA:
             value = self._alpha * x + self._beta * value
             self._value = value
             return value
-        self._count += 1
-        self._sum += x
-        if self._count == self.period:
-            self._value = self._sum / self.period
+        self._value = self._seed.add(x)
         return self._value
 
     @property
@@ -222,12 +240,13 @@ class RSI:
     moved at all reads a neutral 50, not "overbought".
     """
 
-    __slots__ = ("_avg_gain", "_avg_loss", "_count", "_prev", "_value", "period")
+    __slots__ = ("_avg_gain", "_avg_loss", "_gain_seed", "_loss_seed", "_prev", "_value", "period")
 
     def __init__(self, period: int = 14) -> None:
         self.period = _check_period(period)
         self._prev: float | None = None
-        self._count = 0
+        self._gain_seed = _Seed(period)
+        self._loss_seed = _Seed(period)
         self._avg_gain = 0.0
         self._avg_loss = 0.0
         self._value: float | None = None
@@ -242,14 +261,13 @@ class RSI:
         gain = change if change > 0.0 else 0.0
         loss = -change if change < 0.0 else 0.0
         period = self.period
-        if self._count < period:
-            self._count += 1
-            self._avg_gain += gain
-            self._avg_loss += loss
-            if self._count < period:
+        if self._value is None:
+            avg_gain = self._gain_seed.add(gain)
+            avg_loss = self._loss_seed.add(loss)
+            if avg_gain is None or avg_loss is None:
                 return None
-            self._avg_gain /= period
-            self._avg_loss /= period
+            self._avg_gain = avg_gain
+            self._avg_loss = avg_loss
         else:
             self._avg_gain = (self._avg_gain * (period - 1) + gain) / period
             self._avg_loss = (self._avg_loss * (period - 1) + loss) / period
@@ -331,13 +349,12 @@ class ATR:
     ``period``-th candle (talipp's convention; TA-Lib skips the first candle).
     """
 
-    __slots__ = ("_count", "_prev_close", "_sum", "_value", "period")
+    __slots__ = ("_prev_close", "_seed", "_value", "period")
 
     def __init__(self, period: int = 14) -> None:
         self.period = _check_period(period)
         self._prev_close: float | None = None
-        self._count = 0
-        self._sum = 0.0
+        self._seed = _Seed(period)
         self._value: float | None = None
 
     def update(self, high: float, low: float, close: float) -> float | None:
@@ -355,10 +372,7 @@ class ATR:
             value = (value * (self.period - 1) + tr) / self.period
             self._value = value
             return value
-        self._count += 1
-        self._sum += tr
-        if self._count == self.period:
-            self._value = self._sum / self.period
+        self._value = self._seed.add(tr)
         return self._value
 
     @property

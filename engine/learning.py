@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.models import Candle, Proposal, Side
+from engine.models import Candle, Proposal, Side, stop_or_take_profit
 from engine.ports import AgentRecordRow
 from engine.risk import EdgeStats
 
@@ -90,29 +90,10 @@ class _Followed:
 
 
 @dataclass(slots=True)
-class DecisionValue:
-    """Whether the person's decisions add value: approved trades vs what the rest earned."""
-
-    approved_trades: int = 0
-    approved_return: float = 0.0
-    declined_trades: int = 0
-    declined_return: float = 0.0
-
-    @property
-    def approved_avg(self) -> float | None:
-        return self.approved_return / self.approved_trades if self.approved_trades else None
-
-    @property
-    def declined_avg(self) -> float | None:
-        return self.declined_return / self.declined_trades if self.declined_trades else None
-
-
-@dataclass(slots=True)
 class LearningAgent:
     """Keeps every agent's record and follows declined proposals on paper."""
 
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
-    value: DecisionValue = field(default_factory=DecisionValue)
     _followed: dict[str, deque[_Followed]] = field(default_factory=dict)
     _dirty: set[tuple[str, str]] = field(default_factory=set)
 
@@ -159,17 +140,10 @@ class LearningAgent:
         keep: list[_Followed] = []
         for f in queue:
             f.age += 1
-            exit_price: float | None = None
-            if f.side is Side.LONG:
-                if candle.low <= f.stop:
-                    exit_price = min(candle.open, f.stop)
-                elif candle.high >= f.take_profit:
-                    exit_price = max(candle.open, f.take_profit)
-            else:
-                if candle.high >= f.stop:
-                    exit_price = max(candle.open, f.stop)
-                elif candle.low <= f.take_profit:
-                    exit_price = min(candle.open, f.take_profit)
+            hit = stop_or_take_profit(
+                f.side, f.stop, f.take_profit, candle.open, candle.high, candle.low
+            )
+            exit_price = None if hit is None else hit[0]
             if exit_price is None and f.age >= MAX_HOLD_CANDLES:
                 exit_price = candle.close
             if exit_price is None:
@@ -177,8 +151,6 @@ class LearningAgent:
                 continue
             ret = (exit_price - f.entry) / f.entry * f.side.sign
             self._add(f.symbol, f.agents, ret, counterfactual=True)
-            self.value.declined_trades += 1
-            self.value.declined_return += ret
             closed += 1
         if closed:
             self._followed[candle.symbol] = deque(keep, maxlen=MAX_FOLLOWED)
@@ -186,8 +158,6 @@ class LearningAgent:
 
     def on_trade_closed(self, proposal: Proposal | None, symbol: str, ret: float) -> None:
         """Count a real trade's return (net PnL over cost) for the agents behind it."""
-        self.value.approved_trades += 1
-        self.value.approved_return += ret
         if proposal is None:
             return
         agents = tuple(v.agent for v in proposal.votes if v.direction is proposal.side)

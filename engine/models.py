@@ -9,10 +9,12 @@ decisions, events) is a frozen pydantic model.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import Literal
+from types import MappingProxyType
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,9 +64,35 @@ class Side(StrEnum):
     def sign(self) -> int:
         return 1 if self is Side.LONG else -1
 
-    @property
-    def opposite(self) -> Side:
-        return Side.SHORT if self is Side.LONG else Side.LONG
+
+_Price = TypeVar("_Price", float, Decimal)
+
+
+def stop_or_take_profit(
+    side: Side,
+    stop: _Price | None,
+    take_profit: _Price | None,
+    open_: _Price,
+    high: _Price,
+    low: _Price,
+) -> tuple[_Price, Literal["stop", "take-profit"]] | None:
+    """Where a position's stop or take-profit triggers inside one candle, and which.
+
+    The stop first when both fall inside the candle (the candle cannot say which
+    came first, so the worse is assumed); a gap through a level fills at the open.
+    The paper exits and the learning agent's counterfactual trades both use it.
+    """
+    if side is Side.LONG:
+        if stop is not None and low <= stop:
+            return min(open_, stop), "stop"
+        if take_profit is not None and high >= take_profit:
+            return max(open_, take_profit), "take-profit"
+    else:
+        if stop is not None and high >= stop:
+            return max(open_, stop), "stop"
+        if take_profit is not None and low <= take_profit:
+            return min(open_, take_profit), "take-profit"
+    return None
 
 
 class OrderSide(StrEnum):
@@ -100,6 +128,25 @@ class RejectReason(StrEnum):
     NEWS = "news"
     OTHER = "other"
     POLICY = "policy"  # rejected by an automatic policy
+
+    @property
+    def label(self) -> str:
+        """The reason in words, as the console shows it."""
+        return REJECT_REASON_LABELS[self]
+
+
+#: Each reject reason in words: the one list the console's dialog and activity pane read.
+REJECT_REASON_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        RejectReason.WEAK_SIGNAL: "weak signal",
+        RejectReason.BAD_TIMING: "bad timing",
+        RejectReason.TOO_MUCH_RISK: "too much risk",
+        RejectReason.DISAGREE: "disagree",
+        RejectReason.NEWS: "news",
+        RejectReason.OTHER: "other",
+        RejectReason.POLICY: "policy",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

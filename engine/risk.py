@@ -1,10 +1,12 @@
 """The risk manager: sizes entries with fractional Kelly and enforces the limits.
 
 Pure, synchronous code with no I/O. The portfolio owns money and passes equity,
-positions and marks in. The manager keeps only what it needs across calls:
-bounded per-symbol close windows (for correlation), the equity peak, the equity
-at the start of the UTC day, the trading state and the last denials. State
-changes come back as ``TradingStateChanged`` events for the caller to store.
+positions and marks in. The equity peak, the equity at the start of the UTC day
+and the day rollover belong to the :class:`~engine.account.Account`, which the
+manager reads (and feeds with ``on_equity``); the manager itself keeps only
+bounded per-symbol close windows (for correlation), the trading state and the
+last denials. State changes come back as ``TradingStateChanged`` events for the
+caller to store.
 
 Choices worth knowing:
 
@@ -26,10 +28,11 @@ Choices worth knowing:
   if the halt came from a limit (a person's ``halt()`` is never lifted by a
   timer) and the drawdown limit no longer applies. REDUCING is soft: it clears
   by itself once the drawdown is back within ``reduce_drawdown``.
-* **Resume re-bases.** ``resume()`` restarts the drawdown peak and the day's
-  starting equity from the last equity seen, so the losses a person has just
-  acknowledged do not re-trigger the halt on the next update; a further loss of
-  the full limit halts again.
+* **Resume re-bases, and nothing else does.** ``resume()`` restarts the
+  drawdown peak and the day's starting equity from the last equity seen, so the
+  losses a person has just acknowledged do not re-trigger the halt on the next
+  update; a further loss of the full limit halts again. REDUCING clearing by
+  itself (or a halt lifted on a new day) keeps the peak.
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from itertools import pairwise
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from engine.account import Account
+from engine.config import RiskSettings
 from engine.models import (
     QTY_QUANTUM,
     Position,
@@ -53,8 +58,8 @@ from engine.models import (
     q_qty,
     to_decimal,
 )
+from engine.timeframes import DAY_MS as MS_PER_DAY
 
-MS_PER_DAY = 86_400_000
 #: How many recent denials the risk pane shows.
 DENIALS_KEPT = 20
 # Products of 8-place quantities and prices of large accounts exceed the default 28 digits.
@@ -187,32 +192,46 @@ class EdgeStats:
         return _kelly(self.win_rate, self.avg_win, self.avg_loss)
 
 
+def _setting(name: str) -> Any:
+    """The default of ``risk.<name>`` in the configuration: the one source of every limit's."""
+    return RiskSettings.model_fields[name].default
+
+
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    """The risk limits. Fractions are of equity; all are validated on creation."""
+    """The risk limits. Fractions are of equity; all are validated on creation.
 
-    max_open_positions: int = 5
-    max_symbol_exposure: float = 0.25
-    max_total_exposure: float = 0.8
+    Every default is :class:`~engine.config.RiskSettings`' (the configuration's), so
+    the two cannot drift; :meth:`from_settings` builds the limits a configuration sets.
+    """
+
+    max_open_positions: int = _setting("max_open_positions")
+    max_symbol_exposure: float = _setting("max_symbol_exposure")
+    max_total_exposure: float = _setting("max_total_exposure")
     #: Deny when the P&L correlation with an open position is above this.
-    max_correlation: float = 0.8
+    max_correlation: float = _setting("max_correlation")
     #: How many close-to-close returns the correlation looks at.
-    correlation_window: int = 60
-    max_daily_loss: float = 0.03
-    max_drawdown: float = 0.2
+    correlation_window: int = _setting("correlation_window")
+    max_daily_loss: float = _setting("max_daily_loss")
+    max_drawdown: float = _setting("max_drawdown")
     #: Drawdown from the peak beyond which only exits are allowed (REDUCING).
-    reduce_drawdown: float = 0.14
-    kelly_multiplier: float = 0.25
+    reduce_drawdown: float = _setting("reduce_drawdown")
+    kelly_multiplier: float = _setting("kelly_multiplier")
     #: The per-position cap: no single entry is worth more than this of equity.
-    max_position_fraction: float = 0.1
+    max_position_fraction: float = _setting("max_position_fraction")
     #: Loss at the stop may not exceed this of equity.
-    max_risk_per_trade: float = 0.01
+    max_risk_per_trade: float = _setting("max_risk_per_trade")
     #: The fraction used until the learning agent has ``min_trades_for_kelly`` trades.
-    default_risk_fraction: float = 0.02
-    min_trades_for_kelly: int = 30
-    min_notional: Decimal = Decimal("10")
+    default_risk_fraction: float = _setting("default_risk_fraction")
+    min_trades_for_kelly: int = _setting("min_trades_for_kelly")
+    min_notional: Decimal = _setting("min_notional")  # noqa: RUF009 (a Decimal is immutable)
     #: Lift a limit's halt on the first equity update of a new UTC day.
-    auto_resume_next_day: bool = False
+    auto_resume_next_day: bool = _setting("auto_resume_next_day")
+
+    @classmethod
+    def from_settings(cls, risk: RiskSettings) -> RiskLimits:
+        """The limits the configuration's ``risk`` section sets."""
+        return cls(**{f.name: getattr(risk, f.name) for f in fields(cls)})
 
     def __post_init__(self) -> None:
         _require_int("max_open_positions", self.max_open_positions, 1)
@@ -295,15 +314,6 @@ def _denied(reason: str) -> RiskDecision:
     return RiskDecision(False, Decimal(0), reason)
 
 
-def _loss_fraction(reference: Decimal | None, equity: Decimal) -> Decimal:
-    """How much of ``reference`` is lost at ``equity``; a non-positive reference counts as all."""
-    if reference is None:
-        return Decimal(0)
-    if reference <= 0:
-        return Decimal(1)
-    return max(Decimal(0), (reference - equity) / reference)
-
-
 def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float:
     n = len(xs)
     mean_x = math.fsum(xs) / n
@@ -322,13 +332,20 @@ class RiskManager:
     """Checks every entry and exit before a broker sees it, and keeps the trading state.
 
     Entries go through ``size``, exits through ``check_exit``. Feed it closes with
-    ``on_candle`` and equity with ``on_equity``.
+    ``on_candle`` and equity with ``on_equity``. The peak and the day's start are
+    ``account``'s (a fresh :class:`Account` when none is given).
     """
 
-    def __init__(self, limits: RiskLimits, state: TradingState = TradingState.ACTIVE) -> None:
+    def __init__(
+        self,
+        limits: RiskLimits,
+        state: TradingState = TradingState.ACTIVE,
+        account: Account | None = None,
+    ) -> None:
         if not isinstance(limits, RiskLimits):
             raise ValueError(f"limits must be a RiskLimits, got {limits!r}")
         self._limits = limits
+        self._account = Account() if account is None else account
         self._state = TradingState(state)
         self._state_reason = f"started {self._state}"
         # A HALTED start is treated like a person's halt: no timer lifts it.
@@ -336,16 +353,17 @@ class RiskManager:
         self._closes: dict[str, deque[tuple[int, float]]] = {}
         # Twice the window, so that gaps in one symbol still leave a window of aligned returns.
         self._closes_kept = 2 * limits.correlation_window + 1
-        self._peak: Decimal | None = None
-        self._day_start: Decimal | None = None
-        self._day: int | None = None
-        self._last_equity: Decimal | None = None
         self._denials: deque[Denial] = deque(maxlen=DENIALS_KEPT)
 
     @property
     def limits(self) -> RiskLimits:
         """The limits this manager enforces."""
         return self._limits
+
+    @property
+    def account(self) -> Account:
+        """The account whose peak and day's start the limits are measured from."""
+        return self._account
 
     @property
     def state(self) -> TradingState:
@@ -412,20 +430,13 @@ class RiskManager:
         _require_ts("ts", ts)
         _require_decimal("equity", equity, positive=False)
         day = ts // MS_PER_DAY
-        new_day = self._day is None or day > self._day
-        if new_day:
-            self._day = day
-            self._day_start = equity
-        if self._day_start is None:
-            self._day_start = equity
-        if self._peak is None or equity > self._peak:
-            self._peak = equity
-        self._last_equity = equity
+        account = self._account
+        new_day = account.observe(ts, equity)
         limits = self._limits
         with localcontext() as ctx:
             ctx.prec = _PRECISION
-            daily_loss = _loss_fraction(self._day_start, equity)
-            drawdown = _loss_fraction(self._peak, equity)
+            daily_loss = account.daily_loss(equity)
+            drawdown = account.drawdown(equity)
             over_daily = daily_loss > to_decimal(limits.max_daily_loss)
             over_max = drawdown > to_decimal(limits.max_drawdown)
             over_reduce = drawdown > to_decimal(limits.reduce_drawdown)
@@ -475,8 +486,7 @@ class RiskManager:
         if self._state is TradingState.ACTIVE:
             return []
         # Unknown last equity (after a restore): the next on_equity sets both baselines.
-        self._peak = self._last_equity
-        self._day_start = self._last_equity
+        self._account.rebase()
         return self._transition(ts, TradingState.ACTIVE, reason)
 
     def restore(
@@ -495,10 +505,7 @@ class RiskManager:
         self._state = TradingState(state)
         self._state_reason = f"restored {self._state}"
         self._halted_by_limit = self._state is TradingState.HALTED and halted_by_limit
-        self._peak = peak_equity
-        self._day_start = day_start_equity
-        self._day = day
-        self._last_equity = None
+        self._account.restore(peak_equity, day_start_equity, day)
 
     def _transition(self, ts: int, new: TradingState, reason: str) -> list[TradingStateChanged]:
         if new is self._state:
@@ -585,7 +592,7 @@ class RiskManager:
             ctx.prec = _PRECISION
             exposures = self._exposures(positions, marks)
             total = sum(exposures.values(), Decimal(0))
-            peak = None if self._peak is None else max(self._peak, equity)
+            account = self._account
 
             def share(notional: Decimal) -> float:
                 return float(notional / equity) if equity > 0 else math.inf
@@ -599,16 +606,16 @@ class RiskManager:
                 max_total_exposure=limits.max_total_exposure,
                 symbol_exposure={symbol: share(n) for symbol, n in exposures.items()},
                 max_symbol_exposure=limits.max_symbol_exposure,
-                daily_loss=float(_loss_fraction(self._day_start, equity)),
+                daily_loss=float(account.daily_loss(equity)),
                 max_daily_loss=limits.max_daily_loss,
-                drawdown=float(_loss_fraction(peak, equity)),
+                drawdown=float(account.drawdown(equity)),
                 reduce_drawdown=limits.reduce_drawdown,
                 max_drawdown=limits.max_drawdown,
                 open_positions=len(exposures),
                 max_open_positions=limits.max_open_positions,
-                peak_equity=self._peak,
-                day_start_equity=self._day_start,
-                day=self._day,
+                peak_equity=account.peak,
+                day_start_equity=account.day_start,
+                day=account.day,
                 denials=tuple(self._denials),
             )
 
@@ -644,12 +651,12 @@ class RiskManager:
             return f"trading {self._state} ({self._state_reason}): exits only"
         if equity <= 0:
             return f"equity {equity} leaves nothing to size against"
-        if self._day == when // MS_PER_DAY:
-            daily_loss = _loss_fraction(self._day_start, equity)
+        account = self._account
+        if account.day == when // MS_PER_DAY:
+            daily_loss = account.daily_loss(equity)
             if daily_loss > to_decimal(limits.max_daily_loss):
                 return f"daily loss {daily_loss:.1%} exceeds {limits.max_daily_loss:.1%}"
-        peak = None if self._peak is None else max(self._peak, equity)
-        drawdown = _loss_fraction(peak, equity)
+        drawdown = account.drawdown(equity)
         if drawdown > to_decimal(limits.max_drawdown):
             return f"drawdown {drawdown:.1%} exceeds {limits.max_drawdown:.1%}"
         if drawdown > to_decimal(limits.reduce_drawdown):

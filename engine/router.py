@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.models import Proposal, Side
+from engine.models import Proposal
 
 
 def confidence_at_least(fraction: float) -> str:
@@ -146,9 +146,3 @@ class SignalRouter:
     def done(self, proposal_id: str) -> None:
         """Forget a claimed proposal whose decision is stored."""
         self._claimed.pop(proposal_id, None)
-
-    def find(self, symbol: str, side: Side) -> Proposal | None:
-        for p in self._pending.values():
-            if p.symbol == symbol and p.side is side:
-                return p
-        return None

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from engine.account import Account, EquitySnapshot
 from engine.agents import BUILTIN_AGENTS, load_agent_class
 from engine.agents.base import Agent
 from engine.broker import Broker, PaperBroker
@@ -48,6 +49,7 @@ from engine.models import (
     TradingStateChanged,
     new_id,
     q_cash,
+    stop_or_take_profit,
     to_decimal,
 )
 from engine.portfolio import FillOutcome, Portfolio
@@ -55,11 +57,10 @@ from engine.ports import RecoveredState, StorePort, UnitOfWork
 from engine.risk import RiskDecision, RiskLimits, RiskManager, RiskSnapshot
 from engine.router import Policy, SignalRouter, Verdict, confidence_at_least
 from engine.synthesis import SynthesisParams, Synthesizer
-from engine.timeframes import timeframe_ms
+from engine.timeframes import DAY_MS, timeframe_ms
 
 log = logging.getLogger("cma.engine")
 
-DAY_MS = 86_400_000
 #: Candles of history a paced demo market plays unpaced before it goes live.
 SIM_WARMUP_BATCHES = 120
 Status = Literal["starting", "running", "paused", "stopping", "stopped"]
@@ -96,18 +97,6 @@ def qty_problem(qty: Decimal) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class EquitySnapshot:
-    """The account at the last candle."""
-
-    equity: Decimal
-    cash: Decimal
-    unrealized: Decimal
-    realized_today: Decimal
-    peak: Decimal
-    drawdown: float
-
-
 @dataclass(slots=True)
 class Recovery:
     """What the engine found in the store when it started."""
@@ -134,28 +123,6 @@ class Recovery:
             or self.working_orders
             or self.trading_state is not TradingState.ACTIVE
         )
-
-
-def risk_limits(settings: Settings) -> RiskLimits:
-    """The risk manager's limits from the configuration."""
-    r = settings.risk
-    return RiskLimits(
-        max_open_positions=r.max_open_positions,
-        max_symbol_exposure=r.max_symbol_exposure,
-        max_total_exposure=r.max_total_exposure,
-        max_correlation=r.max_correlation,
-        correlation_window=r.correlation_window,
-        max_daily_loss=r.max_daily_loss,
-        max_drawdown=r.max_drawdown,
-        reduce_drawdown=r.reduce_drawdown,
-        kelly_multiplier=r.kelly_multiplier,
-        max_position_fraction=r.max_position_fraction,
-        max_risk_per_trade=r.max_risk_per_trade,
-        default_risk_fraction=r.default_risk_fraction,
-        min_trades_for_kelly=r.min_trades_for_kelly,
-        min_notional=r.min_notional,
-        auto_resume_next_day=r.auto_resume_next_day,
-    )
 
 
 def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
@@ -269,8 +236,12 @@ class Engine:
         self._tf_ms = timeframe_ms(self.feed.timeframe)
         self.currency = account_currency(self.feed.symbols)
 
-        self.portfolio = Portfolio(settings.risk.initial_cash, currency=self.currency)
-        self.risk = RiskManager(risk_limits(settings))
+        self.marks: dict[str, Decimal] = {}
+        #: The one owner of equity, its peak, the day's start and today's realized P&L.
+        self.account = Account(
+            Portfolio(settings.risk.initial_cash, currency=self.currency), self.marks
+        )
+        self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
         self.learning = LearningAgent()
         self._agent_classes = self._load_agents(settings)
         a = settings.agents
@@ -296,7 +267,6 @@ class Engine:
         )
         self._agents: dict[str, list[Agent]] = {}
         self._last_ts: dict[str, int] = {}
-        self.marks: dict[str, Decimal] = {}
         self._subscribers: list[Callback] = []
         self.status: Status = "starting"
         self.market_ts = 0
@@ -305,9 +275,6 @@ class Engine:
         self._exit_reason: dict[str, str] = {}  # client order id → why we exit
         self._closing: set[str] = set()  # symbols with an exit order in flight
         self._position_proposal: dict[str, Proposal] = {}
-        self._peak = settings.risk.initial_cash
-        self._realized_today = Decimal(0)
-        self._day = -1
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
@@ -414,18 +381,16 @@ class Engine:
                 held[order.symbol] = pos.model_copy(update={"qty": pos.qty + order.qty})
         return list(held.values())
 
+    @property
+    def portfolio(self) -> Portfolio:
+        """The ledger: cash and positions (the account's)."""
+        portfolio = self.account.portfolio
+        assert portfolio is not None
+        return portfolio
+
     def equity_snapshot(self) -> EquitySnapshot:
-        equity = self.portfolio.equity(self.marks)
-        peak = max(self._peak, equity)
-        drawdown = float((peak - equity) / peak) if peak > 0 else 0.0
-        return EquitySnapshot(
-            equity=equity,
-            cash=self.portfolio.cash,
-            unrealized=self.portfolio.unrealized(self.marks),
-            realized_today=self._realized_today,
-            peak=peak,
-            drawdown=max(0.0, drawdown),
-        )
+        """The equity pane's figures; its drawdown is the risk pane's."""
+        return self.account.snapshot()
 
     def risk_snapshot(self) -> RiskSnapshot:
         return self.risk.snapshot(self.portfolio.equity(self.marks), self.positions(), self.marks)
@@ -495,7 +460,7 @@ class Engine:
             await self.store.init_balance(self.currency, self.settings.risk.initial_cash, now)
             return Recovery(is_fresh=True)
         assert state.cash is not None and state.initial_cash is not None
-        self.portfolio = Portfolio(
+        self.account.portfolio = Portfolio(
             state.initial_cash, state.cash, state.positions, currency=self.currency
         )
         self.router.restore(state.pending)
@@ -509,11 +474,9 @@ class Engine:
             self._shown_at[p.id] = mono
         self.learning.restore(state.records)
         self._position_proposal = dict(state.position_proposals)
-        self._realized_today = state.realized_today
-        self._day = now // DAY_MS
         trading = TradingState(state.state.get("trading_state", TradingState.ACTIVE.value))
+        # The peak since the last resume by command (``risk_rebased_at``): the only rebase.
         peak = state.equity_peak or state.initial_cash
-        self._peak = peak
         self.risk.restore(
             trading,
             peak,
@@ -521,6 +484,7 @@ class Engine:
             max(0, now // DAY_MS),
             halted_by_limit=state.state.get("halted_by_limit") == "1",
         )
+        self.account.realized_today = state.realized_today
         notes: list[str] = []
         working: list[OrderIntent] = []
         for open_intent in state.open_intents:
@@ -795,43 +759,33 @@ class Engine:
     @staticmethod
     def _trigger(pos: Position, c: Candle) -> tuple[Decimal, str] | None:
         """Stop or take-profit hit inside ``c``; the stop first when both are."""
-        o, h, lo = to_decimal(c.open), to_decimal(c.high), to_decimal(c.low)
-        stop, tp = pos.stop, pos.take_profit
-        if pos.side is Side.LONG:
-            if stop is not None and lo <= stop:
-                return min(o, stop), "stop"
-            if tp is not None and h >= tp:
-                return max(o, tp), "take-profit"
-        else:
-            if stop is not None and h >= stop:
-                return max(o, stop), "stop"
-            if tp is not None and lo <= tp:
-                return min(o, tp), "take-profit"
-        return None
+        return stop_or_take_profit(
+            pos.side,
+            pos.stop,
+            pos.take_profit,
+            to_decimal(c.open),
+            to_decimal(c.high),
+            to_decimal(c.low),
+        )
 
     async def _after_batch(self, now: int, batch: list[Candle]) -> None:
         self.market_ts = now
-        day = now // DAY_MS
-        if day != self._day:
-            if self._day >= 0:
-                self._realized_today = Decimal(0)
-                prune = getattr(self.store, "prune", None)
-                if prune is not None:
-                    s = self.settings.store
-                    await prune(now, s.equity_retention_days, s.candle_retention_days)
-            self._day = day
+        day = self.account.day
+        if day is not None and now // DAY_MS > day:
+            prune = getattr(self.store, "prune", None)
+            if prune is not None:
+                s = self.settings.store
+                await prune(now, s.equity_retention_days, s.candle_retention_days)
         for p in self.router.due(now):
             await self._store_expiry(p)
         rows = self.learning.take_dirty()
         if rows:
             async with self.store.unit_of_work() as uow:
                 uow.agent_records(rows)
-        equity = self.portfolio.equity(self.marks)
-        changes = self.risk.on_equity(now, equity)
+        # The account rolls the day over (today's realized P&L restarts) and raises the peak.
+        changes = self.risk.on_equity(now, self.account.equity())
         if changes:
             await self._store_state_changes(changes)
-        if equity > self._peak:
-            self._peak = equity
         snap = self.equity_snapshot()
         event = EquityUpdated(
             ts=now,
@@ -846,14 +800,16 @@ class Engine:
             self.store.record_candles(self.feed.timeframe, batch)
         self._emit(event)
 
-    async def _store_state_changes(self, changes: list[TradingStateChanged]) -> None:
+    async def _store_state_changes(
+        self, changes: list[TradingStateChanged], *, rebased: bool = False
+    ) -> None:
+        """Store trading state changes; ``rebased`` (a resume by command) also stores
+        when the account's peak restarted, so a restart measures from the same peak."""
         async with self.store.unit_of_work() as uow:
             events = [uow.trading_state_changed(c) for c in changes]
             uow.set_state("halted_by_limit", "1" if self.risk.halted_by_limit else "0")
-            if any(c.new is TradingState.ACTIVE for c in changes):
+            if rebased:
                 uow.set_state("risk_rebased_at", str(self.market_ts))
-        if any(c.new is TradingState.ACTIVE for c in changes):
-            self._peak = self.portfolio.equity(self.marks)
         self._emit(*events)
 
     # --- proposals and decisions ------------------------------------------------------
@@ -1064,7 +1020,7 @@ class Engine:
         """Leave HALTED or REDUCING: only ever by this explicit command (or config)."""
         changes = self.risk.resume(self.market_ts, reason)
         if changes:
-            await self._store_state_changes(changes)
+            await self._store_state_changes(changes, rebased=True)
 
     # --- exits and fills ----------------------------------------------------------------
 
@@ -1174,7 +1130,7 @@ class Engine:
         """The statements of one fill: fill, order, position, cash, learning record."""
         events: list[EngineEvent] = [uow.order_filled(outcome.record, outcome.cash)]
         ts = outcome.record.ts
-        self._realized_today += outcome.record.realized_pnl - outcome.record.fee
+        self.account.realize(outcome.record.realized_pnl - outcome.record.fee)
         if outcome.opened is not None:
             events.append(uow.position_opened(outcome.opened, ts))
         if outcome.changed is not None:

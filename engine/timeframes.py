@@ -16,6 +16,8 @@ import time
 _MINUTE = 60_000
 _HOUR = 60 * _MINUTE
 _DAY = 24 * _HOUR
+#: One UTC day in milliseconds: the engine's day rollover and the store's retention count in these.
+DAY_MS = _DAY
 
 #: Length in milliseconds of every timeframe ccxt knows; ``1M`` counts 30 days.
 TIMEFRAMES: dict[str, int] = {

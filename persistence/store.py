@@ -46,6 +46,7 @@ from engine.models import (
     VoteModel,
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
+from engine.timeframes import DAY_MS
 from persistence.connection import MEMORY, WriterLock, connect_writer
 from persistence.errors import StoreFileError
 from persistence.storefile import inspect_store
@@ -56,7 +57,6 @@ Op = tuple[str, tuple[Any, ...]]
 
 BATCH_ROWS = 1000
 BATCH_SECONDS = 0.05
-DAY_MS = 86_400_000
 
 
 def dec(value: Decimal) -> str:
@@ -646,8 +646,10 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
     state.equity_peak = None if peak is None else Decimal(peak[0])
     if state.last_ts is not None:
         day_start = state.last_ts - state.last_ts % DAY_MS
+        # A resume by command today restarted the day's start too (engine/account.py).
         first = conn.execute(
-            "SELECT equity FROM equity WHERE ts >= ? ORDER BY ts LIMIT 1", (day_start,)
+            "SELECT equity FROM equity WHERE ts >= ? ORDER BY ts LIMIT 1",
+            (max(day_start, rebased),),
         ).fetchone()
         state.day_start_equity = None if first is None else Decimal(first[0])
         for pnl, fee in conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.models import (
+    REJECT_REASON_LABELS,
     DecisionAction,
     DecisionMade,
     EngineEvent,
@@ -19,16 +20,6 @@ from engine.models import (
     TradingStateChanged,
 )
 from tui import format as fmt
-
-_REASONS = {
-    "weak_signal": "weak signal",
-    "bad_timing": "bad timing",
-    "too_much_risk": "too much risk",
-    "disagree": "disagree",
-    "news": "news",
-    "other": "other",
-    "policy": "policy",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +36,7 @@ def reason_label(reason: str | None) -> str:
     """A reject reason code as words (unknown codes are shown as they are, made one line)."""
     if not reason:
         return "no reason"
-    return _REASONS.get(reason, fmt.one_line(reason, 80))
+    return REJECT_REASON_LABELS.get(reason, fmt.one_line(reason, 80))
 
 
 def describe(event: EngineEvent) -> ActivityEntry | None:

@@ -65,8 +65,6 @@ def test_a_declined_proposal_whose_take_profit_is_hit_is_a_counterfactual_win_fo
         assert rec.cf_sum_win == pytest.approx(0.08)
     # The agent that voted against the proposal is not credited with it.
     assert ("contrarian", BTC) not in agent.records
-    assert agent.value.declined_trades == 1
-    assert agent.value.declined_avg == pytest.approx(0.08)
     rows = agent.take_dirty()
     assert {(r.agent, r.symbol, r.cf_wins) for r in rows} == {
         ("momentum", BTC, 1),
@@ -127,7 +125,7 @@ def test_weight_is_one_without_a_record_and_moves_with_it() -> None:
     # Another symbol without 10 trades of its own borrows the overall record.
     assert agent.weight("a", "ETH/USDT") == down
     assert agent.weight("unknown", BTC) == 1.0
-    assert agent.value.approved_trades == 8
+    assert agent.records[("a", BTC)].trades == 8
 
 
 def test_the_per_symbol_record_takes_over_after_ten_trades() -> None:
@@ -180,7 +178,7 @@ async def test_a_rejected_proposal_hitting_its_take_profit_is_stored_and_restore
     cfg = settings(approval={"policy": "manual"})
     async with crafted_engine(cfg, feed, votes, path=path) as engine:
         await play(engine)
-        assert engine.learning.value.declined_trades == 1
+        assert engine.learning.records[("scripted", BTC)].cf_trades == 1
         stored = await query(
             engine,
             "SELECT agent, symbol, trades, wins, cf_trades, cf_wins, cf_sum_win, cf_sum_loss"

@@ -31,13 +31,19 @@ T = TypeVar("T")
 
 
 #: The reasons a person may pick when rejecting, in the order shown, with their keys.
-REJECT_CHOICES: tuple[tuple[RejectReason, str, str], ...] = (
-    (RejectReason.WEAK_SIGNAL, "1", "Weak signal"),
-    (RejectReason.BAD_TIMING, "2", "Bad timing"),
-    (RejectReason.TOO_MUCH_RISK, "3", "Too much risk"),
-    (RejectReason.DISAGREE, "4", "Disagree"),
-    (RejectReason.NEWS, "5", "News"),
-    (RejectReason.OTHER, "6", "Other"),
+REJECT_CHOICES: tuple[tuple[RejectReason, str, str], ...] = tuple(
+    (reason, str(key), reason.label.capitalize())
+    for key, reason in enumerate(
+        (
+            RejectReason.WEAK_SIGNAL,
+            RejectReason.BAD_TIMING,
+            RejectReason.TOO_MUCH_RISK,
+            RejectReason.DISAGREE,
+            RejectReason.NEWS,
+            RejectReason.OTHER,
+        ),
+        start=1,
+    )
 )
 
 QuitChoice = Literal["leave", "close"]
