@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from engine.models import (
     Candle,
@@ -46,6 +44,7 @@ from engine.models import (
     VoteModel,
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
+from persistence.aio import Writer
 from persistence.connection import MEMORY, WriterLock, connect_writer
 from persistence.errors import StoreFileError
 from persistence.storefile import inspect_store
@@ -394,8 +393,8 @@ class Store:
     Open it with ``await Store.open(path)``; it is the only writer of that file.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: str, lock: WriterLock | None) -> None:
-        self._conn = conn
+    def __init__(self, writer: Writer, path: str, lock: WriterLock | None) -> None:
+        self._writer = writer
         self.path = path
         self._lock = lock
         self.session_id: int | None = None
@@ -430,22 +429,16 @@ class Store:
             lock = WriterLock(path)
             lock.acquire()
         try:
-            conn = aiosqlite.Connection(
-                lambda: connect_writer(path, busy_timeout_ms), iter_chunk_size=256
-            )
-            await conn
+            writer = await Writer.open(lambda: connect_writer(path, busy_timeout_ms))
         except BaseException:
             if lock is not None:
                 lock.release(remove_if_created=True)
             raise
-        return cls(conn, str(path), lock)
+        return cls(writer, str(path), lock)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(sqlite3_connection, *args)`` on the writer thread in one hop."""
-        # aiosqlite's public API has no "run this function"; _execute is the hop
-        # every public method uses, pinned by the aiosqlite version range.
-        execute = cast(Callable[..., Any], self._conn._execute)
-        return cast(T, await execute(fn, self._conn._conn, *args))
+        return await self._writer.run(fn, *args)
 
     def unit_of_work(self) -> _UnitOfWorkContext:
         """``async with store.unit_of_work() as uow:`` — one transaction."""
@@ -571,7 +564,7 @@ class Store:
             self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
-            await self._conn.close()
+            await self._writer.close()
             if self._lock is not None:
                 self._lock.release()
 
