@@ -461,9 +461,9 @@ class Engine:
         recovery = await self._recover(state)
         mode = "live" if self.broker.live else "paper"
         config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
-        begin = getattr(self.store, "begin_session", None)
-        if begin is not None:
-            await begin(mode, self.feed_name, config, round(self.session_started * 1000))
+        await self.store.begin_session(
+            mode, self.feed_name, config, round(self.session_started * 1000)
+        )
         paused = recovery.needs_attention and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
@@ -472,8 +472,7 @@ class Engine:
     def _check_store_fits(self, state: RecoveredState) -> None:
         """Refuse a store this feed cannot go on trading: another currency, or a replay
         that ends before the store's market time (every candle would be skipped)."""
-        where = getattr(self.store, "path", None)
-        store = f"the store {where}" if where else "the store"
+        store = f"the store {self.store.path}" if self.store.path else "the store"
         if state.currency is not None and state.currency != self.currency:
             raise StoreMismatchError(
                 f"{store} holds a {state.currency} account, but this market is quoted in "
@@ -621,9 +620,7 @@ class Engine:
                 mark = self.marks.get(pos.symbol, pos.entry_price)
                 await self._exit_now(pos, mark, "closed on stop")
         await self.store.flush()
-        end = getattr(self.store, "end_session", None)
-        if end is not None:
-            await end(round(self._wall_clock() * 1000))
+        await self.store.end_session(round(self._wall_clock() * 1000))
         self._stopped.set()
         self._set_status("stopped")
 
@@ -815,10 +812,8 @@ class Engine:
         if day != self._day:
             if self._day >= 0:
                 self._realized_today = Decimal(0)
-                prune = getattr(self.store, "prune", None)
-                if prune is not None:
-                    s = self.settings.store
-                    await prune(now, s.equity_retention_days, s.candle_retention_days)
+                s = self.settings.store
+                await self.store.prune(now, s.equity_retention_days, s.candle_retention_days)
             self._day = day
         for p in self.router.due(now):
             await self._store_expiry(p)
