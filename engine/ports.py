@@ -9,7 +9,7 @@ either all of it lands or none does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
@@ -155,3 +155,5 @@ class StorePort(Protocol):
     async def flush(self) -> None: ...
     async def prune(self, now_ms: int, equity_days: int, candle_days: int) -> tuple[int, int]: ...
     async def load_state(self) -> RecoveredState: ...
+    def set_reporter(self, report: Callable[[EngineMessage], None]) -> None:
+        """Tell ``report`` when buffered writes fail (a warning) and recover (info)."""

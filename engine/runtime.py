@@ -464,6 +464,7 @@ class Engine:
         await self.store.begin_session(
             mode, self.feed_name, config, round(self.session_started * 1000)
         )
+        self.store.set_reporter(self._emit)  # failed group commits reach the console
         paused = recovery.needs_attention and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
