@@ -58,8 +58,9 @@ Op = tuple[str, tuple[Any, ...]]
 
 BATCH_ROWS = 1000
 BATCH_SECONDS = 0.05
-#: Rows a failing group commit holds for its retry, at most; past it the oldest
-#: candles go first (a feed can fetch them again), then the oldest equity points.
+#: Rows a failing group commit holds for its retry, at most (about 30 MB); past it
+#: the oldest candles go first (a feed can fetch them again), then the oldest equity
+#: points, and the warning says how many went.
 MAX_HELD_ROWS = 100_000
 #: The longest wait between retries of a failing group commit.
 MAX_RETRY_SECONDS = 5.0
