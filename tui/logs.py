@@ -9,7 +9,10 @@ Each record is one JSON line, rendered by structlog: ``ts`` (UTC, ISO 8601),
 ``level``, ``logger``, ``event`` (the message), any ``extra=`` fields, and
 ``exception`` (the whole traceback) when there is one. The engine and the store
 log through the standard library (``logging.getLogger("cma....")``); structlog
-loggers (``structlog.get_logger``) land in the same file. Secrets never reach
+loggers (``structlog.get_logger``) land in the same file once structlog is
+configured, which happens on the first record (importing structlog costs about
+40 ms, so the console's first frame does not wait for it) or, when structlog is
+already imported, in :func:`setup_logging`. Secrets never reach
 it: pydantic ``SecretStr`` values are masked, and the secret strings handed to
 :func:`setup_logging` are blotted out wherever they appear (a message, an
 exception's text).
@@ -25,7 +28,6 @@ from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
-import structlog
 from pydantic import SecretStr
 
 MAX_BYTES = 1_000_000
@@ -107,14 +109,28 @@ def _ordered(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mutab
     return {**first, **event}
 
 
-_TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
+class _JSONFormatter(logging.Formatter):
+    """The log file's formatter: one JSON object a line, by structlog's ProcessorFormatter,
+    built (and structlog imported and configured) when the first record comes."""
+
+    def __init__(self, redactor: _Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._inner is None:
+            _configure_structlog()
+            self._inner = _processor_formatter(self.redactor)
+        return self._inner.format(record)
 
 
-def json_formatter(redactor: _Redactor) -> logging.Formatter:
-    """The formatter of the log file: one JSON object a line (see the module docstring)."""
+def _processor_formatter(redactor: _Redactor) -> logging.Formatter:
+    import structlog
+
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
-            _TIMESTAMP,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
@@ -135,7 +151,7 @@ def json_handler(path: Path, secrets: Iterable[str] = ()) -> logging.Handler:
     handler = _PrivateRotatingHandler(
         path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
     )
-    handler.setFormatter(json_formatter(_Redactor(secrets)))
+    handler.setFormatter(_JSONFormatter(_Redactor(secrets)))
     return handler
 
 
@@ -151,12 +167,21 @@ def secrets_of(settings: Any) -> list[str]:
     return found
 
 
+_structlog_configured = False
+
+
 def _configure_structlog() -> None:
+    global _structlog_configured
+    if _structlog_configured:
+        return
+    _structlog_configured = True
+    import structlog
+
     # structlog loggers go through the standard library, so one handler (the file) sees all.
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            _TIMESTAMP,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
@@ -179,12 +204,8 @@ def setup_logging(path: Path | None = None, secrets: Iterable[str] = ()) -> Path
     root = logging.getLogger()
     if _configured is not None:
         for handler in root.handlers:
-            if isinstance(handler, _PrivateRotatingHandler):
-                formatter = handler.formatter
-                if isinstance(formatter, structlog.stdlib.ProcessorFormatter):
-                    for p in formatter.processors:
-                        if isinstance(p, _Redactor):
-                            p.add(secrets)
+            if isinstance(handler.formatter, _JSONFormatter):
+                handler.formatter.redactor.add(secrets)
         return _configured
     target = path if path is not None else log_path()
     try:
@@ -204,6 +225,7 @@ def setup_logging(path: Path | None = None, secrets: Iterable[str] = ()) -> Path
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("cma").setLevel(logging.INFO)
-    _configure_structlog()
+    if "structlog" in sys.modules:  # otherwise on the first record, see the module docstring
+        _configure_structlog()
     _configured = target
     return target

@@ -128,3 +128,30 @@ def test_setup_logging_writes_json_lines_from_logging_and_structlog_alike(
     assert "ZeroDivisionError" in lines[2]["exception"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+LAZY = """
+import logging, sys
+from pathlib import Path
+from tui.logs import setup_logging
+
+setup_logging(Path(sys.argv[1]))
+print("structlog" in sys.modules)  # not yet: the console's first frame does not wait for it
+logging.getLogger("cma.engine").warning("first")
+import structlog
+structlog.get_logger("cma.store").warning("second", rows=2)
+"""
+
+
+def test_structlog_is_imported_on_the_first_record_and_then_its_loggers_reach_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cma.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY, str(path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("False\n", "")
+    assert [(r["event"], r.get("rows")) for r in records(path)] == [("first", None), ("second", 2)]
