@@ -9,7 +9,7 @@ either all of it lands or none does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
@@ -140,11 +140,20 @@ class UnitOfWorkContext(Protocol):
 
 
 class StorePort(Protocol):
-    """What the engine needs from a store."""
+    """Everything the engine needs from a store (``persistence.store.Store`` is checked
+    against it by mypy)."""
+
+    #: Where the store lives, for messages (``:memory:`` for backtests).
+    path: str
 
     def unit_of_work(self) -> UnitOfWorkContext: ...
+    async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int: ...
+    async def end_session(self, ts: int) -> None: ...
     async def init_balance(self, currency: str, cash: Decimal, ts: int) -> None: ...
     def record_equity(self, event: EquityUpdated) -> None: ...
     def record_candles(self, timeframe: str, candles: Sequence[Candle]) -> None: ...
     async def flush(self) -> None: ...
+    async def prune(self, now_ms: int, equity_days: int, candle_days: int) -> tuple[int, int]: ...
     async def load_state(self) -> RecoveredState: ...
+    def set_reporter(self, report: Callable[[EngineMessage], None]) -> None:
+        """Tell ``report`` when buffered writes fail (a warning) and recover (info)."""

@@ -426,9 +426,10 @@ class Engine:
         recovery = await self._recover(state)
         mode = "live" if self.broker.live else "paper"
         config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
-        begin = getattr(self.store, "begin_session", None)
-        if begin is not None:
-            await begin(mode, self.feed_name, config, round(self.session_started * 1000))
+        await self.store.begin_session(
+            mode, self.feed_name, config, round(self.session_started * 1000)
+        )
+        self.store.set_reporter(self._emit)  # failed group commits reach the console
         paused = recovery.needs_attention and paused_if_recovered
         self._set_status("paused" if paused else "running")
         self._task = asyncio.create_task(self._run(), name="cma-engine")
@@ -437,8 +438,7 @@ class Engine:
     def _check_store_fits(self, state: RecoveredState) -> None:
         """Refuse a store this feed cannot go on trading: another currency, or a replay
         that ends before the store's market time (every candle would be skipped)."""
-        where = getattr(self.store, "path", None)
-        store = f"the store {where}" if where else "the store"
+        store = f"the store {self.store.path}" if self.store.path else "the store"
         if state.currency is not None and state.currency != self.currency:
             raise StoreMismatchError(
                 f"{store} holds a {state.currency} account, but this market is quoted in "
@@ -585,9 +585,7 @@ class Engine:
                 mark = self.marks.get(pos.symbol, pos.entry_price)
                 await self._exit_now(pos, mark, "closed on stop")
         await self.store.flush()
-        end = getattr(self.store, "end_session", None)
-        if end is not None:
-            await end(round(self._wall_clock() * 1000))
+        await self.store.end_session(round(self._wall_clock() * 1000))
         self._stopped.set()
         self._set_status("stopped")
 
@@ -772,10 +770,8 @@ class Engine:
         self.market_ts = now
         day = self.account.day
         if day is not None and now // DAY_MS > day:
-            prune = getattr(self.store, "prune", None)
-            if prune is not None:
-                s = self.settings.store
-                await prune(now, s.equity_retention_days, s.candle_retention_days)
+            s = self.settings.store
+            await self.store.prune(now, s.equity_retention_days, s.candle_retention_days)
         for p in self.router.due(now):
             await self._store_expiry(p)
         rows = self.learning.take_dirty()

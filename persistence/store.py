@@ -5,21 +5,22 @@ of work per transaction, with ``synchronous=FULL``. High-rate data (candles,
 equity points) is buffered and group-committed by the same writer: up to
 1,000 rows or 50 ms a transaction. Each transaction is one hop to the writer
 thread: aiosqlite costs about 50 µs a call, so nothing awaits one ``execute``
-per row.
+per row. A failed group commit keeps its rows for the next one (at most
+:data:`MAX_HELD_ROWS`), logs its traceback and reports a warning through the
+callback the engine sets (:meth:`Store.set_reporter`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast
-
-import aiosqlite
+from typing import Any, Literal, TypeVar
 
 from engine.models import (
     Candle,
@@ -47,6 +48,7 @@ from engine.models import (
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
 from engine.timeframes import DAY_MS
+from persistence.aio import Writer
 from persistence.connection import MEMORY, WriterLock, connect_writer
 from persistence.errors import StoreFileError
 from persistence.storefile import inspect_store
@@ -57,12 +59,20 @@ Op = tuple[str, tuple[Any, ...]]
 
 BATCH_ROWS = 1000
 BATCH_SECONDS = 0.05
+#: Rows a failing group commit holds for its retry, at most (about 30 MB); past it
+#: the oldest candles go first (a feed can fetch them again), then the oldest equity
+#: points, and the warning says how many went.
+MAX_HELD_ROWS = 100_000
+#: The longest wait between retries of a failing group commit.
+MAX_RETRY_SECONDS = 5.0
 
 
 def dec(value: Decimal) -> str:
     """Decimal to TEXT without exponent notation."""
     return format(value, "f")
 
+
+log = logging.getLogger("cma.store")
 
 _INSERT_EVENT = "INSERT INTO events (ts, session_id, kind, payload) VALUES (?, ?, ?, ?)"
 _STATUS_OF = {
@@ -394,8 +404,8 @@ class Store:
     Open it with ``await Store.open(path)``; it is the only writer of that file.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: str, lock: WriterLock | None) -> None:
-        self._conn = conn
+    def __init__(self, writer: Writer, path: str, lock: WriterLock | None) -> None:
+        self._writer = writer
         self.path = path
         self._lock = lock
         self.session_id: int | None = None
@@ -405,6 +415,12 @@ class Store:
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._closed = False
+        self._report: Callable[[EngineMessage], None] | None = None
+        #: Group commits failed in a row, and the last one's error (for the log).
+        self._failures = 0
+        self._last_error = ""
+        self._dropped = 0
+        self.max_held_rows = MAX_HELD_ROWS
 
     @classmethod
     async def open(cls, path: Path | str, busy_timeout_ms: int = 5000) -> Store:
@@ -430,22 +446,16 @@ class Store:
             lock = WriterLock(path)
             lock.acquire()
         try:
-            conn = aiosqlite.Connection(
-                lambda: connect_writer(path, busy_timeout_ms), iter_chunk_size=256
-            )
-            await conn
+            writer = await Writer.open(lambda: connect_writer(path, busy_timeout_ms))
         except BaseException:
             if lock is not None:
                 lock.release(remove_if_created=True)
             raise
-        return cls(conn, str(path), lock)
+        return cls(writer, str(path), lock)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(sqlite3_connection, *args)`` on the writer thread in one hop."""
-        # aiosqlite's public API has no "run this function"; _execute is the hop
-        # every public method uses, pinned by the aiosqlite version range.
-        execute = cast(Callable[..., Any], self._conn._execute)
-        return cast(T, await execute(fn, self._conn._conn, *args))
+        return await self._writer.run(fn, *args)
 
     def unit_of_work(self) -> _UnitOfWorkContext:
         """``async with store.unit_of_work() as uow:`` — one transaction."""
@@ -507,8 +517,13 @@ class Store:
         )
         self._kick()
 
+    def set_reporter(self, report: Callable[[EngineMessage], None]) -> None:
+        """Have ``report`` told (on the event loop) when group commits fail and recover."""
+        self._report = report
+
     def _kick(self) -> None:
-        if len(self._equity) + len(self._candles) >= BATCH_ROWS:
+        # While commits fail, only the backed-off retry timer flushes.
+        if not self._failures and len(self._equity) + len(self._candles) >= BATCH_ROWS:
             self._flush_soon()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._flush_soon)
@@ -517,16 +532,93 @@ class Store:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._closed:
+            return
         if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.ensure_future(self.flush())
+            self._flush_task = asyncio.ensure_future(self._flush_in_background())
+
+    async def _flush_in_background(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            # flush() logged and reported it and kept the rows: retry them later.
+            if self._timer is None and not self._closed:
+                delay = min(BATCH_SECONDS * 2**self._failures, MAX_RETRY_SECONDS)
+                self._timer = asyncio.get_running_loop().call_later(delay, self._flush_soon)
 
     async def flush(self) -> None:
-        """Commit every buffered row now."""
+        """Commit every buffered row now.
+
+        When the commit fails, its rows are kept for the next flush (see
+        :data:`MAX_HELD_ROWS`), the failure is logged and reported, and the error raised.
+        """
         async with self._flush_lock:
             while self._equity or self._candles:
                 equity, self._equity = self._equity, []
                 candles, self._candles = self._candles, []
-                await self.run(_apply_batch, equity, candles)
+                try:
+                    await self.run(_apply_batch, equity, candles)
+                except Exception as exc:
+                    # Oldest first, ahead of rows recorded while the commit ran.
+                    self._equity[:0] = equity
+                    self._candles[:0] = candles
+                    self._commit_failed(exc)
+                    raise
+                if self._failures:
+                    self._commit_recovered(len(equity) + len(candles), _newest(equity, candles))
+
+    def _commit_failed(self, exc: Exception) -> None:
+        self._failures += 1
+        held = len(self._equity) + len(self._candles)
+        dropped = 0
+        if held > self.max_held_rows:
+            excess = held - self.max_held_rows
+            gone = min(excess, len(self._candles))
+            del self._candles[:gone]
+            del self._equity[: excess - gone]
+            dropped = excess
+            self._dropped += dropped
+            held = self.max_held_rows
+        error = f"{type(exc).__name__}: {exc}"
+        # The whole traceback once a streak (and when the error changes), then one line.
+        first = self._failures == 1 or error != self._last_error
+        self._last_error = error
+        log.error(
+            "group commit failed (%d in a row): %s; %d rows held for the next one%s",
+            self._failures,
+            error,
+            held,
+            f", {dropped} oldest rows dropped" if dropped else "",
+            exc_info=first,
+        )
+        if self._failures == 1 or dropped:
+            text = f"store: saving equity points and candles failed ({error}); "
+            text += f"{held} rows kept and retried" + (
+                f", {dropped} oldest dropped (more than {self.max_held_rows} held)"
+                if dropped
+                else ""
+            )
+            self._tell("warning", text, _newest(self._equity, self._candles))
+
+    def _commit_recovered(self, rows: int, ts: int) -> None:
+        log.warning(
+            "group commit works again after %d failures: %d held rows stored, %d dropped",
+            self._failures,
+            rows,
+            self._dropped,
+        )
+        self._tell("info", f"store: saving works again; the {rows} rows held back are stored", ts)
+        self._failures = 0
+        self._last_error = ""
+        self._dropped = 0
+
+    def _tell(self, level: Literal["info", "warning"], text: str, ts: int) -> None:
+        if self._report is None:
+            return
+        try:
+            self._report(EngineMessage(ts=ts, level=level, text=text))
+        except Exception:
+            log.exception("the store's reporter failed")
 
     async def prune(self, now_ms: int, equity_days: int, candle_days: int) -> tuple[int, int]:
         """Delete equity points and cached candles past their retention."""
@@ -571,7 +663,7 @@ class Store:
             self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
-            await self._conn.close()
+            await self._writer.close()
             if self._lock is not None:
                 self._lock.release()
 
@@ -580,6 +672,11 @@ class Store:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _newest(equity: Sequence[tuple[Any, ...]], candles: Sequence[tuple[Any, ...]]) -> int:
+    """The market time of the newest buffered row (equity ts, candle ts), for messages."""
+    return int(max([*(r[0] for r in equity[-1:]), *(r[2] for r in candles[-1:]), 0]))
 
 
 def _opt_dec(value: str | None) -> Decimal | None:
@@ -669,5 +766,6 @@ def _proposal(r: sqlite3.Row | tuple[Any, ...]) -> Proposal:
 
 
 def _conforms(store: Store) -> StorePort:
-    # Checked by mypy: the store keeps the interface the engine owns.
+    # Checked by mypy (make check): Store implements every member of the port the engine
+    # owns, so the engine calls them directly, with no getattr.
     return store

@@ -21,6 +21,7 @@ Test hooks: ``feed`` (e.g. ``SimFeed(limit=N)``), ``wall_clock`` and
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections import deque
@@ -82,11 +83,14 @@ from tui.widgets.panes import ActivityPane, EquityPane, EquitySeries, RiskPane
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
+    from engine.account import EquitySnapshot
     from engine.feeds.base import Feed
     from engine.risk import RiskDecision
-    from engine.runtime import Engine, EquitySnapshot, Recovery
+    from engine.runtime import Engine, Recovery
     from persistence.store import Store
     from tui.screens.modals import QuitChoice
+
+log = logging.getLogger("cma.tui")
 
 #: Activity lines kept in memory (newest first).
 ACTIVITY_LIMIT = 500
@@ -457,6 +461,7 @@ class CmaApp(App[int]):
         try:
             await self.stop_engine(close_positions)
         except Exception as exc:
+            log.exception("the engine did not stop cleanly")
             code, message = 1, f"cma: the engine did not stop cleanly: {exc}"
         self.exit(code, return_code=code, message=message)
 
@@ -896,6 +901,7 @@ class CmaApp(App[int]):
         from engine.runtime import CommandError
 
         error = worker.error
+        log.error("could not %s", label, exc_info=error)  # the notice shows one line
         if isinstance(error, CommandError):
             text = f"Could not {label}: {error}"
         else:
@@ -1019,6 +1025,7 @@ async def run_console_async(settings: Settings, duration: float | None = None, *
         try:
             await app.stop_engine(close_positions=False)
         except Exception as exc:  # the store is crash-only: a failed stop loses nothing stored
+            log.exception("the engine did not stop cleanly")
             print(f"cma: the engine did not stop cleanly: {exc}")
     return app.return_code or 0
 

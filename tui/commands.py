@@ -217,9 +217,10 @@ def run_command(args: argparse.Namespace) -> int:
         inspect_store(settings.store.resolved_path())
     except StoreFileError as exc:
         die(str(exc), exc.code)
-    from tui.logs import setup_logging
+    from tui.logs import secrets_of, setup_logging
 
-    log_file = setup_logging()  # once, for the console and the headless run alike
+    # Once, for the console and the headless run alike; the settings' secrets are masked.
+    log_file = setup_logging(secrets=secrets_of(settings))
     if args.headless:
         from tui.headless import run_headless
 

@@ -24,12 +24,16 @@ from tui.logs import shown
 
 
 def _error_printer(engine: Engine, log_file: Path | None) -> Callable[[EngineEvent], None]:
-    """An engine subscriber printing each error message as one line on stderr."""
+    """An engine subscriber printing each error and warning message as one line on stderr."""
     where = f" (traceback in {shown(log_file)})" if log_file is not None else ""
 
     def on_event(event: EngineEvent) -> None:
+        if not isinstance(event, EngineMessage):
+            return
+        if event.level == "warning":  # a failed group commit, a cancelled order
+            print(f"warning: {event.text}", file=sys.stderr, flush=True)
         # An error that stops the engine is said once, with the exit code, by _main.
-        if isinstance(event, EngineMessage) and event.level == "error" and engine.error is None:
+        elif event.level == "error" and engine.error is None:
             print(f"{event.text}{where}", file=sys.stderr, flush=True)
 
     return on_event

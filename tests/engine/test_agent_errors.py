@@ -9,6 +9,7 @@ the 0600 log file, never to the terminal.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -199,7 +200,9 @@ def test_headless_prints_one_line_per_symbol_and_logs_the_traceback(tmp_path: Pa
     assert "Traceback" not in proc.stdout + proc.stderr
     text = log.read_text()
     assert text.count("Traceback (most recent call last)") == 2
-    assert 'raise ValueError("boom at " + str(candle.ts))' in text
+    # One JSON object a line: the traceback is the "exception" field of its line.
+    exceptions = "".join(json.loads(line).get("exception", "") for line in text.splitlines())
+    assert 'raise ValueError("boom at " + str(candle.ts))' in exceptions
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
     # The built-in agents went on voting.
