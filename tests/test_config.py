@@ -20,15 +20,7 @@ from engine.config import (
     load_settings,
 )
 
-
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CMA_* variables and no config file of the person running the tests."""
-    for key in list(os.environ):
-        if key.startswith("CMA_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def write(tmp_path: Path, text: str, name: str = "cma.toml") -> Path:

@@ -9,7 +9,6 @@ import asyncio
 import math
 import os
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +20,7 @@ from engine.runtime import Engine, make_feed
 from persistence.store import Store
 from tui.validate import check_settings
 
-
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CMA_* variables and no config file of the person running the tests."""
-    for key in list(os.environ):
-        if key.startswith("CMA_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 #: Numbers from everywhere: ordinary fractions and amounts, the edges, the absurd.

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from engine.router import confidence_at_least
+from engine.timeframes import DAY_MS
 
 UP = "▲"
 DOWN = "▼"
@@ -173,11 +174,10 @@ def one_line(text: str, limit: int = 200) -> str:
 
 
 _MINUTE_MS = 60_000
-_DAY_MS = 24 * 60 * _MINUTE_MS
 #: Steps between time labels on a chart axis, shortest first.
 _TICK_STEPS_MS = tuple(
     m * _MINUTE_MS for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720)
-) + tuple(d * _DAY_MS for d in (1, 2, 7, 14, 28, 91, 182, 364))
+) + tuple(d * DAY_MS for d in (1, 2, 7, 14, 28, 91, 182, 364))
 
 
 def time_ticks(start_ms: int, end_ms: int, most: int) -> list[tuple[int, str]]:
@@ -189,8 +189,8 @@ def time_ticks(start_ms: int, end_ms: int, most: int) -> list[tuple[int, str]]:
     span = end_ms - start_ms
     if span <= 0 or most < 1:
         return []
-    long_span = span > _DAY_MS
-    steps = [s for s in _TICK_STEPS_MS if s >= _DAY_MS] if long_span else _TICK_STEPS_MS
+    long_span = span > DAY_MS
+    steps = [s for s in _TICK_STEPS_MS if s >= DAY_MS] if long_span else _TICK_STEPS_MS
 
     def first(step: int) -> int:
         return -(-start_ms // step) * step  # the first multiple of step from the start
