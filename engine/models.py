@@ -66,6 +66,13 @@ class Side(StrEnum):
 
 
 _Price = TypeVar("_Price", float, Decimal)
+_Model = TypeVar("_Model", bound="Frozen")
+
+
+def evolve(obj: _Model, **changes: object) -> _Model:
+    """A copy of the immutable record ``obj`` with ``changes``: the one way the core
+    derives a changed record (a merged proposal, a grown position)."""
+    return obj.model_copy(update=changes)
 
 
 def stop_or_take_profit(

@@ -21,6 +21,7 @@ from engine.models import (
     Position,
     PositionClosed,
     Side,
+    evolve,
     q_cash,
     q_price,
 )
@@ -98,15 +99,14 @@ class Portfolio:
             else:
                 qty = pos.qty + fill.qty
                 cost = pos.cost_basis + notional
-                changed = pos.model_copy(
-                    update={
-                        "qty": qty,
-                        "cost_basis": cost,
-                        "entry_price": q_price(cost / qty),
-                        "fees": pos.fees + fee,
-                        "stop": stop if stop is not None else pos.stop,
-                        "take_profit": take_profit if take_profit is not None else pos.take_profit,
-                    }
+                changed = evolve(
+                    pos,
+                    qty=qty,
+                    cost_basis=cost,
+                    entry_price=q_price(cost / qty),
+                    fees=pos.fees + fee,
+                    stop=stop if stop is not None else pos.stop,
+                    take_profit=take_profit if take_profit is not None else pos.take_profit,
                 )
                 self.positions[fill.symbol] = changed
         else:
@@ -140,13 +140,12 @@ class Portfolio:
                     opened_at=pos.opened_at,
                 )
             else:
-                changed = pos.model_copy(
-                    update={
-                        "qty": qty,
-                        "cost_basis": pos.cost_basis - removed,
-                        "realized_pnl": total_realized,
-                        "fees": total_fees,
-                    }
+                changed = evolve(
+                    pos,
+                    qty=qty,
+                    cost_basis=pos.cost_basis - removed,
+                    realized_pnl=total_realized,
+                    fees=total_fees,
                 )
                 self.positions[fill.symbol] = changed
 

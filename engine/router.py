@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
-from engine.models import Proposal
+from engine.models import Proposal, evolve
 
 
 def confidence_at_least(fraction: float) -> str:
@@ -91,11 +91,10 @@ class SignalRouter:
                 and existing.side is proposal.side
                 and proposal.created_at - existing.created_at <= self.dedup_window_ms
             ):
-                merged = existing.model_copy(
-                    update={
-                        "merged": existing.merged + 1,
-                        "confidence": max(existing.confidence, proposal.confidence),
-                    }
+                merged = evolve(
+                    existing,
+                    merged=existing.merged + 1,
+                    confidence=max(existing.confidence, proposal.confidence),
                 )
                 self._pending[existing.id] = merged
                 return Offered(merged, True, ())

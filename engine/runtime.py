@@ -47,6 +47,7 @@ from engine.models import (
     Side,
     TradingState,
     TradingStateChanged,
+    evolve,
     new_id,
     q_cash,
     stop_or_take_profit,
@@ -378,7 +379,7 @@ class Engine:
                     opened_at=order.created_at,
                 )
             elif pos.side is proposal.side:
-                held[order.symbol] = pos.model_copy(update={"qty": pos.qty + order.qty})
+                held[order.symbol] = evolve(pos, qty=pos.qty + order.qty)
         return list(held.values())
 
     @property
@@ -656,8 +657,8 @@ class Engine:
             return None  # no new entries: nothing to propose
         preview = self._size_entry(proposal, None, now, record=False)
         if not preview.approved:
-            return proposal.model_copy(update={"risk_note": preview.reason})
-        return proposal.model_copy(update={"size": preview.qty})
+            return evolve(proposal, risk_note=preview.reason)
+        return evolve(proposal, size=preview.qty)
 
     def _size_entry(
         self,
