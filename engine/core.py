@@ -20,6 +20,7 @@ from engine.config import Settings
 from engine.desk import ApprovalDesk
 from engine.execution import Execution
 from engine.learning import LearningAgent
+from engine.marks import Marks
 from engine.models import (
     QTY_QUANTUM,
     Candle,
@@ -38,7 +39,6 @@ from engine.models import (
     TradingStateChanged,
     evolve,
     q_cash,
-    to_decimal,
 )
 from engine.portfolio import Portfolio
 from engine.ports import UnitOfWork
@@ -70,7 +70,7 @@ class TradingCore:
         self.new_work = new_work
         self.market = market
         self.tf_ms = tf_ms
-        self.marks: dict[str, Decimal] = {}
+        self.marks = Marks()
         #: The one owner of equity, its peak, the day's start and today's realized P&L.
         self.account = Account(Portfolio(settings.risk.initial_cash, currency=currency), self.marks)
         self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
@@ -104,6 +104,10 @@ class TradingCore:
         self.candles_seen = 0
         #: Whether candles may make proposals (the shell: running and warmed up).
         self.proposing = False
+        #: Whether equity may have moved since the last equity point (a fill, a held
+        #: symbol's mark, a command on the trading state): only then is it computed.
+        self._equity_moved = True
+        self._last_point: EquityUpdated | None = None
 
     # --- views ----------------------------------------------------------------------
 
@@ -149,10 +153,17 @@ class TradingCore:
     def on_candle(self, candle: Candle) -> list[Step]:
         """One closed candle: fills (working orders, then a bracket), marks, agents, and
         the proposal they make (decided at once where the policy does)."""
-        steps = self.execution.on_candle(candle)
-        self.candles_seen += 1
         symbol = candle.symbol
-        self.marks[symbol] = to_decimal(candle.close)
+        if self.market.active(symbol):
+            steps = self.execution.on_candle(candle)
+            if steps:
+                self._equity_moved = True
+        else:
+            steps = []
+        self.candles_seen += 1
+        self.marks.set(symbol, candle.close)
+        if symbol in self.portfolio.positions:
+            self._equity_moved = True
         self.risk.on_candle(symbol, candle.ts, candle.close)
         proposal, messages = self.signals.on_candle(
             candle, propose=self.proposing, message_ts=self.market_ts
@@ -184,24 +195,39 @@ class TradingCore:
             work = self.new_work()
             work.agent_records(rows)
             steps.append(Step(work))
-        # The account rolls the day over (today's realized P&L restarts) and raises the peak.
-        changes = self.risk.on_equity(now, self.account.equity())
-        if changes:
-            steps.append(self._state_changes(changes))
-        snap = self.account.snapshot()
-        event = EquityUpdated(
-            ts=now,
-            equity=snap.equity,
-            cash=snap.cash,
-            unrealized=snap.unrealized,
-            realized_today=snap.realized_today,
-            drawdown=snap.drawdown,
-        )
+        last = self._last_point
+        if last is None or self._equity_moved or self.new_day(now):
+            # The account rolls the day over (today's realized P&L restarts) and raises
+            # the peak; with equity unmoved on the same day nothing of that can change.
+            changes = self.risk.on_equity(now, self.account.equity())
+            if changes:
+                steps.append(self._state_changes(changes))
+            snap = self.account.snapshot()
+            event = EquityUpdated(
+                ts=now,
+                equity=snap.equity,
+                cash=snap.cash,
+                unrealized=snap.unrealized,
+                realized_today=snap.realized_today,
+                drawdown=snap.drawdown,
+            )
+            self._equity_moved = False
+        else:
+            event = EquityUpdated(
+                ts=now,
+                equity=last.equity,
+                cash=last.cash,
+                unrealized=last.unrealized,
+                realized_today=last.realized_today,
+                drawdown=last.drawdown,
+            )
+        self._last_point = event
         steps.append(Step(self.new_work(), [event]))
         return steps
 
     def apply_fill(self, fill: Fill) -> Step:
         """A fill from outside the paper market (a live broker's)."""
+        self._equity_moved = True
         return self.execution.apply_fill(fill)
 
     # --- proposals and decisions ----------------------------------------------------
@@ -405,11 +431,13 @@ class TradingCore:
     def halt(self, reason: str) -> Step | None:
         """Stop new entries until :meth:`resume_trading`; None if already halted."""
         changes = self.risk.halt(self.market_ts, reason)
+        self._equity_moved = True
         return self._state_changes(changes) if changes else None
 
     def resume_trading(self, reason: str) -> Step | None:
         """Leave HALTED or REDUCING by command; None if trading was ACTIVE."""
         changes = self.risk.resume(self.market_ts, reason)
+        self._equity_moved = True
         return self._state_changes(changes, rebased=True) if changes else None
 
     def _state_changes(self, changes: list[TradingStateChanged], *, rebased: bool = False) -> Step:
@@ -466,4 +494,5 @@ class TradingCore:
         """Close ``pos`` at its last mark (no next price: the feed has stopped)."""
         mark = self.marks.get(pos.symbol, pos.entry_price)
         intent = self.execution.exit_intent(pos, reason, self.market_ts)
+        self._equity_moved = True
         return self.execution.fill_now(intent, mark, self.market_ts)

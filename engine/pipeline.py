@@ -1,8 +1,10 @@
 """The commit pipeline: Steps stored in order, then sent, then announced.
 
 The candle loop hands Steps to :meth:`CommitPipeline.put` and goes on; one
-consumer task stores each Step's unit of work as one transaction, then sends
-its orders to a live broker, then announces its events. The store commits in
+consumer task stores the Steps' units of work, then sends their orders to a
+live broker, then announces their events. The loop's Steps queued in a row go
+into one transaction (one fsync for all of them, while the loop runs on); a
+command's Step is a transaction of its own. The store commits in
 order, so after a crash it holds a prefix of the Steps: never a fill without
 its order, nor an announced decision that is not stored.
 
@@ -109,9 +111,11 @@ class CommitPipeline:
             raise self.error
 
     async def close(self) -> None:
-        """Drain, then end the consumer task."""
+        """Drain, then end the consumer task; a commit failure stays in :attr:`error`
+        (the engine reports it), so a stop after one still ends the session."""
         try:
-            await self.drain()
+            if self.running:
+                await self._idle.wait()
         finally:
             if self._task is not None:
                 self._task.cancel()
@@ -133,24 +137,49 @@ class CommitPipeline:
                 await self._ready.wait()
                 continue
             step, future = queue[0]
-            try:
-                if self.error is not None:
-                    raise PipelineStopped(str(self.error))
-                await self._do(step, command=future is not None)
-            except Exception as exc:
-                if future is not None:
-                    if not future.done():
-                        future.set_exception(exc)
-                elif self.error is None:
-                    self.error = exc
-                    self._on_error(exc)
-            else:
-                if future is not None and not future.done():
-                    future.set_result(None)
-            finally:
+            if future is not None:
+                await self._command(step, future)
                 queue.popleft()
-                if len(queue) < self._size:
-                    self._room.set()
+            else:
+                await self._group()
+            if len(queue) < self._size:
+                self._room.set()
+
+    async def _command(self, step: Step, future: asyncio.Future[None]) -> None:
+        """A command's Step, committed alone so a failure is its own (and undone)."""
+        try:
+            if self.error is not None:
+                raise PipelineStopped(str(self.error))
+            await self._do(step, command=True)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+
+    async def _group(self) -> None:
+        """The candle loop's Steps queued in a row, committed in ONE transaction (one
+        fsync while the loop runs on), then sent and announced one by one, in order."""
+        queue = self._queue
+        group: list[Step] = []
+        for step, future in queue:
+            if future is not None or len(group) >= self._size:
+                break
+            group.append(step)
+        try:
+            if self.error is not None:
+                raise PipelineStopped(str(self.error))
+            await self._store.commit(*(s.work for s in group))
+            for step in group:
+                await self._after_commit(step)
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+                self._on_error(exc)
+        finally:
+            for _ in group:
+                queue.popleft()
 
     async def _do(self, step: Step, *, command: bool) -> None:
         try:
@@ -159,6 +188,9 @@ class CommitPipeline:
             if command and step.on_failed is not None:
                 step.on_failed()
             raise
+        await self._after_commit(step)
+
+    async def _after_commit(self, step: Step) -> None:
         if self._broker.live:
             for intent in step.send:
                 await self._broker.submit(intent)

@@ -154,8 +154,10 @@ class StorePort(Protocol):
     def begin_work(self) -> UnitOfWork:
         """A fresh, empty unit of work the core fills with plain calls."""
 
-    async def commit(self, work: UnitOfWork) -> None:
-        """Store ``work`` (from :meth:`begin_work`) as ONE transaction, in call order."""
+    async def commit(self, work: UnitOfWork, *more: UnitOfWork) -> None:
+        """Store ``work`` (from :meth:`begin_work`) as ONE transaction, in call order;
+        units in ``more`` go into the same transaction after it (a group commit: each
+        unit whole, all of them or none)."""
 
     async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int: ...
     async def end_session(self, ts: int) -> None: ...

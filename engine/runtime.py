@@ -23,6 +23,7 @@ from engine.config import Settings
 from engine.core import TradingCore
 from engine.feeds.base import Feed
 from engine.learning import LearningAgent
+from engine.marks import Marks
 from engine.models import (
     QTY_QUANTUM,
     Candle,
@@ -185,7 +186,7 @@ class Engine:
         return self.core.learning
 
     @property
-    def marks(self) -> dict[str, Decimal]:
+    def marks(self) -> Marks:
         return self.core.marks
 
     @property
@@ -320,6 +321,11 @@ class Engine:
         if self._error is not None:
             raise self._error
 
+    async def synced(self) -> None:
+        """Until every Step so far is stored and announced (the candle loop does not wait
+        for its commits: read the store directly only after this)."""
+        await self._pipeline.drain()
+
     @property
     def error(self) -> BaseException | None:
         return self._error
@@ -388,8 +394,9 @@ class Engine:
                 await put(step)
             if self.feed_name != "replay":
                 self.store.record_candles(self.feed.timeframe, batch)
-            if not self._pipeline.idle:
-                # What the views show matches what was announced at each batch's end.
+            if self._subscribers and not self._pipeline.idle:
+                # A subscriber reads the views when it hears an event: at a batch's end
+                # they show what was announced. With nobody listening the loop runs on.
                 await self._pipeline.drain()
 
     def _caught_up(self, batch: list[Candle]) -> bool:

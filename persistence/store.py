@@ -473,13 +473,16 @@ class Store:
             raise RuntimeError("store is closed")
         return UnitOfWork(self.session_id)
 
-    async def commit(self, work: WorkPort) -> None:
-        """Store ``work`` (from :meth:`begin_work`) as one transaction; an empty one
-        costs nothing."""
-        if not isinstance(work, UnitOfWork):
-            raise TypeError(f"not a unit of work of this store: {type(work).__name__}")
-        if work.ops:
-            await self.run(_apply_ops, work.ops)
+    async def commit(self, work: WorkPort, *more: WorkPort) -> None:
+        """Store ``work`` and ``more`` (from :meth:`begin_work`), in order, as ONE
+        transaction; nothing to store costs nothing."""
+        ops: list[Op] = []
+        for w in (work, *more):
+            if not isinstance(w, UnitOfWork):
+                raise TypeError(f"not a unit of work of this store: {type(w).__name__}")
+            ops += w.ops
+        if ops:
+            await self.run(_apply_ops, ops)
 
     async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int:
         def _begin(conn: sqlite3.Connection) -> int:

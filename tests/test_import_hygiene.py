@@ -94,6 +94,7 @@ SYNC_CORE = (
     "engine.execution",
     "engine.step",
     "engine.broker.paper",
+    "engine.marks",
     "engine.models",
     "engine.risk",
     "engine.router",

@@ -105,6 +105,10 @@ class PaperBroker(Broker):
         """Put back the bracket of a position recovered from the store."""
         self._brackets[symbol] = Bracket(side, qty, stop, tp)
 
+    def active(self, symbol: str) -> bool:
+        """Whether ``symbol`` has working orders or a bracket (a candle can fill)."""
+        return bool(self._open.get(symbol)) or symbol in self._brackets
+
     def bracket(self, symbol: str) -> Bracket | None:
         return self._brackets.get(symbol)
 

@@ -85,15 +85,18 @@ async def test_a_failed_commit_of_the_loop_stops_the_pipeline_and_keeps_a_prefix
     pipeline = CommitPipeline(store, PaperBroker(Decimal(0), Decimal(0)), announce, errors.append)
     pipeline.start()
     await pipeline.put(created(store, "a"))
-    await pipeline.put(created(store, "a"))  # the same id again: the commit fails
+    await pipeline.drain()
+    # Queued in a row, these three go into one transaction: the same id again fails it.
     await pipeline.put(created(store, "b"))
+    await pipeline.put(created(store, "a"))
+    await pipeline.put(created(store, "c"))
     with pytest.raises(Exception, match="UNIQUE"):
         await pipeline.drain()
     assert len(errors) == 1
     with pytest.raises(PipelineStopped):
-        await pipeline.put(created(store, "c"))
+        await pipeline.put(created(store, "d"))
     assert heard == ["a"]
-    assert await stored_ids(store) == ["a"]  # nothing after the failed Step
+    assert await stored_ids(store) == ["a"]  # nothing of the failed group, nothing after
 
 
 async def test_a_failed_command_runs_its_undo_and_the_pipeline_goes_on(store: Store) -> None:
