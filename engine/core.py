@@ -38,15 +38,13 @@ from engine.models import (
     TradingState,
     TradingStateChanged,
     evolve,
-    q_cash,
 )
 from engine.portfolio import Portfolio
 from engine.ports import UnitOfWork
 from engine.risk import RiskDecision, RiskLimits, RiskManager
-from engine.router import Policy, SignalRouter, Verdict, confidence_at_least
+from engine.router import Verdict
 from engine.signals import SignalPipeline
 from engine.step import CommandError, Step
-from engine.synthesis import SynthesisParams, Synthesizer
 from engine.timeframes import DAY_MS
 
 By = Literal["human", "policy"]
@@ -75,29 +73,9 @@ class TradingCore:
         self.account = Account(Portfolio(settings.risk.initial_cash, currency=currency), self.marks)
         self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
         self.learning = LearningAgent()
-        a = settings.agents
-        synth = Synthesizer(
-            SynthesisParams(
-                agent_count=len(agent_classes),
-                min_votes=a.min_votes,
-                min_confidence=a.min_confidence,
-                stop_atr=a.stop_atr,
-                reward_risk=a.reward_risk,
-                ttl_ms=int(settings.approval.ttl_seconds * 1000),
-                allow_shorts=settings.broker.shorts_allowed(),
-            ),
-            self.learning.weight,
-        )
-        self.signals = SignalPipeline(agent_classes, synth, self.learning, tf_ms)
-        ap = settings.approval
-        self.router = SignalRouter(
-            max_pending=ap.max_pending,
-            dedup_window_ms=int(ap.dedup_window_seconds * 1000),
-            policy=Policy(ap.policy),
-            auto_confidence=ap.auto_confidence,
-            below_confidence=ap.below_confidence,
-        )
-        self.desk = ApprovalDesk(self.router, clock)
+        self.signals = SignalPipeline.from_settings(settings, agent_classes, self.learning, tf_ms)
+        self.desk = ApprovalDesk.from_settings(settings, clock)
+        self.router = self.desk.router
         self.execution = Execution(market, self.account, self.learning, new_work)
         #: Market time: the end of the last batch (what decisions and messages carry).
         self.market_ts = 0
@@ -121,32 +99,6 @@ class TradingCore:
         """Entry orders at the market and not yet filled, oldest first."""
         orders = [o for o in self.market.working() if o.purpose == "entry"]
         return sorted(orders, key=lambda o: o.created_at)
-
-    def committed_positions(self) -> list[Position]:
-        """Open positions plus entry orders not yet filled, as the risk limits see them.
-
-        Without the orders, several approvals between two candles would each
-        see the same exposure and together pass the limits.
-        """
-        held = dict(self.portfolio.positions)
-        for order in self.execution.tracker.entries():
-            proposal = order.proposal
-            if proposal is None:
-                continue
-            intent = order.intent
-            pos = held.get(intent.symbol)
-            if pos is None:
-                held[intent.symbol] = Position(
-                    symbol=intent.symbol,
-                    side=proposal.side,
-                    qty=intent.qty,
-                    entry_price=proposal.entry,
-                    cost_basis=q_cash(intent.qty * proposal.entry),
-                    opened_at=intent.created_at,
-                )
-            elif pos.side is proposal.side:
-                held[intent.symbol] = evolve(pos, qty=pos.qty + intent.qty)
-        return list(held.values())
 
     # --- the market -----------------------------------------------------------------
 
@@ -306,7 +258,7 @@ class TradingCore:
             return self.risk.size(
                 proposal,
                 self.portfolio.equity(self.marks),
-                self.committed_positions(),
+                self.execution.committed_positions(),
                 self.marks,
                 edge,
                 requested_qty=qty,
@@ -409,20 +361,7 @@ class TradingCore:
 
     def set_policy(self, policy: str, auto_confidence: float | None = None) -> Step:
         """Switch the approval policy (manual, auto above a confidence, queue-only)."""
-        try:
-            new = Policy(policy)
-        except ValueError:
-            raise CommandError(
-                f"policy must be one of {', '.join(p.value for p in Policy)}, got {policy!r}"
-            ) from None
-        if auto_confidence is not None:
-            if not 0.0 <= auto_confidence <= 1.0:
-                raise CommandError(f"confidence must lie in [0, 1], got {auto_confidence}")
-            self.router.auto_confidence = auto_confidence
-        self.router.policy = new
-        text = f"approval policy is now {new.value}"
-        if new is Policy.AUTO:
-            text += f" (approve at confidence {confidence_at_least(self.router.auto_confidence)})"
+        text = self.desk.set_policy(policy, auto_confidence)
         work = self.new_work()
         return Step(work, [work.event(EngineMessage(ts=self.market_ts, text=text))])
 
@@ -465,34 +404,16 @@ class TradingCore:
         check = self.risk.check_exit(self.market_ts, pos)
         if not check.approved:
             raise CommandError(check.reason)
-        intent = self.execution.exit_intent(pos, reason, self.market_ts)
-        work = self.new_work()
-        work.intent_created(intent)
-        event = work.order_submitted(intent, self.market_ts)
-        self.execution.send_exit(intent, reason)
-        return Step(
-            work,
-            [event],
-            [intent],
-            on_failed=lambda: self._forget(intent.client_order_id),
-        )
-
-    def _forget(self, client_order_id: str) -> None:
-        self.execution.cancel(client_order_id)
+        return self.execution.exit_order(pos, reason, self.market_ts)
 
     def cancel_entry(self, client_order_id: str, reason: str) -> Step | None:
-        """Cancel a working entry order; None if it is not working. The order leaves the
-        market at once; if the cancellation cannot be stored it goes back."""
-        order = self.execution.cancel(client_order_id)
-        if order is None:
-            return None
-        work = self.new_work()
-        event = work.intent_cancelled(client_order_id, self.market_ts, reason)
-        return Step(work, [event], on_failed=lambda: self.execution.resend(order))
+        """Cancel a working entry order; None if it is not working."""
+        return self.execution.cancel_order(client_order_id, reason, self.market_ts)
 
     def close_at_mark(self, pos: Position, reason: str = "closed on stop") -> Step:
         """Close ``pos`` at its last mark (no next price: the feed has stopped)."""
         mark = self.marks.get(pos.symbol, pos.entry_price)
-        intent = self.execution.exit_intent(pos, reason, self.market_ts)
         self._equity_moved = True
-        return self.execution.fill_now(intent, mark, self.market_ts)
+        return self.execution.fill_now(
+            self.execution.exit_intent(pos, reason, self.market_ts), mark
+        )

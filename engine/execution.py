@@ -24,6 +24,7 @@ from engine.models import (
     Position,
     Proposal,
     Side,
+    evolve,
     new_id,
     q_cash,
 )
@@ -144,6 +145,30 @@ class Execution:
             return None
         return self.tracker.pop(client_order_id)
 
+    def exit_order(self, pos: Position, reason: str, now: int) -> Step:
+        """A market order closing ``pos``: stored, then at the market (taken off again
+        if it cannot be stored)."""
+        intent = self.exit_intent(pos, reason, now)
+        work = self.new_work()
+        work.intent_created(intent)
+        event = work.order_submitted(intent, now)
+        self.send_exit(intent, reason)
+        coid = intent.client_order_id
+        return Step(work, [event], [intent], on_failed=lambda: self._drop(coid))
+
+    def _drop(self, client_order_id: str) -> None:
+        self.cancel(client_order_id)
+
+    def cancel_order(self, client_order_id: str, reason: str, now: int) -> Step | None:
+        """Cancel a working order; None if it is not working. It leaves the market at
+        once, and goes back if its cancellation cannot be stored."""
+        order = self.cancel(client_order_id)
+        if order is None:
+            return None
+        work = self.new_work()
+        event = work.intent_cancelled(client_order_id, now, reason)
+        return Step(work, [event], on_failed=lambda: self.resend(order))
+
     def resend(self, order: Working) -> None:
         """Put a cancelled order back (its cancellation could not be stored)."""
         if order.purpose == "entry" and order.proposal is not None:
@@ -159,6 +184,32 @@ class Execution:
         else:
             self.tracker.track(Working(intent, "exit", None, intent.reason or "exit"))
             self.market.accept(intent)
+
+    def committed_positions(self) -> list[Position]:
+        """Open positions plus entry orders not yet filled, as the risk limits see them.
+
+        Without the orders, several approvals between two candles would each
+        see the same exposure and together pass the limits.
+        """
+        held = dict(self.portfolio.positions)
+        for order in self.tracker.entries():
+            proposal = order.proposal
+            if proposal is None:
+                continue
+            intent = order.intent
+            pos = held.get(intent.symbol)
+            if pos is None:
+                held[intent.symbol] = Position(
+                    symbol=intent.symbol,
+                    side=proposal.side,
+                    qty=intent.qty,
+                    entry_price=proposal.entry,
+                    cost_basis=q_cash(intent.qty * proposal.entry),
+                    opened_at=intent.created_at,
+                )
+            elif pos.side is proposal.side:
+                held[intent.symbol] = evolve(pos, qty=pos.qty + intent.qty)
+        return list(held.values())
 
     # --- fills ----------------------------------------------------------------------
 
@@ -194,9 +245,10 @@ class Execution:
         events += self.record_outcome(work, outcome)
         return Step(work, events)
 
-    def fill_now(self, intent: OrderIntent, price: Decimal, ts: int) -> Step:
+    def fill_now(self, intent: OrderIntent, price: Decimal) -> Step:
         """An exit filled at a known price (a close on stop at the last mark): intent,
         order and fill in one unit of work."""
+        ts = intent.created_at
         work = self.new_work()
         work.intent_created(intent)
         events: list[EngineEvent] = [work.order_submitted(intent, ts)]

@@ -17,15 +17,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal
 
-from engine.account import Account, EquitySnapshot
 from engine.broker import Broker, PaperBroker
 from engine.config import Settings
 from engine.core import TradingCore
+from engine.desk import MAX_ORDER_QTY, qty_problem
 from engine.feeds.base import Feed
-from engine.learning import LearningAgent
-from engine.marks import Marks
 from engine.models import (
-    QTY_QUANTUM,
     Candle,
     Decision,
     DecisionMade,
@@ -33,18 +30,15 @@ from engine.models import (
     EngineMessage,
     EngineStateChanged,
     OrderIntent,
-    Position,
-    Proposal,
     RejectReason,
 )
 from engine.pipeline import CommitPipeline
-from engine.portfolio import Portfolio
 from engine.ports import StorePort
 from engine.recovery import Recovery, StoreMismatchError, check_store_fits, restore
-from engine.risk import RiskDecision, RiskManager, RiskSnapshot
-from engine.router import SignalRouter
+from engine.risk import RiskDecision
 from engine.step import CommandError, Step
 from engine.timeframes import timeframe_ms
+from engine.views import EngineViews
 from engine.wiring import SIM_WARMUP_BATCHES, account_currency, load_agents, make_feed
 
 __all__ = [
@@ -64,25 +58,8 @@ log = logging.getLogger("cma.engine")
 Status = Literal["starting", "running", "paused", "stopping", "stopped"]
 Callback = Callable[[EngineEvent], None]
 
-#: The largest order quantity a person may type (no market trades 10^15 units of anything).
-MAX_ORDER_QTY = Decimal(10) ** 15
 
-
-def qty_problem(qty: Decimal) -> str | None:
-    """Why ``qty`` cannot be an order quantity (None if it can): finite, above zero,
-    at most :data:`MAX_ORDER_QTY`, and no finer than :data:`QTY_QUANTUM`."""
-    if not qty.is_finite():
-        return "the quantity must be a finite number"
-    if qty <= 0:
-        return "the quantity must be above zero"
-    if qty > MAX_ORDER_QTY:
-        return f"the quantity must be at most {MAX_ORDER_QTY:,}"
-    if qty != qty.quantize(QTY_QUANTUM, rounding="ROUND_DOWN"):
-        return f"the quantity has more decimal places than {QTY_QUANTUM:f} allows"
-    return None
-
-
-class Engine:
+class Engine(EngineViews):
     """One trading session on one store. See the module docstring for the flow."""
 
     def __init__(
@@ -166,77 +143,6 @@ class Engine:
 
     def _warm(self) -> bool:
         return self._batches > self.feed.warmup_batches
-
-    # --- views ------------------------------------------------------------------------
-
-    @property
-    def account(self) -> Account:
-        return self.core.account
-
-    @property
-    def risk(self) -> RiskManager:
-        return self.core.risk
-
-    @property
-    def router(self) -> SignalRouter:
-        return self.core.router
-
-    @property
-    def learning(self) -> LearningAgent:
-        return self.core.learning
-
-    @property
-    def marks(self) -> Marks:
-        return self.core.marks
-
-    @property
-    def market_ts(self) -> int:
-        return self.core.market_ts
-
-    @property
-    def candles_seen(self) -> int:
-        return self.core.candles_seen
-
-    @property
-    def portfolio(self) -> Portfolio:
-        """The ledger: cash and positions (the account's)."""
-        return self.core.portfolio
-
-    @property
-    def policy(self) -> str:
-        return self.router.policy.value
-
-    @property
-    def auto_confidence(self) -> float:
-        return self.router.auto_confidence
-
-    def pending(self) -> list[Proposal]:
-        """Pending proposals, oldest first."""
-        return self.router.pending()
-
-    def positions(self) -> list[Position]:
-        return list(self.portfolio.positions.values())
-
-    def working_entries(self) -> list[OrderIntent]:
-        """Entry orders sent and not yet filled, oldest first (after a restart too: a
-        sent entry is resubmitted by recovery)."""
-        return self.core.working_entries()
-
-    def equity_snapshot(self) -> EquitySnapshot:
-        """The equity pane's figures; its drawdown is the risk pane's."""
-        return self.core.account.snapshot()
-
-    def risk_snapshot(self) -> RiskSnapshot:
-        return self.risk.snapshot(self.portfolio.equity(self.marks), self.positions(), self.marks)
-
-    def status_line(self) -> str:
-        eq = self.equity_snapshot()
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1000))
-        return (
-            f"{stamp} {self.status:8} {self.risk.state.value:8} equity {eq.equity:.2f} "
-            f"(dd {eq.drawdown:.1%}) cash {eq.cash:.2f} pos {len(self.portfolio.positions)} "
-            f"pending {len(self.router)} candles {self.candles_seen}"
-        )
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from engine.agents.base import Agent
+from engine.config import Settings
 from engine.learning import LearningAgent
 from engine.models import AgentVote, Candle, EngineMessage, Proposal
-from engine.synthesis import Synthesizer
+from engine.synthesis import SynthesisParams, Synthesizer
 
 log = logging.getLogger("cma.engine")
 
@@ -38,6 +39,27 @@ class SignalPipeline:
         self.tf_ms = tf_ms
         self._agents: dict[str, list[Agent]] = {}
         self._last_ts: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        agent_classes: Sequence[type[Agent]],
+        learning: LearningAgent,
+        tf_ms: int,
+    ) -> SignalPipeline:
+        """The pipeline the settings ask for; the learning agent's record weights votes."""
+        a = settings.agents
+        params = SynthesisParams(
+            agent_count=len(agent_classes),
+            min_votes=a.min_votes,
+            min_confidence=a.min_confidence,
+            stop_atr=a.stop_atr,
+            reward_risk=a.reward_risk,
+            ttl_ms=int(settings.approval.ttl_seconds * 1000),
+            allow_shorts=settings.broker.shorts_allowed(),
+        )
+        return cls(agent_classes, Synthesizer(params, learning.weight), learning, tf_ms)
 
     def on_candle(
         self, candle: Candle, *, propose: bool, message_ts: int
