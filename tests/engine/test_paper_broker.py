@@ -4,11 +4,26 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
+
+from crafted_market import (
+    FLAT,
+    WARMUP,
+    CraftedFeed,
+    Row,
+    assert_checks_pass,
+    crafted_engine,
+    play,
+    query,
+    settings,
+    with_warmup,
+)
 
 from engine.broker import Broker, Order, PaperBroker
 from engine.models import Candle, OrderIntent, OrderSide, Side
+from engine.runtime import Engine
 
-BTC = "BTC/USDT"
+BTC, ETH = "BTC/USDT", "ETH/USDT"
 T0 = 1_700_000_000_000
 
 
@@ -95,3 +110,41 @@ async def test_the_port_lists_orders_not_intents_and_knows_their_end() -> None:
     assert await b.fetch_order("nope") is None
     assert await b.open_orders() == []
     assert await b.balances() == {}
+
+
+async def test_a_position_and_a_working_entry_keep_their_brackets_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The paper brackets live in the broker: a restart puts back each open position's
+    (from the store) and each working entry's (from its proposal)."""
+    path = str(tmp_path / "cma.db")
+    cfg = settings(approval={"policy": "manual"}, feed={"symbols": (BTC, ETH)})
+
+    async def approve_all(engine: Engine) -> None:
+        for p in engine.pending():
+            await engine.approve(p.id)
+
+    async def approve_eth(engine: Engine) -> None:
+        [p] = [p for p in engine.pending() if p.symbol == ETH]
+        await engine.approve(p.id)
+
+    # BTC's entry fills at candle 16; ETH proposes at 16 and is approved after the last
+    # candle, so its entry is still working when the engine stops.
+    tables = {BTC: with_warmup([FLAT, FLAT]), ETH: with_warmup([FLAT, FLAT])}
+    feed = CraftedFeed(tables, hooks={WARMUP: approve_all, WARMUP + 1: approve_eth})
+    votes = {(BTC, feed.ts(WARMUP)): (Side.LONG, 1.0), (ETH, feed.ts(WARMUP + 1)): (Side.LONG, 1.0)}
+    async with crafted_engine(cfg, feed, votes, path=path) as first:
+        await play(first)
+        assert [p.symbol for p in first.positions()] == [BTC]
+        assert [o.symbol for o in first.working_entries()] == [ETH]
+
+    # Both fall through their stop at 96 in the first candle after the restart.
+    drop: Row = (97.0, 98.0, 95.0, 95.5)
+    later = CraftedFeed({BTC: [drop], ETH: [drop]}, start=feed.ts(WARMUP + 2))
+    async with crafted_engine(cfg, later, {}, path=path) as second:
+        await second.start(paused_if_recovered=False)
+        await second.wait()
+        assert second.positions() == []
+        rows = await query(second, "SELECT symbol, close_reason FROM positions ORDER BY symbol")
+        assert rows == [(BTC, "stop"), (ETH, "stop")]
+        await assert_checks_pass(second)
