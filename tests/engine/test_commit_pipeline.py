@@ -8,20 +8,31 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from crafted_market import FLAT, CraftedFeed, crafted_engine, query, settings, with_warmup
+from crafted_market import (
+    FLAT,
+    CraftedFeed,
+    FakeClock,
+    ScriptedAgent,
+    crafted_engine,
+    query,
+    settings,
+    with_warmup,
+)
 from test_order_tracker import proposal
 
 from engine.broker import PaperBroker
+from engine.marks import Marks
 from engine.models import (
     EngineEvent,
     EngineMessage,
     EngineStateChanged,
     OrderFilled,
+    OrderIntent,
     ProposalCreated,
     Side,
 )
 from engine.pipeline import CommitPipeline, PipelineStopped
-from engine.runtime import CommandError
+from engine.runtime import CommandError, Engine
 from engine.step import Step
 from persistence.store import Store
 
@@ -172,3 +183,62 @@ async def test_stop_drains_the_pipeline_before_the_session_ends() -> None:
         assert await query(engine, "SELECT COUNT(*) FROM fills") == [(2,)]
         [(ended,)] = await query(engine, "SELECT ended_at FROM sessions")
         assert ended is not None
+
+
+class LiveRecorder(PaperBroker):
+    """A paper market that says it is live: what the port's submit sees, and whether the
+    order's intent was already stored then."""
+
+    live = True
+
+    def __init__(self) -> None:
+        super().__init__(Decimal(0), Decimal(0))
+        self.store: Store | None = None
+        self.sent: list[tuple[str, bool]] = []
+
+    async def submit(self, intent: OrderIntent) -> None:
+        assert self.store is not None
+        coid = intent.client_order_id
+        rows = await self.store.run(
+            lambda c: c.execute(
+                "SELECT 1 FROM order_intents WHERE client_order_id = ?", (coid,)
+            ).fetchall()
+        )
+        self.sent.append((coid, bool(rows)))
+
+
+async def test_a_live_broker_gets_each_order_only_once_its_intent_is_stored() -> None:
+    feed = CraftedFeed({BTC: with_warmup([FLAT, FLAT, FLAT])})
+    ScriptedAgent.script = {(BTC, feed.ts(15)): (Side.LONG, 1.0)}
+    cfg = settings(approval={"policy": "auto"})
+    broker = LiveRecorder()
+    store = await Store.open(":memory:")
+    broker.store = store
+    try:
+        engine = Engine(cfg, store, feed, broker=broker, clock=FakeClock())
+        feed.engine = engine
+        assert engine.mode == "LIVE"
+        await engine.start()
+        await engine.wait()
+        assert [p.symbol for p in engine.positions()] == [BTC]
+        await engine.close_position(BTC)
+        await engine.stop()
+        intents = await query(engine, "SELECT client_order_id FROM order_intents ORDER BY rowid")
+        assert [coid for coid, _ in broker.sent] == [row[0] for row in intents]
+        assert len(broker.sent) == 2 and all(stored for _, stored in broker.sent)
+    finally:
+        await store.close()
+
+
+def test_marks_keep_the_close_and_make_the_decimal_when_read() -> None:
+    marks = Marks()
+    marks.set(BTC, 100.5)
+    assert BTC in marks and len(marks) == 1 and list(marks) == [BTC]
+    assert marks[BTC] == Decimal("100.5") and marks.get(BTC) == Decimal("100.5")
+    marks.set(BTC, 101.25)
+    assert marks[BTC] == Decimal("101.25")  # a new close replaces the Decimal made before
+    marks["ETH/USDT"] = Decimal("7.1")
+    assert marks.get("ETH/USDT") == Decimal("7.1")
+    assert marks.get("XRP/USDT") is None and marks.get("XRP/USDT", Decimal(1)) == Decimal(1)
+    with pytest.raises(KeyError):
+        marks["XRP/USDT"]
