@@ -110,6 +110,10 @@ class RecoveredState:
 class UnitOfWork(Protocol):
     """One state change; every method also appends its event to the log."""
 
+    def __len__(self) -> int:
+        """How many statements it holds (0: nothing to store)."""
+        ...
+
     def proposal_created(self, proposal: Proposal, ts: int) -> ProposalCreated: ...
     def proposal_merged(self, event: ProposalMerged) -> ProposalMerged: ...
     def decision_made(
@@ -147,6 +151,14 @@ class StorePort(Protocol):
     path: str
 
     def unit_of_work(self) -> UnitOfWorkContext: ...
+    def begin_work(self) -> UnitOfWork:
+        """A fresh, empty unit of work the core fills with plain calls."""
+
+    async def commit(self, work: UnitOfWork, *more: UnitOfWork) -> None:
+        """Store ``work`` (from :meth:`begin_work`) as ONE transaction, in call order;
+        units in ``more`` go into the same transaction after it (a group commit: each
+        unit whole, all of them or none)."""
+
     async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int: ...
     async def end_session(self, ts: int) -> None: ...
     async def init_balance(self, currency: str, cash: Decimal, ts: int) -> None: ...

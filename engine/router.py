@@ -142,6 +142,11 @@ class SignalRouter:
             for key in sorted(self._pending, key=lambda k: self._pending[k].created_at):
                 self._pending.move_to_end(key)
 
+    def put_back(self, proposal: Proposal) -> None:
+        """Queue a proposal decided and forgotten again (its decision could not be stored)."""
+        self._claimed[proposal.id] = proposal
+        self.release(proposal.id)
+
     def done(self, proposal_id: str) -> None:
         """Forget a claimed proposal whose decision is stored."""
         self._claimed.pop(proposal_id, None)

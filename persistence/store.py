@@ -47,6 +47,7 @@ from engine.models import (
     VoteModel,
 )
 from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
+from engine.ports import UnitOfWork as WorkPort
 from engine.timeframes import DAY_MS
 from persistence.aio import Writer
 from persistence.connection import MEMORY, WriterLock, connect_writer
@@ -90,6 +91,9 @@ class UnitOfWork:
     def __init__(self, session_id: int | None) -> None:
         self._session_id = session_id
         self.ops: list[Op] = []
+
+    def __len__(self) -> int:
+        return len(self.ops)
 
     def event(self, event: E) -> E:
         """Append ``event`` to the log; return it so the caller emits what was stored."""
@@ -462,6 +466,23 @@ class Store:
         if self._closed:
             raise RuntimeError("store is closed")
         return _UnitOfWorkContext(self)
+
+    def begin_work(self) -> UnitOfWork:
+        """A fresh unit of work to fill synchronously; :meth:`commit` stores it."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        return UnitOfWork(self.session_id)
+
+    async def commit(self, work: WorkPort, *more: WorkPort) -> None:
+        """Store ``work`` and ``more`` (from :meth:`begin_work`), in order, as ONE
+        transaction; nothing to store costs nothing."""
+        ops: list[Op] = []
+        for w in (work, *more):
+            if not isinstance(w, UnitOfWork):
+                raise TypeError(f"not a unit of work of this store: {type(w).__name__}")
+            ops += w.ops
+        if ops:
+            await self.run(_apply_ops, ops)
 
     async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int:
         def _begin(conn: sqlite3.Connection) -> int:

@@ -12,6 +12,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,32 @@ def test_the_probe_sees_an_import_of_the_ui_and_where_it_came_from() -> None:
     loaded, first = _probe("tui.keys")
     assert "tui.keys" in loaded
     assert first.startswith("  <string>:")  # the probe's own import_module line
+
+
+#: The synchronous core: a backtest drives these with no event loop (import-linter's
+#: contract in pyproject.toml keeps asyncio out of each; this pins the list).
+SYNC_CORE = (
+    "engine.core",
+    "engine.signals",
+    "engine.desk",
+    "engine.execution",
+    "engine.step",
+    "engine.broker.paper",
+    "engine.marks",
+    "engine.models",
+    "engine.risk",
+    "engine.router",
+    "engine.learning",
+    "engine.portfolio",
+)
+
+
+def test_the_synchronous_core_is_under_the_no_asyncio_contract() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    [contract] = [
+        c
+        for c in config["tool"]["importlinter"]["contracts"]
+        if c.get("forbidden_modules") == ["asyncio"]
+    ]
+    missing = [m for m in SYNC_CORE if m not in contract["source_modules"]]
+    assert missing == [], f"add {missing} to the no-asyncio contract in pyproject.toml"

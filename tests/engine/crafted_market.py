@@ -169,13 +169,21 @@ def check_store(conn: sqlite3.Connection) -> None:
 
 
 async def assert_checks_pass(where: Engine | Store) -> None:
-    store = store_of(where) if isinstance(where, Engine) else where
+    store = await _synced(where)
     await store.run(check_store)
+
+
+async def _synced(where: Engine | Store) -> Store:
+    """The store, once an engine's Steps so far are in it (its commits are pipelined)."""
+    if isinstance(where, Engine):
+        await where.synced()
+        return store_of(where)
+    return where
 
 
 async def query(where: Engine | Store, sql: str, *params: object) -> list[tuple[Any, ...]]:
     """Rows of ``sql`` on the store's own connection."""
-    store = store_of(where) if isinstance(where, Engine) else where
+    store = await _synced(where)
 
     def _q(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql, params).fetchall())

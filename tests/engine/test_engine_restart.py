@@ -327,7 +327,7 @@ async def test_a_graceful_stop_keeps_everything_for_the_next_engine(tmp_path: Pa
         assert [p.symbol for p in pending] == [ETH]
         assert records[("scripted", SOL)].cf_wins == 1
         assert first.risk.state is TradingState.HALTED
-        [xrp_order] = first.broker.open_orders()
+        [xrp_order] = await first.broker.open_orders()
         await assert_checks_pass(first)
 
     resume_at = feed.ts(len(tables[BTC]))

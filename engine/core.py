@@ -1,0 +1,419 @@
+"""The trading core: candle → votes → proposal → decision → order → fill → position.
+
+Plain method calls that change the pieces' state and return :class:`Step`\\ s:
+the unit of work to store and what follows once it is stored. The core never
+awaits; the live shell (:mod:`engine.runtime`) stores the Steps in order before
+it announces them, and a backtest driver can call the same methods with no
+shell around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Literal
+
+from engine.account import Account
+from engine.agents.base import Agent
+from engine.broker.paper import PaperBroker
+from engine.config import Settings
+from engine.desk import ApprovalDesk
+from engine.execution import Execution
+from engine.learning import LearningAgent
+from engine.marks import Marks
+from engine.models import (
+    QTY_QUANTUM,
+    Candle,
+    DecisionAction,
+    EngineEvent,
+    EngineMessage,
+    EquityUpdated,
+    Fill,
+    OrderDenied,
+    OrderIntent,
+    Position,
+    Proposal,
+    ProposalMerged,
+    RejectReason,
+    TradingState,
+    TradingStateChanged,
+    evolve,
+)
+from engine.portfolio import Portfolio
+from engine.ports import UnitOfWork
+from engine.risk import RiskDecision, RiskLimits, RiskManager
+from engine.router import Verdict
+from engine.signals import SignalPipeline
+from engine.step import CommandError, Step
+from engine.timeframes import DAY_MS
+
+By = Literal["human", "policy"]
+
+
+class TradingCore:
+    """The pieces of one account (signals, desk, risk, execution, account, learning)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        currency: str,
+        tf_ms: int,
+        agent_classes: Sequence[type[Agent]],
+        new_work: Callable[[], UnitOfWork],
+        market: PaperBroker,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.new_work = new_work
+        self.market = market
+        self.tf_ms = tf_ms
+        self.marks = Marks()
+        #: The one owner of equity, its peak, the day's start and today's realized P&L.
+        self.account = Account(Portfolio(settings.risk.initial_cash, currency=currency), self.marks)
+        self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
+        self.learning = LearningAgent()
+        self.signals = SignalPipeline.from_settings(settings, agent_classes, self.learning, tf_ms)
+        self.desk = ApprovalDesk.from_settings(settings, clock)
+        self.router = self.desk.router
+        self.execution = Execution(market, self.account, self.learning, new_work)
+        #: Market time: the end of the last batch (what decisions and messages carry).
+        self.market_ts = 0
+        self.candles_seen = 0
+        #: Whether candles may make proposals (the shell: running and warmed up).
+        self.proposing = False
+        #: Whether equity may have moved since the last equity point (a fill, a held
+        #: symbol's mark, a command on the trading state): only then is it computed.
+        self._equity_moved = True
+        self._last_point: EquityUpdated | None = None
+
+    # --- views ----------------------------------------------------------------------
+
+    @property
+    def portfolio(self) -> Portfolio:
+        portfolio = self.account.portfolio
+        assert portfolio is not None
+        return portfolio
+
+    def working_entries(self) -> list[OrderIntent]:
+        """Entry orders at the market and not yet filled, oldest first."""
+        orders = [o for o in self.market.working() if o.purpose == "entry"]
+        return sorted(orders, key=lambda o: o.created_at)
+
+    # --- the market -----------------------------------------------------------------
+
+    def on_candle(self, candle: Candle) -> list[Step]:
+        """One closed candle: fills (working orders, then a bracket), marks, agents, and
+        the proposal they make (decided at once where the policy does)."""
+        symbol = candle.symbol
+        if self.market.active(symbol):
+            steps = self.execution.on_candle(candle)
+            if steps:
+                self._equity_moved = True
+        else:
+            steps = []
+        self.candles_seen += 1
+        self.marks.set(symbol, candle.close)
+        if symbol in self.portfolio.positions:
+            self._equity_moved = True
+        self.risk.on_candle(symbol, candle.ts, candle.close)
+        proposal, messages = self.signals.on_candle(
+            candle, propose=self.proposing, message_ts=self.market_ts
+        )
+        if messages:
+            steps.append(Step(self.new_work(), list(messages)))
+        if proposal is None or self.risk.state is not TradingState.ACTIVE:
+            return steps  # no new entries: nothing to propose
+        preview = self.size_entry(proposal, None, proposal.created_at, record=False)
+        if not preview.approved:
+            proposal = evolve(proposal, risk_note=preview.reason)
+        else:
+            proposal = evolve(proposal, size=preview.qty)
+        steps.append(self._propose(proposal))
+        return steps
+
+    def new_day(self, now: int) -> bool:
+        """Whether market time ``now`` starts a UTC day after the account's."""
+        day = self.account.day
+        return day is not None and now // DAY_MS > day
+
+    def after_batch(self, now: int) -> list[Step]:
+        """The end of a batch at market time ``now``: expiries, the learning record,
+        trading state from equity, and the equity point (announced last)."""
+        self.market_ts = now
+        steps = [self.expire(p) for p in self.desk.due(now)]
+        rows = self.learning.take_dirty()
+        if rows:
+            work = self.new_work()
+            work.agent_records(rows)
+            steps.append(Step(work))
+        last = self._last_point
+        if last is None or self._equity_moved or self.new_day(now):
+            # The account rolls the day over (today's realized P&L restarts) and raises
+            # the peak; with equity unmoved on the same day nothing of that can change.
+            changes = self.risk.on_equity(now, self.account.equity())
+            if changes:
+                steps.append(self._state_changes(changes))
+            snap = self.account.snapshot()
+            event = EquityUpdated(
+                ts=now,
+                equity=snap.equity,
+                cash=snap.cash,
+                unrealized=snap.unrealized,
+                realized_today=snap.realized_today,
+                drawdown=snap.drawdown,
+            )
+            self._equity_moved = False
+        else:
+            event = EquityUpdated(
+                ts=now,
+                equity=last.equity,
+                cash=last.cash,
+                unrealized=last.unrealized,
+                realized_today=last.realized_today,
+                drawdown=last.drawdown,
+            )
+        self._last_point = event
+        steps.append(Step(self.new_work(), [event]))
+        return steps
+
+    def apply_fill(self, fill: Fill) -> Step:
+        """A fill from outside the paper market (a live broker's)."""
+        self._equity_moved = True
+        return self.execution.apply_fill(fill)
+
+    # --- proposals and decisions ----------------------------------------------------
+
+    def _propose(self, proposal: Proposal) -> Step:
+        """Queue (or merge) a proposal; where the policy decides at once, its decision
+        goes into the same unit of work, after the queue's evictions."""
+        offered = self.desk.offer(proposal)
+        work = self.new_work()
+        events: list[EngineEvent]
+        if offered.merged:
+            events = [
+                work.proposal_merged(
+                    ProposalMerged(
+                        ts=proposal.created_at,
+                        proposal_id=offered.proposal.id,
+                        merged=offered.proposal.merged,
+                        confidence=offered.proposal.confidence,
+                    )
+                )
+            ]
+        else:
+            events = [work.proposal_created(proposal, proposal.created_at)]
+        for old in offered.evicted:
+            events += self._expire_into(work, old, "queue full: oldest expired first")
+        send: list[OrderIntent] = []
+        verdict = self.desk.verdict(offered.proposal)
+        # A merge can lift a queued proposal's confidence over the auto threshold: the
+        # policy decides again, or it would wait out its time to live unseen.
+        if verdict is Verdict.APPROVE:
+            _, more, intent = self._approve_into(work, offered.proposal.id, None, "policy")
+            events += more
+            if intent is not None:
+                send.append(intent)
+        elif verdict is Verdict.REJECT and not offered.merged:
+            _, more = self._reject_into(work, proposal.id, RejectReason.POLICY, "policy")
+            events += more
+        return Step(work, events, send)
+
+    def size_entry(
+        self,
+        proposal: Proposal,
+        qty: Decimal | None,
+        now: int,
+        *,
+        record: bool = True,
+        human: bool = False,
+    ) -> RiskDecision:
+        """The risk manager's answer for an entry; a bad input is a denial, never an error.
+
+        A person who approves against a record without edge overrides the
+        statistics, not the limits: the entry is sized by the conservative default
+        fraction instead of being denied for "no edge" (the proposal showed why).
+        """
+        held = self.portfolio.positions.get(proposal.symbol)
+        if held is not None and held.side is not proposal.side:
+            return RiskDecision(False, Decimal(0), f"{held.side.value} {proposal.symbol} is open")
+        mark = self.marks.get(proposal.symbol)
+        if mark is not None:
+            # An old proposal the market has run past would fill and exit at once.
+            sign = proposal.side.sign
+            if (mark - proposal.stop) * sign <= 0:
+                return RiskDecision(
+                    False, Decimal(0), f"price {mark} is already through the stop {proposal.stop}"
+                )
+            if (proposal.take_profit - mark) * sign <= 0:
+                return RiskDecision(
+                    False,
+                    Decimal(0),
+                    f"price {mark} is already past the take-profit {proposal.take_profit}",
+                )
+        edge = self.learning.edge(proposal)
+        if human and edge is not None and edge.kelly() <= 0:
+            edge = None
+        try:
+            return self.risk.size(
+                proposal,
+                self.portfolio.equity(self.marks),
+                self.execution.committed_positions(),
+                self.marks,
+                edge,
+                requested_qty=qty,
+                ts=now,
+                record=record,
+            )
+        except ValueError as exc:
+            return RiskDecision(False, Decimal(0), f"invalid order: {exc}")
+
+    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskDecision:
+        """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now;
+        nothing is recorded."""
+        proposal = self.router.get(proposal_id)
+        if proposal is None:
+            raise CommandError(f"proposal {proposal_id} is no longer pending")
+        return self.size_entry(proposal, qty, self.market_ts, record=False, human=True)
+
+    def approve(self, proposal_id: str, qty: Decimal | None, by: By = "human") -> Step:
+        """Approve a pending proposal (``qty`` resizes it): the decision and its order, or
+        its denial. CommandError if it is no longer pending."""
+        work = self.new_work()
+        p, events, intent = self._approve_into(work, proposal_id, qty, by)
+
+        def undo() -> None:
+            if intent is not None:
+                self.execution.cancel(intent.client_order_id)
+            self.desk.release(p)
+
+        return Step(work, events, [] if intent is None else [intent], undo)
+
+    def _approve_into(
+        self, work: UnitOfWork, proposal_id: str, qty: Decimal | None, by: By
+    ) -> tuple[Proposal, list[EngineEvent], OrderIntent | None]:
+        p = self.desk.claim(proposal_id)
+        now = self.market_ts
+        rd = self.size_entry(p, qty, now, human=by == "human")
+        reason = None if rd.approved else rd.reason
+        intent = self.execution.entry_intent(
+            p, rd.qty if rd.approved else max(qty or p.size, QTY_QUANTUM), now, reason or ""
+        )
+        decision = self.desk.decide(
+            p,
+            DecisionAction.APPROVE,
+            now,
+            by,
+            size=intent.qty,
+            resized=qty is not None and qty != p.size,
+        )
+        events: list[EngineEvent] = [work.decision_made(decision, p.symbol, p.side, intent)]
+        self.desk.done(p.id)
+        if not rd.approved:
+            denied = OrderDenied(
+                ts=now,
+                symbol=p.symbol,
+                reason=reason or "denied",
+                proposal_id=p.id,
+                client_order_id=intent.client_order_id,
+            )
+            events.append(work.order_denied(denied))
+            return p, events, None
+        events.append(work.order_submitted(intent, now))
+        self.execution.send_entry(intent, p)
+        return p, events, intent
+
+    def reject(self, proposal_id: str, reason: RejectReason, by: By = "human") -> Step:
+        """Reject a pending proposal with a reason code."""
+        work = self.new_work()
+        p, events = self._reject_into(work, proposal_id, reason, by)
+        return Step(work, events, on_failed=lambda: self.desk.release(p))
+
+    def _reject_into(
+        self, work: UnitOfWork, proposal_id: str, reason: RejectReason, by: By
+    ) -> tuple[Proposal, list[EngineEvent]]:
+        p = self.desk.claim(proposal_id)
+        decision = self.desk.decide(
+            p, DecisionAction.REJECT, self.market_ts, by, reason=reason.value
+        )
+        event = work.decision_made(decision, p.symbol, p.side, None)
+        self.desk.done(p.id)
+        self.learning.follow(p)
+        return p, [event]
+
+    def expire(self, p: Proposal, reason: str = "time to live ran out") -> Step:
+        """Expire a claimed proposal."""
+        work = self.new_work()
+        return Step(work, self._expire_into(work, p, reason))
+
+    def _expire_into(self, work: UnitOfWork, p: Proposal, reason: str) -> list[EngineEvent]:
+        decision = self.desk.decide(
+            p, DecisionAction.EXPIRE, max(self.market_ts, p.created_at), "engine", reason=reason
+        )
+        event = work.decision_made(decision, p.symbol, p.side, None)
+        self.desk.done(p.id)
+        self.learning.follow(p)
+        return [event]
+
+    def expire_pending(self) -> list[Step]:
+        """Expire every pending proposal (on stop)."""
+        return [self.expire(p) for p in self.desk.claim_all()]
+
+    def set_policy(self, policy: str, auto_confidence: float | None = None) -> Step:
+        """Switch the approval policy (manual, auto above a confidence, queue-only)."""
+        text = self.desk.set_policy(policy, auto_confidence)
+        work = self.new_work()
+        return Step(work, [work.event(EngineMessage(ts=self.market_ts, text=text))])
+
+    # --- trading state ----------------------------------------------------------------
+
+    def halt(self, reason: str) -> Step | None:
+        """Stop new entries until :meth:`resume_trading`; None if already halted."""
+        changes = self.risk.halt(self.market_ts, reason)
+        self._equity_moved = True
+        return self._state_changes(changes) if changes else None
+
+    def resume_trading(self, reason: str) -> Step | None:
+        """Leave HALTED or REDUCING by command; None if trading was ACTIVE."""
+        changes = self.risk.resume(self.market_ts, reason)
+        self._equity_moved = True
+        return self._state_changes(changes, rebased=True) if changes else None
+
+    def _state_changes(self, changes: list[TradingStateChanged], *, rebased: bool = False) -> Step:
+        """Trading state changes; ``rebased`` (a resume by command) also stores when the
+        account's peak restarted, so a restart measures from the same peak."""
+        work = self.new_work()
+        events: list[EngineEvent] = [work.trading_state_changed(c) for c in changes]
+        work.set_state("halted_by_limit", "1" if self.risk.halted_by_limit else "0")
+        if rebased:
+            work.set_state("risk_rebased_at", str(self.market_ts))
+        return Step(work, events)
+
+    # --- exits ------------------------------------------------------------------------
+
+    def closing(self, symbol: str) -> bool:
+        return self.execution.tracker.closing(symbol)
+
+    def close_position(self, symbol: str, reason: str = "closed by hand") -> Step:
+        """A market order closing ``symbol``; it fills at the next price."""
+        pos = self.portfolio.positions.get(symbol)
+        if pos is None:
+            raise CommandError(f"no open position in {symbol}")
+        if self.closing(symbol):
+            raise CommandError(f"{symbol} is already being closed")
+        check = self.risk.check_exit(self.market_ts, pos)
+        if not check.approved:
+            raise CommandError(check.reason)
+        return self.execution.exit_order(pos, reason, self.market_ts)
+
+    def cancel_entry(self, client_order_id: str, reason: str) -> Step | None:
+        """Cancel a working entry order; None if it is not working."""
+        return self.execution.cancel_order(client_order_id, reason, self.market_ts)
+
+    def close_at_mark(self, pos: Position, reason: str = "closed on stop") -> Step:
+        """Close ``pos`` at its last mark (no next price: the feed has stopped)."""
+        mark = self.marks.get(pos.symbol, pos.entry_price)
+        self._equity_moved = True
+        return self.execution.fill_now(
+            self.execution.exit_intent(pos, reason, self.market_ts), mark
+        )

@@ -1,0 +1,146 @@
+"""The signal pipeline: per-symbol agents → synthesis → a proposal. No awaits.
+
+Each symbol gets its own instance of every agent class. A gap in a symbol's
+candles tells its agents and the synthesizer; an agent that raises (or returns
+something that is not a vote) is switched off for that symbol with one message,
+and trading goes on with the others. The learning agent sees every candle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+
+from engine.agents.base import Agent
+from engine.config import Settings
+from engine.learning import LearningAgent
+from engine.models import AgentVote, Candle, EngineMessage, Proposal
+from engine.synthesis import SynthesisParams, Synthesizer
+
+log = logging.getLogger("cma.engine")
+
+_ZERO = Decimal(0)
+
+
+class SignalPipeline:
+    """Agents and synthesis for every symbol; :meth:`on_candle` is the one entry."""
+
+    def __init__(
+        self,
+        agent_classes: Sequence[type[Agent]],
+        synth: Synthesizer,
+        learning: LearningAgent,
+        tf_ms: int,
+    ) -> None:
+        self.agent_classes = list(agent_classes)
+        self.synth = synth
+        self.learning = learning
+        self.tf_ms = tf_ms
+        self._agents: dict[str, list[Agent]] = {}
+        self._last_ts: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        agent_classes: Sequence[type[Agent]],
+        learning: LearningAgent,
+        tf_ms: int,
+    ) -> SignalPipeline:
+        """The pipeline the settings ask for; the learning agent's record weights votes."""
+        a = settings.agents
+        params = SynthesisParams(
+            agent_count=len(agent_classes),
+            min_votes=a.min_votes,
+            min_confidence=a.min_confidence,
+            stop_atr=a.stop_atr,
+            reward_risk=a.reward_risk,
+            ttl_ms=int(settings.approval.ttl_seconds * 1000),
+            allow_shorts=settings.broker.shorts_allowed(),
+        )
+        return cls(agent_classes, Synthesizer(params, learning.weight), learning, tf_ms)
+
+    def on_candle(
+        self, candle: Candle, *, propose: bool, message_ts: int
+    ) -> tuple[Proposal | None, list[EngineMessage]]:
+        """Feed ``candle`` to its symbol's agents; the proposal their votes make when
+        ``propose`` (None otherwise), and one message per agent switched off."""
+        symbol = candle.symbol
+        messages: list[EngineMessage] = []
+        last = self._last_ts.get(symbol)
+        agents = self._agents.get(symbol)
+        if agents is None:
+            agents = self._agents[symbol] = self._make_agents(symbol, messages, message_ts)
+        elif last is not None and candle.ts - last > self.tf_ms:
+            missing = (candle.ts - last) // self.tf_ms - 1
+            for agent in list(agents):
+                try:
+                    agent.on_gap(symbol, missing)
+                except Exception as exc:
+                    messages.append(
+                        self._switch_off(agents, agent, agent.name, symbol, exc, message_ts)
+                    )
+            self.synth.on_gap(symbol)
+        self._last_ts[symbol] = candle.ts
+        self.learning.on_candle(candle)
+        self.synth.on_candle(candle)
+        votes = self._votes(agents, candle, messages, message_ts)
+        if not votes or not propose:
+            return None, messages
+        return self.synth.synthesize(candle, votes, _ZERO, candle.ts + self.tf_ms), messages
+
+    def _make_agents(self, symbol: str, messages: list[EngineMessage], ts: int) -> list[Agent]:
+        """One instance of each agent class for ``symbol``; one that raises is left out."""
+        agents: list[Agent] = []
+        for cls in self.agent_classes:
+            try:
+                agents.append(cls(symbol))
+            except Exception as exc:
+                name = getattr(cls, "name", cls.__name__)
+                messages.append(self._switch_off(agents, None, name, symbol, exc, ts))
+        return agents
+
+    def _votes(
+        self, agents: list[Agent], candle: Candle, messages: list[EngineMessage], ts: int
+    ) -> list[AgentVote]:
+        """Each agent's vote on ``candle``, asked once; one that raises (or returns
+        something that is not a vote) is switched off for this symbol."""
+        votes: list[AgentVote] = []
+        broken: list[tuple[Agent, Exception]] = []
+        for agent in agents:
+            try:
+                vote = agent.on_candle(candle)
+            except Exception as exc:
+                broken.append((agent, exc))
+                continue
+            if vote is None:
+                continue
+            if not isinstance(vote, AgentVote):
+                kind = type(vote).__name__
+                broken.append((agent, TypeError(f"on_candle returned a {kind}, not a vote")))
+                continue
+            votes.append(vote)
+        for agent, error in broken:
+            messages.append(self._switch_off(agents, agent, agent.name, candle.symbol, error, ts))
+        return votes
+
+    @staticmethod
+    def _switch_off(
+        agents: list[Agent],
+        agent: Agent | None,
+        name: str,
+        symbol: str,
+        exc: Exception,
+        ts: int,
+    ) -> EngineMessage:
+        """Take a failed agent out of ``symbol``'s agents: its traceback goes to the log,
+        one line to subscribers. Trading goes on with the others."""
+        if agent is not None and agent in agents:
+            agents.remove(agent)
+        text = (
+            f"agent {name} failed on {symbol}: {type(exc).__name__}: {exc}; "
+            f"switched off for {symbol}"
+        )
+        log.error("%s", text, exc_info=exc)
+        return EngineMessage(ts=ts, level="error", text=text)
