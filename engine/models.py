@@ -42,8 +42,21 @@ def q_price(value: Decimal) -> Decimal:
     return value.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+#: Floats already converted by :func:`to_decimal` (settings, and prices that repeat from
+#: one candle to the next); cleared when full, so it stays small.
+_DECIMALS: dict[float, Decimal] = {}
+_DECIMALS_MAX = 4096
+
+
 def to_decimal(value: float | int | str | Decimal) -> Decimal:
     """Convert a market number to Decimal without binary float noise."""
+    if type(value) is float and value:  # not ±0.0: equal keys, different signs
+        d = _DECIMALS.get(value)
+        if d is None:
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            d = _DECIMALS[value] = Decimal(repr(value))
+        return d
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
@@ -89,14 +102,22 @@ def new_id(prefix: str) -> str:
     process starts and a billion ids draws about 16,300 blocks: a bound of 5e-7
     (16 hex digits of uuid4 per id, as before: 3e-2 for the same billion ids).
     """
+    return f"{prefix}-{_id_bits():016x}"
+
+
+def _next_id_bits() -> int:
+    """The 64 bits of the next id (tests that draw screens with ids replace this seam)."""
     while True:
         state = _ids.state
         low = next(state[1])  # atomic: no two callers get the same value
         if low < _ID_COUNTER_END:
-            return f"{prefix}-{state[0] | low:016x}"
+            return state[0] | low
         with _ids_lock:
             if _ids.state is state:
                 _ids.draw()
+
+
+_id_bits = _next_id_bits
 
 
 class Side(StrEnum):

@@ -352,7 +352,7 @@ def _apply_batch(
                 conn.executemany(
                     "INSERT INTO equity (ts, session_id, equity, cash, unrealized, drawdown)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    equity_rows,
+                    [(ts, sid, dec(e), dec(c), dec(u), dd) for ts, sid, e, c, u, dd in equity_rows],
                 )
             if candle_rows:
                 conn.executemany(
@@ -489,16 +489,9 @@ class Store:
     # --- group-committed data ---------------------------------------------------
 
     def record_equity(self, event: EquityUpdated) -> None:
-        self._equity.append(
-            (
-                event.ts,
-                self.session_id,
-                dec(event.equity),
-                dec(event.cash),
-                dec(event.unrealized),
-                event.drawdown,
-            )
-        )
+        # One tuple append per candle: the Decimals become TEXT on the writer thread.
+        e = event
+        self._equity.append((e.ts, self.session_id, e.equity, e.cash, e.unrealized, e.drawdown))
         self._kick()
 
     def record_candles(self, timeframe: str, candles: Sequence[Candle]) -> None:

@@ -27,6 +27,7 @@ from engine.models import (
     Side,
     evolve,
     new_id,
+    to_decimal,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,3 +189,14 @@ def test_a_forked_child_draws_its_own_ids() -> None:
     os.waitpid(pid, 0)
     assert len(child) == 1_000
     assert not child & {new_id("o") for _ in range(1_000)}
+
+
+def test_to_decimal_caches_floats_without_changing_any_value() -> None:
+    for x in (0.1, 23150.5, 1e-8, -2.5, 1e22, 0.0, -0.0, 3):
+        for _ in range(2):  # a miss, then a hit
+            assert to_decimal(x) == Decimal(repr(x)) or to_decimal(x) == Decimal(x)
+    assert str(to_decimal(-0.0)) == "-0.0" and str(to_decimal(0.0)) == "0.0"
+    assert to_decimal(Decimal("1.50")) == Decimal("1.50") and str(to_decimal("1.50")) == "1.50"
+    for i in range(10_000):
+        to_decimal(i + 0.5)
+    assert len(models._DECIMALS) <= models._DECIMALS_MAX
