@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -26,35 +26,41 @@ _NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _names(kind: type) -> tuple[str, ...]:
-    names = _NAMES.get(kind)
-    if names is None:
-        omit = _OMIT.get(kind, frozenset())
-        names = _NAMES[kind] = tuple(f.name for f in fields(kind) if f.name not in omit)
+    omit = _OMIT.get(kind, frozenset())
+    names = _NAMES[kind] = tuple(f.name for f in fields(kind) if f.name not in omit)
     return names
 
 
-def plain(value: Any) -> Any:
-    """``value`` as JSON-ready dicts, lists, strings and numbers (see the module doc)."""
-    if isinstance(value, Decimal):
+def _default(value: Any) -> Any:
+    """What the JSON encoder cannot write itself: Decimals and records. Enums need no
+    help: every enum here is a ``StrEnum``, which the encoder writes as its value."""
+    if type(value) is Decimal:
         return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (tuple, list)):
-        return [plain(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: plain(getattr(value, name)) for name in _names(type(value))}
-    return value
+    names = _NAMES.get(type(value))
+    if names is None:
+        if not is_dataclass(value) or isinstance(value, type):
+            if isinstance(value, Enum):
+                return value.value
+            raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+        names = _names(type(value))
+    return {name: getattr(value, name) for name in names}
+
+
+_EVENT_JSON = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), default=_default, check_circular=False
+)
+_VOTES_JSON = json.JSONEncoder(default=_default, check_circular=False)
 
 
 def event_payload(event: EngineEvent) -> str:
     """The JSON text of ``event`` for ``events.payload``."""
-    return json.dumps(plain(event), ensure_ascii=False, separators=(",", ":"))
+    return _EVENT_JSON.encode(event)
 
 
 def votes_json(votes: tuple[AgentVote, ...]) -> str:
     """A proposal's votes for ``proposals.votes_json`` (keys agent, direction, strength,
     rationale: the format the store has always had)."""
-    return json.dumps([plain(v) for v in votes])
+    return _VOTES_JSON.encode(votes)
 
 
 def vote_of(data: Mapping[str, Any], symbol: str) -> AgentVote:

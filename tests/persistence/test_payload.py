@@ -7,9 +7,12 @@ in :mod:`event_samples` before the records became dataclasses.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 
+import pytest
 from event_samples import TS, events, position, proposal
 
 import engine.models as models
@@ -116,3 +119,19 @@ async def test_records_and_payloads_round_trip_through_the_store(tmp_path: Path)
     assert state.open_intents[0].proposal == p  # votes with their symbol filled in
     assert state.positions == [models.evolve(pos, proposal_id="prp-behind")]
     assert state.position_proposals[pos.symbol].votes == ()
+
+
+class _Colour(Enum):
+    RED = "red"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Odd(EngineEvent):
+    colour: _Colour
+    thing: object = None
+
+
+def test_plain_enums_write_their_value_and_anything_else_is_refused() -> None:
+    assert event_payload(_Odd(ts=1, colour=_Colour.RED)) == '{"ts":1,"colour":"red","thing":null}'
+    with pytest.raises(TypeError, match="cannot store a object"):
+        event_payload(_Odd(ts=1, colour=_Colour.RED, thing=object()))
