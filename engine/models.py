@@ -14,11 +14,52 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from dataclasses import replace as evolve
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Literal, TypeVar
+
+__all__ = [
+    "CASH_QUANTUM",
+    "PRICE_QUANTUM",
+    "QTY_QUANTUM",
+    "REJECT_REASON_LABELS",
+    "AgentVote",
+    "Candle",
+    "Decision",
+    "DecisionAction",
+    "DecisionMade",
+    "EngineEvent",
+    "EngineMessage",
+    "EngineStateChanged",
+    "EquityUpdated",
+    "Fill",
+    "OrderDenied",
+    "OrderFilled",
+    "OrderIntent",
+    "OrderSide",
+    "OrderSubmitted",
+    "Position",
+    "PositionChanged",
+    "PositionClosed",
+    "PositionOpened",
+    "Proposal",
+    "ProposalCreated",
+    "ProposalMerged",
+    "RejectReason",
+    "Side",
+    "TradingState",
+    "TradingStateChanged",
+    "evolve",
+    "new_id",
+    "q_cash",
+    "q_price",
+    "q_qty",
+    "stop_or_take_profit",
+    "to_decimal",
+]
 
 #: Cash, fees and notionals are kept to this many decimal places of the quote
 #: currency; quantities to QTY_PLACES of the base currency.
@@ -133,11 +174,10 @@ class Side(StrEnum):
 
 _Price = TypeVar("_Price", float, Decimal)
 
-#: A copy of the frozen record ``obj`` with ``changes`` (``evolve(obj, **changes)``): the
-#: one way the core derives a changed record (a merged proposal, a grown position). It
-#: is :func:`dataclasses.replace`, so it runs the record's checks again and mypy checks
-#: the names and types of the changes.
-evolve = replace
+# ``evolve(obj, **changes)``, imported above, is :func:`dataclasses.replace`: a copy of the
+# frozen record ``obj`` with ``changes``, the one way the core derives a changed record (a
+# merged proposal, a grown position). It runs the record's checks again, and because it is
+# the very function (not an alias), mypy checks the names and types of the changes.
 
 
 def stop_or_take_profit(
