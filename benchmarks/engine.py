@@ -329,11 +329,11 @@ def compare(rev: str, rounds: int, base_dir: Path) -> None:
     base, work = n / min(sides["base"]), n / min(sides["work"])
     print(f"\n3. before and after: {BTC.name}, {n:,} candles, auto policy, file store; "
           f"best of {rounds} alternating subprocesses a side (each best of 2 runs)")  # fmt: skip
-    print(f"   {'':34} {'candles/s':>12} {'all rounds (s)':>28}")
-    for label, key, rate in ((f"baseline {rev} ({sha})", "base", base),
-                             ("working tree", "work", work)):  # fmt: skip
+    label = f"baseline {rev}" + ("" if sha.startswith(rev) else f" ({sha})")
+    print(f"   {'':34} {'candles/s':>12}   all rounds (s)")
+    for name, key, rate in ((label, "base", base), ("working tree", "work", work)):
         times = " ".join(f"{t:.3f}" for t in sides[key])
-        print(f"   {label[:34]:34} {rate:>12,.0f} {times:>28}")
+        print(f"   {name[:34]:34} {rate:>12,.0f}   {times}")
     print(f"   working tree / baseline: {work / base:.2f}×")
 
 
