@@ -1,6 +1,7 @@
 """The whole engine's throughput and memory, on the shared 2023 BTC/USDT minute file.
 
-Run: ``.venv/bin/python benchmarks/engine.py [--dir DIR] [--rounds N] [--candles N]``
+Run: ``.venv/bin/python benchmarks/engine.py [--dir DIR] [--rounds N] [--candles N]
+[--baseline REV]``
 
 1. Throughput. ``binanceus_BTC-USDT_1m_2023-03.csv`` (30,240 candles) replays as
    fast as possible through the real engine (agents, synthesis, approval queue
@@ -17,6 +18,14 @@ Run: ``.venv/bin/python benchmarks/engine.py [--dir DIR] [--rounds N] [--candles
    stay under 10 %. On FAIL it prints tracemalloc's top growth between the
    warm-up and the end of a second, traced run.
 
+3. Before and after (``--baseline REV``, e.g. ``--baseline main``). REV is checked
+   out with ``git worktree add --detach`` into a temporary directory (removed
+   afterwards), and the throughput run of 1. goes through REV's code and through
+   this working tree's in alternating subprocesses of the same interpreter, each
+   with its own tree first on ``sys.path`` (the measuring code is this file's, so
+   REV needs no ``--baseline`` of its own). It reports both candles per second,
+   best of ``--rounds`` each, and the ratio.
+
 It prints figures; it is not a test and exits 0 unless something crashes.
 """
 
@@ -26,10 +35,12 @@ import argparse
 import asyncio
 import csv
 import gc
+import json
 import os
 import platform
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +49,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: The tree whose code runs: this one, or a baseline's in a ``--child`` subprocess.
+CODE = Path(os.environ.get("CMA_BENCH_CODE", ROOT))
+sys.path.insert(0, str(CODE))
 
 from engine.config import Settings  # noqa: E402
 from engine.feeds.base import SyncFeed  # noqa: E402
@@ -258,6 +271,72 @@ async def memory(work: Path, total: int) -> None:
             print(f"     {line}")
 
 
+# --- 3. before and after -----------------------------------------------------------------
+
+
+async def child(rounds: int) -> None:
+    """One side of the comparison: the best of ``rounds`` engine runs, as JSON."""
+    work = Path(tempfile.mkdtemp(prefix="cma-bench-child-"))
+    try:
+        best = None
+        for r in range(rounds):
+            gc.collect()
+            n, t, _ = await engine_run(work, f"child-{r}")
+            best = t if best is None else min(best, t)
+        print(json.dumps({"candles": n, "seconds": best}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_side(code: Path) -> tuple[int, float]:
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", "2"],
+        env={**os.environ, "CMA_BENCH_CODE": str(code)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"the run in {code} failed:\n{out.stderr}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return int(result["candles"]), float(result["seconds"])
+
+
+def compare(rev: str, rounds: int, base_dir: Path) -> None:
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    tree = Path(tempfile.mkdtemp(prefix="cma-bench-base-", dir=base_dir)) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), rev],
+        check=True,
+    )
+    try:
+        sides: dict[str, list[float]] = {"base": [], "work": []}
+        counts: dict[str, int] = {}
+        for r in range(rounds):
+            for side in ("base", "work") if r % 2 == 0 else ("work", "base"):
+                counts[side], t = run_side(tree if side == "base" else ROOT)
+                sides[side].append(t)
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+        )
+        shutil.rmtree(tree.parent, ignore_errors=True)
+    assert counts["base"] == counts["work"], counts
+    n = counts["work"]
+    base, work = n / min(sides["base"]), n / min(sides["work"])
+    print(f"\n3. before and after: {BTC.name}, {n:,} candles, auto policy, file store; "
+          f"best of {rounds} alternating subprocesses a side (each best of 2 runs)")  # fmt: skip
+    label = f"baseline {rev}" + ("" if sha.startswith(rev) else f" ({sha})")
+    print(f"   {'':34} {'candles/s':>12}   all rounds (s)")
+    for name, key, rate in ((label, "base", base), ("working tree", "work", work)):
+        times = " ".join(f"{t:.3f}" for t in sides[key])
+        print(f"   {name[:34]:34} {rate:>12,.0f}   {times}")
+    print(f"   working tree / baseline: {work / base:.2f}×")
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -271,6 +350,8 @@ def main(args: argparse.Namespace) -> None:
         )
         asyncio.run(throughput(work, args.rounds))
         asyncio.run(memory(work, args.candles))
+        if args.baseline:
+            compare(args.baseline, args.rounds, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -280,8 +361,18 @@ def parse() -> argparse.Namespace:
     p.add_argument("--dir", default="/tmp", help="where the temp dir goes (default /tmp)")
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds (default 3)")
     p.add_argument("--candles", type=int, default=1_000_000, help="memory run length")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also compare throughput with git revision REV, in subprocesses (default: none)",
+    )
+    p.add_argument("--child", type=int, metavar="RUNS", help=argparse.SUPPRESS)
     return p.parse_args()
 
 
 if __name__ == "__main__":
-    main(parse())
+    options = parse()
+    if options.child:
+        asyncio.run(child(options.child))
+    else:
+        main(options)

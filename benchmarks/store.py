@@ -48,6 +48,7 @@ from engine.models import (  # noqa: E402
     Decision,
     DecisionAction,
     EquityUpdated,
+    Fill,
     OrderIntent,
     OrderSide,
     Position,
@@ -55,7 +56,6 @@ from engine.models import (  # noqa: E402
     Side,
     q_cash,
 )
-from engine.ports import FillRecord  # noqa: E402
 from persistence.connection import connect_writer  # noqa: E402
 from persistence.store import Store, UnitOfWork  # noqa: E402
 
@@ -92,9 +92,9 @@ class Unit:
             side=OrderSide.BUY, qty=qty, purpose="entry", created_at=ts,
         )  # fmt: skip
         self.cash = cash - notional - fee
-        self.fill = FillRecord(
-            client_order_id=self.intent.client_order_id, symbol=symbol, side="buy", qty=qty,
-            price=price, fee=fee, realized_pnl=Decimal(0), ts=ts,
+        self.fill = Fill(
+            client_order_id=self.intent.client_order_id, symbol=symbol, side=OrderSide.BUY,
+            qty=qty, price=price, fee=fee, ts=ts,
         )  # fmt: skip
         self.position = Position(
             symbol=symbol, side=Side.LONG, qty=qty, entry_price=price, cost_basis=notional,

@@ -78,12 +78,12 @@ from textual.widgets import Static  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.feeds.base import Feed  # noqa: E402
 from engine.models import (  # noqa: E402
+    AgentVote,
     Candle,
     EquityUpdated,
     Position,
     Proposal,
     Side,
-    VoteModel,
     q_cash,
 )
 from tui.app import CmaApp  # noqa: E402
@@ -186,8 +186,12 @@ def build_market(seed: int = 7, steps: int = 3000) -> Market:
                 # Countdowns in minutes and seconds, so the text changes every market second.
                 expires_at=created + rng.randrange(40 * 60, 59 * 60) * 1000,
                 votes=(
-                    VoteModel(agent="price_action", direction=side, strength=0.6, rationale="x"),
-                    VoteModel(agent="momentum", direction=side, strength=0.5, rationale="y"),
+                    AgentVote(
+                        agent="price_action", symbol=s, direction=side, strength=0.6, rationale="x"
+                    ),
+                    AgentVote(
+                        agent="momentum", symbol=s, direction=side, strength=0.5, rationale="y"
+                    ),
                 ),
             )
         )

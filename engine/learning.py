@@ -208,6 +208,8 @@ class LearningAgent:
 
     def take_dirty(self) -> list[AgentRecordRow]:
         """Rows changed since the last call, for the store."""
+        if not self._dirty:  # nearly every candle
+            return []
         rows = [
             AgentRecordRow(agent, symbol, r.trades, r.wins, r.sum_win, r.sum_loss,
                            r.cf_trades, r.cf_wins, r.cf_sum_win, r.cf_sum_loss)

@@ -25,7 +25,6 @@ from engine.models import (
     q_cash,
     q_price,
 )
-from engine.ports import FillRecord
 
 ZERO = Decimal(0)
 
@@ -34,7 +33,7 @@ ZERO = Decimal(0)
 class FillOutcome:
     """What one fill did: the stored fill, the position after it, and the cash."""
 
-    record: FillRecord
+    record: Fill  # the broker's fill with the realized PnL it made
     opened: Position | None
     changed: Position | None
     closed: PositionClosed | None
@@ -149,16 +148,7 @@ class Portfolio:
                 )
                 self.positions[fill.symbol] = changed
 
-        record = FillRecord(
-            client_order_id=fill.client_order_id,
-            symbol=fill.symbol,
-            side=fill.side.value,
-            qty=fill.qty,
-            price=fill.price,
-            fee=fee,
-            realized_pnl=realized,
-            ts=fill.ts,
-        )
+        record = fill if realized == fill.realized_pnl else evolve(fill, realized_pnl=realized)
         return FillOutcome(record, opened, changed, closed, self.cash)
 
     def unrealized(self, marks: Mapping[str, Decimal]) -> Decimal:

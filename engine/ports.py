@@ -22,6 +22,7 @@ from engine.models import (
     EngineEvent,
     EngineMessage,
     EquityUpdated,
+    Fill,
     OrderDenied,
     OrderFilled,
     OrderIntent,
@@ -38,20 +39,6 @@ from engine.models import (
 )
 
 E = TypeVar("E", bound=EngineEvent)
-
-
-@dataclass(frozen=True, slots=True)
-class FillRecord:
-    """A fill as stored, with the money it moved."""
-
-    client_order_id: str
-    symbol: str
-    side: str
-    qty: Decimal
-    price: Decimal
-    fee: Decimal
-    realized_pnl: Decimal
-    ts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +110,7 @@ class UnitOfWork(Protocol):
     def order_denied(self, event: OrderDenied) -> OrderDenied: ...
     def order_submitted(self, intent: OrderIntent, ts: int) -> OrderSubmitted: ...
     def intent_cancelled(self, client_order_id: str, ts: int, reason: str) -> EngineMessage: ...
-    def order_filled(self, fill: FillRecord, cash: Decimal) -> OrderFilled: ...
+    def order_filled(self, fill: Fill, cash: Decimal) -> OrderFilled: ...
     def position_opened(self, position: Position, ts: int) -> PositionOpened: ...
     def position_changed(self, position: Position, ts: int) -> PositionChanged: ...
     def position_closed(self, event: PositionClosed) -> PositionClosed: ...

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.indicators import ATR
-from engine.models import AgentVote, Candle, Proposal, Side, VoteModel, new_id, q_price, to_decimal
+from engine.models import AgentVote, Candle, Proposal, Side, new_id, q_price, to_decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,5 +98,5 @@ class Synthesizer:
             size=size,
             created_at=now_ms,
             expires_at=now_ms + p.ttl_ms,
-            votes=tuple(VoteModel.of(v) for v in votes),
+            votes=tuple(votes),
         )

@@ -30,6 +30,7 @@ from engine.models import (
     EngineEvent,
     EngineMessage,
     EquityUpdated,
+    Fill,
     OrderDenied,
     OrderFilled,
     OrderIntent,
@@ -44,14 +45,14 @@ from engine.models import (
     ProposalMerged,
     Side,
     TradingStateChanged,
-    VoteModel,
 )
-from engine.ports import AgentRecordRow, FillRecord, OpenIntent, RecoveredState, StorePort
+from engine.ports import AgentRecordRow, OpenIntent, RecoveredState, StorePort
 from engine.ports import UnitOfWork as WorkPort
 from engine.timeframes import DAY_MS
 from persistence.aio import Writer
 from persistence.connection import MEMORY, WriterLock, connect_writer
 from persistence.errors import StoreFileError
+from persistence.payload import event_payload, vote_of, votes_json
 from persistence.storefile import inspect_store
 
 T = TypeVar("T")
@@ -98,13 +99,13 @@ class UnitOfWork:
     def event(self, event: E) -> E:
         """Append ``event`` to the log; return it so the caller emits what was stored."""
         self.ops.append(
-            (_INSERT_EVENT, (event.ts, self._session_id, event.kind, event.model_dump_json()))
+            (_INSERT_EVENT, (event.ts, self._session_id, event.kind, event_payload(event)))
         )
         return event
 
     def proposal_created(self, proposal: Proposal, ts: int) -> ProposalCreated:
         p = proposal
-        votes = json.dumps([v.model_dump(mode="json") for v in p.votes])
+        votes = votes_json(p.votes)
         self.ops.append(
             (
                 "INSERT INTO proposals (id, session_id, symbol, side, entry, stop, take_profit,"
@@ -222,14 +223,14 @@ class UnitOfWork:
             )
         )
 
-    def order_filled(self, fill: FillRecord, cash: Decimal) -> OrderFilled:
+    def order_filled(self, fill: Fill, cash: Decimal) -> OrderFilled:
         f = fill
         self.ops.append(
             (
                 "INSERT INTO fills (client_order_id, symbol, side, qty, price, fee, realized_pnl,"
                 " ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    f.client_order_id, f.symbol, f.side, dec(f.qty), dec(f.price), dec(f.fee),
+                    f.client_order_id, f.symbol, f.side.value, dec(f.qty), dec(f.price), dec(f.fee),
                     dec(f.realized_pnl), f.ts,
                 ),
             )
@@ -253,18 +254,7 @@ class UnitOfWork:
                 (dec(cash), f.ts),
             )
         )
-        return self.event(
-            OrderFilled(
-                ts=f.ts,
-                client_order_id=f.client_order_id,
-                symbol=f.symbol,
-                side=OrderSide(f.side),
-                last_qty=f.qty,
-                last_px=f.price,
-                commission=f.fee,
-                realized_pnl=f.realized_pnl,
-            )
-        )
+        return self.event(OrderFilled(ts=f.ts, fill=f))
 
     def position_opened(self, position: Position, ts: int) -> PositionOpened:
         p = position
@@ -366,7 +356,7 @@ def _apply_batch(
                 conn.executemany(
                     "INSERT INTO equity (ts, session_id, equity, cash, unrealized, drawdown)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    equity_rows,
+                    [(ts, sid, dec(e), dec(c), dec(u), dd) for ts, sid, e, c, u, dd in equity_rows],
                 )
             if candle_rows:
                 conn.executemany(
@@ -520,16 +510,9 @@ class Store:
     # --- group-committed data ---------------------------------------------------
 
     def record_equity(self, event: EquityUpdated) -> None:
-        self._equity.append(
-            (
-                event.ts,
-                self.session_id,
-                dec(event.equity),
-                dec(event.cash),
-                dec(event.unrealized),
-                event.drawdown,
-            )
-        )
+        # One tuple append per candle: the Decimals become TEXT on the writer thread.
+        e = event
+        self._equity.append((e.ts, self.session_id, e.equity, e.cash, e.unrealized, e.drawdown))
         self._kick()
 
     def record_candles(self, timeframe: str, candles: Sequence[Candle]) -> None:
@@ -782,7 +765,7 @@ def _proposal(r: sqlite3.Row | tuple[Any, ...]) -> Proposal:
         id=r[0], symbol=r[1], side=Side(r[2]), entry=Decimal(r[3]), stop=Decimal(r[4]),
         take_profit=Decimal(r[5]), confidence=r[6], size=Decimal(r[7]), created_at=r[8],
         expires_at=r[9], merged=r[10],
-        votes=tuple(VoteModel.model_validate(v) for v in json.loads(r[11])), risk_note=r[12],
+        votes=tuple(vote_of(v, r[1]) for v in json.loads(r[11])), risk_note=r[12],
     )  # fmt: skip
 
 

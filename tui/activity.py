@@ -71,11 +71,12 @@ def describe(event: EngineEvent) -> ActivityEntry | None:
             f"{i.side.value} {fmt.qty(i.qty)} {fmt.one_line(i.symbol, 20)} ({i.purpose})",
         )
     if isinstance(event, OrderFilled):
+        f = event.fill
         return ActivityEntry(
             event.ts,
             "FILLED",
-            f"{event.side.value} {fmt.qty(event.last_qty)} {fmt.one_line(event.symbol, 20)}"
-            f" @ {fmt.price(event.last_px)}, fee {fmt.money(event.commission)}",
+            f"{f.side.value} {fmt.qty(f.qty)} {fmt.one_line(f.symbol, 20)}"
+            f" @ {fmt.price(f.price)}, fee {fmt.money(f.fee)}",
         )
     if isinstance(event, PositionOpened):
         p = event.position

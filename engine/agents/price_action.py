@@ -43,10 +43,13 @@ class PriceActionAgent(Agent):
 
     __slots__ = (
         "_atr",
+        "_atr_value",
         "_hi",
         "_lo",
         "_prev_close",
         "_prev_open",
+        "_resistance",
+        "_support",
         "_vol",
         "atr_period",
         "min_volume",
@@ -80,6 +83,10 @@ class PriceActionAgent(Agent):
         self._vol = VolumeSurge(self.volume_period)
         self._prev_open: float | None = None
         self._prev_close: float | None = None
+        # What the indicators returned for the candle before (their ``value``).
+        self._resistance: float | None = None
+        self._support: float | None = None
+        self._atr_value: float | None = None
 
     def on_gap(self, symbol: str, missing: int) -> None:
         """Reset when the hole is as long as the channel window."""
@@ -95,14 +102,12 @@ class PriceActionAgent(Agent):
         """Vote on a breakout or a rejection at support/resistance, else None."""
         o, h, lo, c = candle.open, candle.high, candle.low, candle.close
         # Levels and ATR come from the candles before this one; update after reading them.
-        resistance = self._hi.value
-        support = self._lo.value
-        atr = self._atr.value
+        resistance, support, atr = self._resistance, self._support, self._atr_value
         prev_open, prev_close = self._prev_open, self._prev_close
         surge = self._vol.update(candle.volume)
-        self._hi.update(h)
-        self._lo.update(lo)
-        self._atr.update(h, lo, c)
+        self._resistance = self._hi.update(h)
+        self._support = self._lo.update(lo)
+        self._atr_value = self._atr.update(h, lo, c)
         self._prev_open, self._prev_close = o, c
 
         if resistance is None or support is None or atr is None or atr <= 0.0:

@@ -153,8 +153,8 @@ class SyncFeed(Feed):
             for index, batch in enumerate(batches):
                 if self._closed:
                     return
-                if anchor is None or index < self.warmup_batches:
-                    anchor = loop.time()
+                if anchor is None or index < self.warmup_batches or self._speed is None:
+                    anchor = loop.time()  # what _pace returns without a speed, minus an await
                 else:
                     anchor = await self._pace(anchor)
                 if self._closed:

@@ -20,7 +20,7 @@ from crafted_market import (
 )
 
 from engine.learning import MAX_HOLD_CANDLES, OVERALL, LearningAgent
-from engine.models import Candle, Proposal, RejectReason, Side, VoteModel
+from engine.models import AgentVote, Candle, Proposal, RejectReason, Side, evolve
 from engine.ports import AgentRecordRow
 from engine.runtime import Engine
 
@@ -42,7 +42,10 @@ def proposal(side: Side = Side.LONG, votes: tuple[tuple[str, Side], ...] = ()) -
         size=Decimal(1),
         created_at=T0,
         expires_at=T0 + 300_000,
-        votes=tuple(VoteModel(agent=a, direction=d, strength=0.9, rationale="x") for a, d in votes),
+        votes=tuple(
+            AgentVote(agent=a, symbol=BTC, direction=d, strength=0.9, rationale="x")
+            for a, d in votes
+        ),
     )
 
 
@@ -133,7 +136,7 @@ def test_the_per_symbol_record_takes_over_after_ten_trades() -> None:
     votes = (("a", Side.LONG),)
     for _ in range(10):
         agent.on_trade_closed(proposal(votes=votes), BTC, -0.01)
-    eth = proposal(votes=votes).model_copy(update={"symbol": "ETH/USDT"})
+    eth = evolve(proposal(votes=votes), symbol="ETH/USDT")
     for _ in range(10):
         agent.on_trade_closed(eth, "ETH/USDT", 0.01)
     assert agent.weight("a", BTC) == pytest.approx(2 * 2 / 14)

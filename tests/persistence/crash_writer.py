@@ -27,8 +27,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from engine.models import (
+    AgentVote,
     Decision,
     DecisionAction,
+    Fill,
     OrderIntent,
     OrderSide,
     Position,
@@ -37,12 +39,12 @@ from engine.models import (
     Side,
     TradingState,
     TradingStateChanged,
-    VoteModel,
+    evolve,
     new_id,
     q_cash,
     q_price,
 )
-from engine.ports import AgentRecordRow, FillRecord, UnitOfWork
+from engine.ports import AgentRecordRow, UnitOfWork
 from persistence.store import Store
 
 INITIAL_CASH = Decimal("100000")
@@ -59,7 +61,7 @@ EIGHT = Decimal("0.00000001")
 class FillPlan:
     """What one fill does, computed before the unit of work commits."""
 
-    fill: FillRecord
+    fill: Fill
     cash: Decimal
     positions: dict[str, Position]
     closed: PositionClosed | None = None
@@ -139,13 +141,12 @@ class Book:
                 )
                 del positions[symbol]
             else:
-                changed = pos.model_copy(
-                    update={
-                        "qty": pos.qty - close_qty,
-                        "cost_basis": pos.cost_basis - removed,
-                        "realized_pnl": pos.realized_pnl + realized,
-                        "fees": pos.fees + fee_close,
-                    }
+                changed = evolve(
+                    pos,
+                    qty=pos.qty - close_qty,
+                    cost_basis=pos.cost_basis - removed,
+                    realized_pnl=pos.realized_pnl + realized,
+                    fees=pos.fees + fee_close,
                 )
                 positions[symbol] = changed
             fee_open = fee - fee_close
@@ -158,13 +159,12 @@ class Book:
             if same is not None:
                 qty_after = same.qty + remaining
                 cost_after = same.cost_basis + notional
-                changed = same.model_copy(
-                    update={
-                        "qty": qty_after,
-                        "cost_basis": cost_after,
-                        "entry_price": q_price(cost_after / qty_after),
-                        "fees": same.fees + fee_open,
-                    }
+                changed = evolve(
+                    same,
+                    qty=qty_after,
+                    cost_basis=cost_after,
+                    entry_price=q_price(cost_after / qty_after),
+                    fees=same.fees + fee_open,
                 )
                 positions[symbol] = changed
             else:
@@ -179,10 +179,10 @@ class Book:
                     fees=fee_open,
                 )
                 positions[symbol] = opened
-        fill = FillRecord(
+        fill = Fill(
             client_order_id=client_order_id,
             symbol=symbol,
-            side=side.value,
+            side=side,
             qty=qty,
             price=price,
             fee=fee,
@@ -302,7 +302,13 @@ class Writer:
             created_at=ts,
             expires_at=ts + 300_000,
             votes=(
-                VoteModel(agent="momentum", direction=side, strength=0.6, rationale="rsi turn"),
+                AgentVote(
+                    agent="momentum",
+                    symbol=symbol,
+                    direction=side,
+                    strength=0.6,
+                    rationale="rsi turn",
+                ),
             ),
         )
         async with store.unit_of_work() as uow:

@@ -16,19 +16,20 @@ import pytest
 from crash_writer import Book
 
 from engine.models import (
+    AgentVote,
     Candle,
     Decision,
     DecisionAction,
     EquityUpdated,
+    Fill,
     OrderIntent,
     OrderSide,
     Proposal,
     Side,
     TradingState,
     TradingStateChanged,
-    VoteModel,
 )
-from engine.ports import AgentRecordRow, FillRecord, OpenIntent
+from engine.ports import AgentRecordRow, OpenIntent
 from persistence.connection import StoreLockedError, connect_reader, connect_writer
 from persistence.errors import NewerStoreError
 from persistence.migrations import APPLICATION_ID, MIGRATIONS, migrate
@@ -51,8 +52,20 @@ def proposal(pid: str, symbol: str = "BTC/USDT", side: Side = Side.LONG) -> Prop
         created_at=T0,
         expires_at=T0 + 300_000,
         votes=(
-            VoteModel(agent="momentum", direction=side, strength=0.8, rationale="RSI 28 turning"),
-            VoteModel(agent="price_action", direction=side, strength=0.5, rationale="breakout"),
+            AgentVote(
+                agent="momentum",
+                symbol=symbol,
+                direction=side,
+                strength=0.8,
+                rationale="RSI 28 turning",
+            ),
+            AgentVote(
+                agent="price_action",
+                symbol=symbol,
+                direction=side,
+                strength=0.5,
+                rationale="breakout",
+            ),
         ),
     )
 
@@ -231,9 +244,9 @@ async def test_reader_connection_cannot_write(store: Store) -> None:
 async def test_unit_of_work_with_failing_statement_leaves_nothing(store: Store) -> None:
     await store.init_balance("USDT", CASH, T0)
     events_before = count(Path(store.path), "events")
-    fill = FillRecord(
-        client_order_id="c-none", symbol="BTC/USDT", side="buy", qty=Decimal(1),
-        price=Decimal(100), fee=Decimal("0.1"), realized_pnl=Decimal(0), ts=T0 + 2,
+    fill = Fill(
+        client_order_id="c-none", symbol="BTC/USDT", side=OrderSide.BUY, qty=Decimal(1),
+        price=Decimal(100), fee=Decimal("0.1"), ts=T0 + 2,
     )  # fmt: skip
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         async with store.unit_of_work() as uow:

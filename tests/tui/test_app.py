@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
-from engine.models import Proposal, Side, VoteModel
+from engine.models import AgentVote, Proposal, Side
 from tui.app import MAIN_COMMANDS, CmaApp, binding_classes, known_binding_ids
 from tui.screens import modals
 from tui.screens.detail import ProposalDetailScreen
@@ -164,7 +164,11 @@ async def test_untrusted_symbol_and_rationale_are_shown_as_text(tmp_path: Path) 
         size=Decimal("1"),
         created_at=0,
         expires_at=60_000,
-        votes=(VoteModel(agent="user", direction=Side.LONG, strength=0.5, rationale=hostile),),
+        votes=(
+            AgentVote(
+                agent="user", symbol=hostile, direction=Side.LONG, strength=0.5, rationale=hostile
+            ),
+        ),
     )
     async with app.run_test(size=(120, 40)) as pilot:
         await app.workers.wait_for_complete()

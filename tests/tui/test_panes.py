@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from textual.app import App, ComposeResult
 
-from engine.models import Position, Proposal, Side, VoteModel, q_cash
+from engine.models import AgentVote, Position, Proposal, Side, q_cash
 from tui import format as fmt
 from tui.widgets.panes import PositionsPane, ProposalsPane
 from tui.widgets.table import VirtualTable
@@ -28,7 +28,15 @@ def proposal(i: int) -> Proposal:
         size=Decimal("1.5"),
         created_at=T0,
         expires_at=T0 + (40 * 60 + i) * 1000,
-        votes=(VoteModel(agent=f"agent-{i}", direction=side, strength=0.6, rationale="r"),),
+        votes=(
+            AgentVote(
+                agent=f"agent-{i}",
+                symbol=f"S{i:03d}/USDT",
+                direction=side,
+                strength=0.6,
+                rationale="r",
+            ),
+        ),
     )
 
 
