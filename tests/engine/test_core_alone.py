@@ -46,7 +46,7 @@ def _votes(feed: CraftedFeed) -> dict[tuple[str, int], tuple[Side, float]]:
 
 
 def _fills(events: list[EngineEvent]) -> list[tuple[str, int, str]]:
-    return [(e.symbol, e.ts, e.side.value) for e in events if isinstance(e, OrderFilled)]
+    return [(e.fill.symbol, e.ts, e.fill.side.value) for e in events if isinstance(e, OrderFilled)]
 
 
 def test_the_core_alone_trades_as_the_live_engine_does() -> None:
