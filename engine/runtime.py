@@ -55,7 +55,7 @@ from engine.models import (
 )
 from engine.portfolio import FillOutcome, Portfolio
 from engine.ports import RecoveredState, StorePort, UnitOfWork
-from engine.risk import RiskDecision, RiskLimits, RiskManager, RiskSnapshot
+from engine.risk import RiskCheck, RiskEngine, RiskSnapshot
 from engine.router import Policy, SignalRouter, Verdict, confidence_at_least
 from engine.synthesis import SynthesisParams, Synthesizer
 from engine.timeframes import DAY_MS, timeframe_ms
@@ -242,7 +242,7 @@ class Engine:
         self.account = Account(
             Portfolio(settings.risk.initial_cash, currency=self.currency), self.marks
         )
-        self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
+        self.risk = RiskEngine(settings.risk, account=self.account)
         self.learning = LearningAgent()
         self._agent_classes = self._load_agents(settings)
         a = settings.agents
@@ -656,9 +656,9 @@ class Engine:
         if self.risk.state is not TradingState.ACTIVE:
             return None  # no new entries: nothing to propose
         preview = self._size_entry(proposal, None, now, record=False)
-        if not preview.approved:
+        if not preview.allowed:
             return evolve(proposal, risk_note=preview.reason)
-        return evolve(proposal, size=preview.qty)
+        return evolve(proposal, size=preview.quantity)
 
     def _size_entry(
         self,
@@ -668,46 +668,19 @@ class Engine:
         *,
         record: bool = True,
         human: bool = False,
-    ) -> RiskDecision:
-        """The risk manager's answer for an entry; a bad input is a denial, never an error.
-
-        A person who approves against a record without edge overrides the
-        statistics, not the limits: the entry is sized by the conservative default
-        fraction instead of being denied for "no edge" (the proposal showed why).
-        """
-        held = self.portfolio.positions.get(proposal.symbol)
-        if held is not None and held.side is not proposal.side:
-            return RiskDecision(False, Decimal(0), f"{held.side.value} {proposal.symbol} is open")
-        mark = self.marks.get(proposal.symbol)
-        if mark is not None:
-            # An old proposal the market has run past would fill and exit at once.
-            sign = proposal.side.sign
-            if (mark - proposal.stop) * sign <= 0:
-                return RiskDecision(
-                    False, Decimal(0), f"price {mark} is already through the stop {proposal.stop}"
-                )
-            if (proposal.take_profit - mark) * sign <= 0:
-                return RiskDecision(
-                    False,
-                    Decimal(0),
-                    f"price {mark} is already past the take-profit {proposal.take_profit}",
-                )
-        edge = self.learning.edge(proposal)
-        if human and edge is not None and edge.kelly() <= 0:
-            edge = None
-        try:
-            return self.risk.size(
-                proposal,
-                self.portfolio.equity(self.marks),
-                self._committed_positions(),
-                self.marks,
-                edge,
-                requested_qty=qty,
-                ts=now,
-                record=record,
-            )
-        except ValueError as exc:
-            return RiskDecision(False, Decimal(0), f"invalid order: {exc}")
+    ) -> RiskCheck:
+        """The risk engine's answer for an entry; a bad input is a denial, never an error."""
+        return self.risk.check_entry(
+            proposal,
+            qty,
+            positions=self.portfolio.positions,
+            committed=self._committed_positions(),
+            marks=self.marks,
+            edge=self.learning.edge(proposal),
+            ts=now,
+            record=record,
+            human=human,
+        )
 
     def _make_agents(self, symbol: str) -> list[Agent]:
         """One instance of each agent class for ``symbol``; one that raises is left out."""
@@ -865,7 +838,7 @@ class Engine:
                 raise CommandError(f"size: {problem}, got {qty:.6g}")
         return await self._approve(proposal_id, qty, by="human")
 
-    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskDecision:
+    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskCheck:
         """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now:
         the quantity they allow, or the denial. Nothing is recorded (the resize dialog
         shows it before the person approves)."""
@@ -894,14 +867,14 @@ class Engine:
         p = self._claim(proposal_id)
         now = self.market_ts
         rd = self._size_entry(p, qty, now, human=by == "human")
-        approved = rd.approved
+        approved = rd.allowed
         reason = None if approved else rd.reason
         intent = OrderIntent(
             client_order_id=new_id("ord"),
             proposal_id=p.id,
             symbol=p.symbol,
             side=OrderSide.BUY if p.side is Side.LONG else OrderSide.SELL,
-            qty=rd.qty if approved else max(qty or p.size, QTY_QUANTUM),
+            qty=rd.quantity if approved else max(qty or p.size, QTY_QUANTUM),
             purpose="entry",
             created_at=now,
             reason=reason or "",
@@ -1041,7 +1014,7 @@ class Engine:
         if symbol in self._closing:
             raise CommandError(f"{symbol} is already being closed")
         check = self.risk.check_exit(self.market_ts, pos)
-        if not check.approved:
+        if not check.allowed:
             raise CommandError(check.reason)
         intent = self._exit_intent(pos, reason, self.market_ts)
         try:
