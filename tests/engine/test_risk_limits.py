@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -89,3 +91,23 @@ def test_min_correlation_samples_is_half_the_window_and_at_least_three() -> None
 def test_the_engine_refuses_anything_but_the_limits_model() -> None:
     with pytest.raises(ValueError, match="limits must be a RiskLimits"):
         RiskEngine({"max_drawdown": 0.1})  # type: ignore[arg-type]
+
+
+def test_every_public_name_of_the_package_resolves() -> None:
+    import engine.risk
+
+    for name in engine.risk.__all__:
+        assert getattr(engine.risk, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'RiskManager'"):
+        _ = engine.risk.RiskManager  # type: ignore[attr-defined]
+
+
+def test_the_configuration_loads_the_limits_and_not_the_rest_of_risk() -> None:
+    probe = (
+        "import sys, engine.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('engine.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['engine.config', 'engine.risk', 'engine.risk.limits']"
