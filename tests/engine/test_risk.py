@@ -1,4 +1,4 @@
-"""The risk manager: sizing invariants, limits, trading states and correlation."""
+"""The risk engine: sizing invariants, limits, trading states and correlation."""
 
 from __future__ import annotations
 
