@@ -89,7 +89,8 @@ async def test_a_size_the_risk_cap_cuts_is_explained_before_approving(tmp_path: 
         await pilot.pause()
         assert app.screen is dialog  # not approved yet: the cut is explained first
         text = str(dialog.query_one("#resize-error").render())
-        assert f"the risk limits cut {fmt.qty_full(huge)} to {fmt.qty_full(allowed.quantity)}" in text
+        cut = f"{fmt.qty_full(huge)} to {fmt.qty_full(allowed.quantity)}"
+        assert f"the risk limits cut {cut}" in text
         assert "position cap" in text and "enter again" in text
         await pilot.press("enter")
         await settle(app, pilot)
