@@ -45,7 +45,7 @@ from engine.risk._inputs import (
 from engine.risk.correlation import CorrelationTracker
 from engine.risk.drawdown import DrawdownMonitor
 from engine.risk.limits import RiskLimits
-from engine.risk.sizer import EdgeStats, size_entry
+from engine.risk.sizer import EdgeStats, exposures_of, size_entry
 from engine.timeframes import DAY_MS
 
 #: How many recent denials the risk pane shows.
@@ -277,7 +277,7 @@ class RiskEngine:
         when = proposal.created_at if ts is None else ts
         with localcontext() as ctx:
             ctx.prec = PRECISION
-            exposures = self._exposures(positions, marks)
+            exposures = exposures_of(positions, marks)
             reason = self._entry_denial(proposal, equity, positions, exposures, when)
             if reason is not None:
                 check = _denied(reason)
@@ -316,7 +316,7 @@ class RiskEngine:
         limits = self._limits
         with localcontext() as ctx:
             ctx.prec = PRECISION
-            exposures = self._exposures(positions, marks)
+            exposures = exposures_of(positions, marks)
             total = sum(exposures.values(), Decimal(0))
             account = self._account
 
@@ -346,23 +346,6 @@ class RiskEngine:
             )
 
     # --- the checks, in order ----------------------------------------------------
-
-    @staticmethod
-    def _exposures(
-        positions: Sequence[Position], marks: Mapping[str, Decimal]
-    ) -> dict[str, Decimal]:
-        exposures: dict[str, Decimal] = {}
-        for index, position in enumerate(positions):
-            if position.qty == 0:
-                continue
-            mark = marks.get(position.symbol)
-            if mark is None:
-                mark = position.entry_price
-                require_decimal(f"positions[{index}].entry_price", mark, positive=True)
-            exposures[position.symbol] = (
-                exposures.get(position.symbol, Decimal(0)) + position.qty * mark
-            )
-        return exposures
 
     def _entry_denial(
         self,

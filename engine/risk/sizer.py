@@ -10,13 +10,13 @@ checks before calling :func:`size_entry`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from engine.models import QTY_QUANTUM, Proposal, q_qty, to_decimal
-from engine.risk._inputs import require_float, require_int, require_unit
+from engine.models import QTY_QUANTUM, Position, Proposal, q_qty, to_decimal
+from engine.risk._inputs import require_decimal, require_float, require_int, require_unit
 from engine.risk.limits import RiskLimits
 
 _FRACTION_QUANTUM = Decimal("1e-12")
@@ -79,6 +79,22 @@ class Sizing(NamedTuple):
 
 def _denied(reason: str) -> Sizing:
     return Sizing(Decimal(0), reason)
+
+
+def exposures_of(positions: Sequence[Position], marks: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """Each symbol's exposure: ``qty × mark`` (the entry price without a mark), either side."""
+    exposures: dict[str, Decimal] = {}
+    for index, position in enumerate(positions):
+        if position.qty == 0:
+            continue
+        mark = marks.get(position.symbol)
+        if mark is None:
+            mark = position.entry_price
+            require_decimal(f"positions[{index}].entry_price", mark, positive=True)
+        exposures[position.symbol] = (
+            exposures.get(position.symbol, Decimal(0)) + position.qty * mark
+        )
+    return exposures
 
 
 def size_entry(
