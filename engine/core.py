@@ -41,7 +41,7 @@ from engine.models import (
 )
 from engine.portfolio import Portfolio
 from engine.ports import UnitOfWork
-from engine.risk import RiskDecision, RiskLimits, RiskManager
+from engine.risk import RiskCheck, RiskEngine
 from engine.router import Verdict
 from engine.signals import SignalPipeline
 from engine.step import CommandError, Step
@@ -71,7 +71,7 @@ class TradingCore:
         self.marks = Marks()
         #: The one owner of equity, its peak, the day's start and today's realized P&L.
         self.account = Account(Portfolio(settings.risk.initial_cash, currency=currency), self.marks)
-        self.risk = RiskManager(RiskLimits.from_settings(settings.risk), account=self.account)
+        self.risk = RiskEngine(settings.risk, account=self.account)
         self.learning = LearningAgent()
         self.signals = SignalPipeline.from_settings(settings, agent_classes, self.learning, tf_ms)
         self.desk = ApprovalDesk.from_settings(settings, clock)
@@ -125,10 +125,10 @@ class TradingCore:
         if proposal is None or self.risk.state is not TradingState.ACTIVE:
             return steps  # no new entries: nothing to propose
         preview = self.size_entry(proposal, None, proposal.created_at, record=False)
-        if not preview.approved:
+        if not preview.allowed:
             proposal = evolve(proposal, risk_note=preview.reason)
         else:
-            proposal = evolve(proposal, size=preview.qty)
+            proposal = evolve(proposal, size=preview.quantity)
         steps.append(self._propose(proposal))
         return steps
 
@@ -227,48 +227,23 @@ class TradingCore:
         *,
         record: bool = True,
         human: bool = False,
-    ) -> RiskDecision:
-        """The risk manager's answer for an entry; a bad input is a denial, never an error.
+    ) -> RiskCheck:
+        """The risk engine's answer for an entry (its pre-checks, then the limits and
+        the sizer); a bad input is a denial, never an error."""
+        return self.risk.check_entry(
+            proposal,
+            qty,
+            positions=self.portfolio.positions,
+            committed=self.execution.committed_positions(),
+            marks=self.marks,
+            edge=self.learning.edge(proposal),
+            ts=now,
+            record=record,
+            human=human,
+            equity=self.portfolio.equity(self.marks),
+        )
 
-        A person who approves against a record without edge overrides the
-        statistics, not the limits: the entry is sized by the conservative default
-        fraction instead of being denied for "no edge" (the proposal showed why).
-        """
-        held = self.portfolio.positions.get(proposal.symbol)
-        if held is not None and held.side is not proposal.side:
-            return RiskDecision(False, Decimal(0), f"{held.side.value} {proposal.symbol} is open")
-        mark = self.marks.get(proposal.symbol)
-        if mark is not None:
-            # An old proposal the market has run past would fill and exit at once.
-            sign = proposal.side.sign
-            if (mark - proposal.stop) * sign <= 0:
-                return RiskDecision(
-                    False, Decimal(0), f"price {mark} is already through the stop {proposal.stop}"
-                )
-            if (proposal.take_profit - mark) * sign <= 0:
-                return RiskDecision(
-                    False,
-                    Decimal(0),
-                    f"price {mark} is already past the take-profit {proposal.take_profit}",
-                )
-        edge = self.learning.edge(proposal)
-        if human and edge is not None and edge.kelly() <= 0:
-            edge = None
-        try:
-            return self.risk.size(
-                proposal,
-                self.portfolio.equity(self.marks),
-                self.execution.committed_positions(),
-                self.marks,
-                edge,
-                requested_qty=qty,
-                ts=now,
-                record=record,
-            )
-        except ValueError as exc:
-            return RiskDecision(False, Decimal(0), f"invalid order: {exc}")
-
-    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskDecision:
+    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskCheck:
         """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now;
         nothing is recorded."""
         proposal = self.router.get(proposal_id)
@@ -295,9 +270,9 @@ class TradingCore:
         p = self.desk.claim(proposal_id)
         now = self.market_ts
         rd = self.size_entry(p, qty, now, human=by == "human")
-        reason = None if rd.approved else rd.reason
+        reason = None if rd.allowed else rd.reason
         intent = self.execution.entry_intent(
-            p, rd.qty if rd.approved else max(qty or p.size, QTY_QUANTUM), now, reason or ""
+            p, rd.quantity if rd.allowed else max(qty or p.size, QTY_QUANTUM), now, reason or ""
         )
         decision = self.desk.decide(
             p,
@@ -309,7 +284,7 @@ class TradingCore:
         )
         events: list[EngineEvent] = [work.decision_made(decision, p.symbol, p.side, intent)]
         self.desk.done(p.id)
-        if not rd.approved:
+        if not rd.allowed:
             denied = OrderDenied(
                 ts=now,
                 symbol=p.symbol,
@@ -402,7 +377,7 @@ class TradingCore:
         if self.closing(symbol):
             raise CommandError(f"{symbol} is already being closed")
         check = self.risk.check_exit(self.market_ts, pos)
-        if not check.approved:
+        if not check.allowed:
             raise CommandError(check.reason)
         return self.execution.exit_order(pos, reason, self.market_ts)
 

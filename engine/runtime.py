@@ -35,7 +35,7 @@ from engine.models import (
 from engine.pipeline import CommitPipeline
 from engine.ports import StorePort
 from engine.recovery import Recovery, StoreMismatchError, check_store_fits, restore
-from engine.risk import RiskDecision
+from engine.risk import RiskCheck
 from engine.step import CommandError, Step
 from engine.timeframes import timeframe_ms
 from engine.views import EngineViews
@@ -337,7 +337,7 @@ class Engine(EngineViews):
         await self._command(step, "the approval")
         return _decision(step)
 
-    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskDecision:
+    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskCheck:
         """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now:
         the quantity they allow, or the denial. Nothing is recorded (the resize dialog
         shows it before the person approves)."""

@@ -14,7 +14,7 @@ from engine.learning import LearningAgent
 from engine.marks import Marks
 from engine.models import OrderIntent, Position, Proposal
 from engine.portfolio import Portfolio
-from engine.risk import RiskManager, RiskSnapshot
+from engine.risk import RiskEngine, RiskSnapshot
 from engine.router import SignalRouter
 
 
@@ -29,7 +29,7 @@ class EngineViews:
         return self.core.account
 
     @property
-    def risk(self) -> RiskManager:
+    def risk(self) -> RiskEngine:
         return self.core.risk
 
     @property

@@ -85,7 +85,7 @@ from tui.widgets.status import StatusBar
 if TYPE_CHECKING:
     from engine.account import EquitySnapshot
     from engine.feeds.base import Feed
-    from engine.risk import RiskDecision
+    from engine.risk import RiskCheck
     from engine.runtime import Engine, Recovery
     from persistence.store import Store
     from tui.screens.modals import QuitChoice
@@ -724,7 +724,7 @@ class CmaApp(App[int]):
         preview = None
         if engine is not None:
 
-            def preview(qty: Decimal) -> RiskDecision:
+            def preview(qty: Decimal) -> RiskCheck:
                 return engine.preview_entry(proposal.id, qty)
 
         self.push_screen(ResizeDialog(proposal, preview), entered)

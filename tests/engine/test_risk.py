@@ -1,4 +1,4 @@
-"""The risk manager: sizing invariants, limits, trading states and correlation."""
+"""The risk engine: sizing invariants, limits, trading states and correlation."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from engine.models import Position, Proposal, Side, TradingState, TradingStateChanged, q_qty
 from engine.risk import (
     DENIALS_KEPT,
-    MS_PER_DAY,
     EdgeStats,
+    RiskEngine,
     RiskLimits,
-    RiskManager,
     kelly_fraction,
 )
+from engine.timeframes import DAY_MS
 
-DAY0 = 19_700 * MS_PER_DAY  # midnight UTC
+DAY0 = 19_700 * DAY_MS  # midnight UTC
 MINUTE = 60_000
 BTC, ETH, SOL, XRP = "BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"
 SYMBOLS = (BTC, ETH, SOL, XRP)
@@ -129,8 +129,8 @@ def test_edge_without_a_recorded_win_bets_nothing() -> None:
 # --- invalid inputs ---------------------------------------------------------------
 
 
-def _manager() -> RiskManager:
-    return RiskManager(RiskLimits())
+def _manager() -> RiskEngine:
+    return RiskEngine(RiskLimits())
 
 
 def _size_with(**overrides: Any) -> Callable[[], object]:
@@ -159,22 +159,6 @@ INVALID: list[tuple[str, Callable[[], object]]] = [
     ("win_rate", lambda: EdgeStats(trades=1, win_rate=2.0, avg_win=1.0, avg_loss=1.0)),
     ("avg_win", lambda: EdgeStats(trades=1, win_rate=0.5, avg_win=math.nan, avg_loss=1.0)),
     ("avg_loss", lambda: EdgeStats(trades=1, win_rate=0.5, avg_win=1.0, avg_loss=-1.0)),
-    ("max_open_positions", lambda: RiskLimits(max_open_positions=0)),
-    ("max_open_positions", lambda: RiskLimits(max_open_positions=True)),
-    ("max_symbol_exposure", lambda: RiskLimits(max_symbol_exposure=0.0)),
-    ("max_total_exposure", lambda: RiskLimits(max_total_exposure=1.5)),
-    ("max_correlation", lambda: RiskLimits(max_correlation=-0.1)),
-    ("correlation_window", lambda: RiskLimits(correlation_window=2)),
-    ("max_daily_loss", lambda: RiskLimits(max_daily_loss=0.0)),
-    ("max_drawdown", lambda: RiskLimits(max_drawdown=math.nan)),
-    ("reduce_drawdown", lambda: RiskLimits(max_drawdown=0.2, reduce_drawdown=0.3)),
-    ("kelly_multiplier", lambda: RiskLimits(kelly_multiplier=0.0)),
-    ("max_position_fraction", lambda: RiskLimits(max_position_fraction=2.0)),
-    ("max_risk_per_trade", lambda: RiskLimits(max_risk_per_trade=-0.01)),
-    ("default_risk_fraction", lambda: RiskLimits(default_risk_fraction=1.01)),
-    ("min_trades_for_kelly", lambda: RiskLimits(min_trades_for_kelly=0)),
-    ("min_notional", lambda: RiskLimits(min_notional=D(0))),
-    ("auto_resume_next_day", lambda: RiskLimits(auto_resume_next_day="yes")),  # type: ignore[arg-type]
     ("symbol", lambda: _manager().on_candle("", DAY0, 1.0)),
     ("ts", lambda: _manager().on_candle(BTC, -1, 1.0)),
     ("close", lambda: _manager().on_candle(BTC, DAY0, -5.0)),
@@ -224,132 +208,132 @@ def test_invalid_decimal_message_shows_the_value() -> None:
 
 
 def test_default_fraction_sizes_before_enough_trades() -> None:
-    manager = RiskManager(RiskLimits(default_risk_fraction=0.02, min_trades_for_kelly=30))
+    manager = RiskEngine(RiskLimits(default_risk_fraction=0.02, min_trades_for_kelly=30))
     edge = EdgeStats(trades=29, win_rate=0.6, avg_win=2.0, avg_loss=1.0)
-    decision = manager.size(make_proposal(), D(10_000), [], {}, edge)
-    assert decision.approved
-    assert decision.qty == D("2.00000000")  # 2% of 10 000 at 100
+    check = manager.size(make_proposal(), D(10_000), [], {}, edge)
+    assert check.allowed
+    assert check.quantity == D("2.00000000")  # 2% of 10 000 at 100
 
 
 def test_kelly_sizes_once_enough_trades() -> None:
     limits = RiskLimits(kelly_multiplier=0.25, max_position_fraction=0.5, min_trades_for_kelly=30)
     edge = EdgeStats(trades=30, win_rate=0.6, avg_win=2.0, avg_loss=1.0)
-    decision = RiskManager(limits).size(make_proposal(), D(10_000), [], {}, edge)
-    assert decision.qty == D(10)  # 0.25 × 0.4 = 10% of 10 000 at 100
-    assert "Kelly" in decision.reason
+    check = RiskEngine(limits).size(make_proposal(), D(10_000), [], {}, edge)
+    assert check.quantity == D(10)  # 0.25 × 0.4 = 10% of 10 000 at 100
+    assert "Kelly" in check.reason
 
 
 def test_kelly_is_capped_by_the_position_fraction() -> None:
     limits = RiskLimits(kelly_multiplier=1.0, max_position_fraction=0.1)
     edge = EdgeStats(trades=100, win_rate=0.6, avg_win=2.0, avg_loss=1.0)
-    decision = RiskManager(limits).size(make_proposal(), D(10_000), [], {}, edge)
-    assert decision.qty == D(10)  # Kelly says 40%, the cap 10%
-    assert "position cap 10.0%" in decision.reason
+    check = RiskEngine(limits).size(make_proposal(), D(10_000), [], {}, edge)
+    assert check.quantity == D(10)  # Kelly says 40%, the cap 10%
+    assert "position cap 10.0%" in check.reason
 
 
 def test_confidence_scales_the_size() -> None:
-    decision = _manager().size(make_proposal(confidence=0.5), D(10_000), [], {}, None)
-    assert decision.qty == D(1)
+    check = _manager().size(make_proposal(confidence=0.5), D(10_000), [], {}, None)
+    assert check.quantity == D(1)
 
 
 def test_stop_distance_caps_the_loss_at_max_risk_per_trade() -> None:
     limits = RiskLimits(max_risk_per_trade=0.01, default_risk_fraction=0.1)
-    decision = RiskManager(limits).size(make_proposal(stop=D(50)), D(10_000), [], {}, None)
-    assert decision.qty == D(2)  # 2 × (100 - 50) = 100 = 1% of equity
-    assert "stop risk" in decision.reason
+    check = RiskEngine(limits).size(make_proposal(stop=D(50)), D(10_000), [], {}, None)
+    assert check.quantity == D(2)  # 2 × (100 - 50) = 100 = 1% of equity
+    assert "stop risk" in check.reason
 
 
 def test_no_edge_denies_the_entry() -> None:
     edge = EdgeStats(trades=50, win_rate=0.2, avg_win=1.0, avg_loss=1.0)
-    decision = _manager().size(make_proposal(), D(10_000), [], {}, edge)
-    assert not decision.approved
-    assert decision.reason.startswith("no edge")
+    check = _manager().size(make_proposal(), D(10_000), [], {}, edge)
+    assert not check.allowed
+    assert check.reason.startswith("no edge")
 
 
 def test_size_below_minimum_notional_is_denied() -> None:
-    decision = _manager().size(make_proposal(), D(100), [], {}, None)  # 2% of 100 = 2
-    assert not decision.approved
-    assert decision.qty == 0
-    assert decision.reason.startswith("size below minimum notional: 2.00 < 10")
+    check = _manager().size(make_proposal(), D(100), [], {}, None)  # 2% of 100 = 2
+    assert not check.allowed
+    assert check.quantity == 0
+    assert check.reason.startswith("size below minimum notional: 2.00 < 10")
 
 
 def test_requested_qty_is_honoured_within_the_limits() -> None:
-    decision = _manager().size(make_proposal(), D(10_000), [], {}, None, requested_qty=D(3))
-    assert decision.approved
-    assert decision.qty == D(3)
+    check = _manager().size(make_proposal(), D(10_000), [], {}, None, requested_qty=D(3))
+    assert check.allowed
+    assert check.quantity == D(3)
 
 
 def test_requested_qty_is_capped_by_the_position_fraction() -> None:
-    decision = _manager().size(make_proposal(), D(10_000), [], {}, None, requested_qty=D(50))
-    assert decision.qty == D(10)  # max_position_fraction 0.1 of 10 000 at 100
+    check = _manager().size(make_proposal(), D(10_000), [], {}, None, requested_qty=D(50))
+    assert check.quantity == D(10)  # max_position_fraction 0.1 of 10 000 at 100
 
 
 # --- limits and their reasons -------------------------------------------------------
 
 
 def test_max_open_positions_denies_a_new_symbol() -> None:
-    manager = RiskManager(RiskLimits(max_open_positions=2))
+    manager = RiskEngine(RiskLimits(max_open_positions=2))
     positions = [
         make_position(ETH, Side.LONG, D(1), D(100)),
         make_position(SOL, Side.LONG, D(1), D(100)),
     ]
-    decision = manager.size(make_proposal(BTC), D(10_000), positions, {}, None)
-    assert not decision.approved
-    assert decision.reason == "max open positions 2 reached"
+    check = manager.size(make_proposal(BTC), D(10_000), positions, {}, None)
+    assert not check.allowed
+    assert check.reason == "max open positions 2 reached"
 
 
 def test_max_open_positions_allows_adding_to_an_open_symbol() -> None:
-    manager = RiskManager(RiskLimits(max_open_positions=2))
+    manager = RiskEngine(RiskLimits(max_open_positions=2))
     positions = [
         make_position(ETH, Side.LONG, D(1), D(100)),
         make_position(SOL, Side.LONG, D(1), D(100)),
     ]
-    assert manager.size(make_proposal(ETH), D(10_000), positions, {}, None).approved
+    assert manager.size(make_proposal(ETH), D(10_000), positions, {}, None).allowed
 
 
 def test_total_exposure_limit_denies_with_the_numbers() -> None:
-    manager = RiskManager(RiskLimits(max_total_exposure=0.8, default_risk_fraction=0.1))
+    manager = RiskEngine(RiskLimits(max_total_exposure=0.8, default_risk_fraction=0.1))
     positions = [make_position(ETH, Side.LONG, D("79.96"), D(100))]
-    decision = manager.size(make_proposal(BTC), D(10_000), positions, {}, None)
-    assert not decision.approved
-    assert decision.reason == "total exposure 90.0% would exceed 80.0%"
+    check = manager.size(make_proposal(BTC), D(10_000), positions, {}, None)
+    assert not check.allowed
+    assert check.reason == "total exposure 90.0% would exceed 80.0%"
 
 
 def test_total_exposure_headroom_caps_the_size() -> None:
-    manager = RiskManager(RiskLimits(max_total_exposure=0.8, default_risk_fraction=0.1))
+    manager = RiskEngine(RiskLimits(max_total_exposure=0.8, default_risk_fraction=0.1))
     positions = [make_position(ETH, Side.SHORT, D(75), D(100))]
-    decision = manager.size(make_proposal(BTC), D(10_000), positions, {}, None)
-    assert decision.qty == D(5)  # 500 of headroom at 100
-    assert "total exposure headroom" in decision.reason
+    check = manager.size(make_proposal(BTC), D(10_000), positions, {}, None)
+    assert check.quantity == D(5)  # 500 of headroom at 100
+    assert "total exposure headroom" in check.reason
 
 
 def test_symbol_exposure_limit_uses_the_mark() -> None:
-    manager = RiskManager(RiskLimits(max_symbol_exposure=0.25, default_risk_fraction=0.1))
+    manager = RiskEngine(RiskLimits(max_symbol_exposure=0.25, default_risk_fraction=0.1))
     positions = [make_position(BTC, Side.LONG, D(1), D(1_000))]
     # bought at 1 000, now marked at 2 496: 24.96% of equity already
-    decision = manager.size(make_proposal(BTC), D(10_000), positions, {BTC: D(2_496)}, None)
-    assert not decision.approved
-    assert decision.reason == "BTC/USDT exposure 35.0% would exceed 25.0%"
+    check = manager.size(make_proposal(BTC), D(10_000), positions, {BTC: D(2_496)}, None)
+    assert not check.allowed
+    assert check.reason == "BTC/USDT exposure 35.0% would exceed 25.0%"
 
 
 def test_halted_denies_entries_with_the_state_in_the_reason() -> None:
     manager = _manager()
     manager.halt(DAY0, "news")
-    decision = manager.size(make_proposal(), D(10_000), [], {}, None)
-    assert not decision.approved
-    assert decision.reason.startswith("trading HALTED (news)")
+    check = manager.size(make_proposal(), D(10_000), [], {}, None)
+    assert not check.allowed
+    assert check.reason.startswith("trading HALTED (news)")
 
 
 def test_entry_without_positive_equity_is_denied() -> None:
-    decision = _manager().size(make_proposal(), D(0), [], {}, None)
-    assert not decision.approved
-    assert decision.reason == "equity 0 leaves nothing to size against"
+    check = _manager().size(make_proposal(), D(0), [], {}, None)
+    assert not check.allowed
+    assert check.reason == "equity 0 leaves nothing to size against"
 
 
 def test_a_preview_does_not_record_its_denial() -> None:
     manager = _manager()
-    decision = manager.size(make_proposal(), D(1), [], {}, None, record=False)
-    assert not decision.approved
+    check = manager.size(make_proposal(), D(1), [], {}, None, record=False)
+    assert not check.allowed
     assert manager.denials == ()
 
 
@@ -457,24 +441,24 @@ def test_size_never_breaks_a_limit(
     peak_ratio: Decimal | None,
 ) -> None:
     positions, marks = data.draw(book(equity))
-    manager = RiskManager(limits, state)
+    manager = RiskEngine(limits, state)
     if peak_ratio is not None:
-        manager.on_equity(DAY0 - MS_PER_DAY, equity * peak_ratio)
+        manager.on_equity(DAY0 - DAY_MS, equity * peak_ratio)
     state_before = manager.state
 
-    decision = manager.size(proposal, equity, positions, marks, edge, requested)
+    check = manager.size(proposal, equity, positions, marks, edge, requested)
 
     with localcontext() as ctx:
         ctx.prec = 60
-        assert decision.qty >= 0
-        if not decision.approved:
-            assert decision.qty == 0
-            assert decision.reason
-            assert manager.denials[-1].reason == decision.reason
+        assert check.quantity >= 0
+        if not check.allowed:
+            assert check.quantity == 0
+            assert check.reason
+            assert manager.denials[-1].reason == check.reason
             return
         assert state_before is TradingState.ACTIVE
-        assert decision.qty == q_qty(decision.qty)
-        notional = decision.qty * proposal.entry
+        assert check.quantity == q_qty(check.quantity)
+        notional = check.quantity * proposal.entry
         assert notional > 0
         assert notional >= limits.min_notional
         assert notional <= dec(limits.max_position_fraction) * equity
@@ -483,10 +467,10 @@ def test_size_never_breaks_a_limit(
         assert held + notional <= dec(limits.max_symbol_exposure) * equity
         assert sum(exposures.values(), D(0)) + notional <= dec(limits.max_total_exposure) * equity
         if proposal.stop > 0:
-            loss_at_stop = decision.qty * abs(proposal.entry - proposal.stop)
+            loss_at_stop = check.quantity * abs(proposal.entry - proposal.stop)
             assert loss_at_stop <= dec(limits.max_risk_per_trade) * equity
         if requested is not None:
-            assert decision.qty <= requested
+            assert check.quantity <= requested
         if proposal.symbol not in exposures:
             assert len(exposures) < limits.max_open_positions
 
@@ -507,11 +491,11 @@ def test_entries_are_denied_unless_active(
     requested: Decimal | None,
 ) -> None:
     manager = _manager()
-    manager.restore(state, equity, equity, DAY0 // MS_PER_DAY)
-    decision = manager.size(proposal, equity, [], {}, edge, requested)
-    assert not decision.approved
-    assert decision.qty == 0
-    assert decision.reason.startswith(f"trading {state}")
+    manager.restore(state, equity, equity, DAY0 // DAY_MS)
+    check = manager.size(proposal, equity, [], {}, edge, requested)
+    assert not check.allowed
+    assert check.quantity == 0
+    assert check.reason.startswith(f"trading {state}")
 
 
 # --- exits --------------------------------------------------------------------------
@@ -521,24 +505,24 @@ def test_exit_is_allowed_while_halted() -> None:
     manager = _manager()
     manager.halt(DAY0, "manual")
     position = make_position(BTC, Side.LONG, D("1.5"), D(100))
-    decision = manager.check_exit(DAY0, position)
-    assert decision.approved
-    assert decision.qty == D("1.5")
+    check = manager.check_exit(DAY0, position)
+    assert check.allowed
+    assert check.quantity == D("1.5")
 
 
 def test_partial_exit_is_allowed_while_reducing() -> None:
     manager = _manager()
     manager.restore(TradingState.REDUCING, D(100), D(100), 0)
-    decision = manager.check_exit(DAY0, make_position(BTC, Side.LONG, D(2), D(100)), D(1))
-    assert decision.approved
-    assert decision.qty == D(1)
+    check = manager.check_exit(DAY0, make_position(BTC, Side.LONG, D(2), D(100)), D(1))
+    assert check.allowed
+    assert check.quantity == D(1)
 
 
 def test_exit_larger_than_the_position_is_denied() -> None:
     manager = _manager()
-    decision = manager.check_exit(DAY0, make_position(BTC, Side.LONG, D("1.5"), D(100)), D(2))
-    assert not decision.approved
-    assert decision.reason == "exit qty 2.00000000 exceeds open BTC/USDT qty 1.5"
+    check = manager.check_exit(DAY0, make_position(BTC, Side.LONG, D("1.5"), D(100)), D(2))
+    assert not check.allowed
+    assert check.reason == "exit qty 2.00000000 exceeds open BTC/USDT qty 1.5"
 
 
 # --- trading states ----------------------------------------------------------------
@@ -553,7 +537,7 @@ def _limits(**overrides: Any) -> RiskLimits:
 
 
 def test_daily_loss_beyond_the_limit_halts() -> None:
-    manager = RiskManager(_limits())
+    manager = RiskEngine(_limits())
     assert manager.on_equity(DAY0, EQUITY) == []
     events = manager.on_equity(DAY0 + MINUTE, D(9_600))
     assert events == [
@@ -568,27 +552,27 @@ def test_daily_loss_beyond_the_limit_halts() -> None:
 
 
 def test_daily_loss_counts_from_the_start_of_the_utc_day() -> None:
-    manager = RiskManager(_limits())
+    manager = RiskEngine(_limits())
     manager.on_equity(DAY0, D(10_500))
-    manager.on_equity(DAY0 + MS_PER_DAY, D(10_000))  # a new day starts at 10 000
-    assert manager.on_equity(DAY0 + MS_PER_DAY + MINUTE, D(9_750)) == []  # 2.5% today
+    manager.on_equity(DAY0 + DAY_MS, D(10_000))  # a new day starts at 10 000
+    assert manager.on_equity(DAY0 + DAY_MS + MINUTE, D(9_750)) == []  # 2.5% today
     assert manager.state is TradingState.ACTIVE
 
 
 def test_drawdown_beyond_the_reduce_level_allows_exits_only_and_recovers() -> None:
-    manager = RiskManager(_limits(max_daily_loss=1.0))
+    manager = RiskEngine(_limits(max_daily_loss=1.0))
     manager.on_equity(DAY0, EQUITY)
     [event] = manager.on_equity(DAY0 + MINUTE, D(8_500))
     assert event.new is TradingState.REDUCING
     assert event.reason == "drawdown 15.0% exceeds reduce level 14.0%: exits only"
-    assert not manager.size(make_proposal(), D(8_500), [], {}, None).approved
+    assert not manager.size(make_proposal(), D(8_500), [], {}, None).allowed
     [event] = manager.on_equity(DAY0 + 2 * MINUTE, D(9_000))
     assert event.new is TradingState.ACTIVE
 
 
 drawdowns = st.decimals(min_value=D("0.2001"), max_value=D("0.9999"), places=4)
 later_updates = st.lists(
-    st.tuples(st.integers(0, 2 * MS_PER_DAY), st.decimals(D("0.01"), D("1e8"), places=2)),
+    st.tuples(st.integers(0, 2 * DAY_MS), st.decimals(D("0.01"), D("1e8"), places=2)),
     max_size=20,
 )
 
@@ -598,7 +582,7 @@ later_updates = st.lists(
 def test_drawdown_beyond_max_halts_until_resume(
     peak: Decimal, drop: Decimal, later: list[tuple[int, Decimal]], auto: bool
 ) -> None:
-    manager = RiskManager(_limits(max_daily_loss=1.0, auto_resume_next_day=auto))
+    manager = RiskEngine(_limits(max_daily_loss=1.0, auto_resume_next_day=auto))
     manager.on_equity(DAY0, peak)
     events = manager.on_equity(DAY0 + MINUTE, peak * (1 - drop))
     assert [e.new for e in events] == [TradingState.HALTED]
@@ -630,12 +614,12 @@ def test_drawdown_beyond_max_halts_until_resume(
 
 @pytest.mark.parametrize("auto", [True, False])
 def test_a_new_utc_day_resumes_a_daily_loss_halt_only_when_configured(auto: bool) -> None:
-    manager = RiskManager(_limits(auto_resume_next_day=auto))
+    manager = RiskEngine(_limits(auto_resume_next_day=auto))
     manager.on_equity(DAY0, EQUITY)
     manager.on_equity(DAY0 + MINUTE, D(9_600))
-    assert manager.on_equity(DAY0 + MS_PER_DAY - 1, D(9_900)) == []  # same day: still halted
+    assert manager.on_equity(DAY0 + DAY_MS - 1, D(9_900)) == []  # same day: still halted
     assert manager.snapshot(D(9_900), [], {}).halted_by_limit
-    events = manager.on_equity(DAY0 + MS_PER_DAY, D(9_600))
+    events = manager.on_equity(DAY0 + DAY_MS, D(9_600))
     if auto:
         assert [(e.old, e.new) for e in events] == [(TradingState.HALTED, TradingState.ACTIVE)]
         assert events[0].reason == "new UTC day 2023-12-10: auto resume"
@@ -646,27 +630,27 @@ def test_a_new_utc_day_resumes_a_daily_loss_halt_only_when_configured(auto: bool
 
 
 def test_auto_resume_never_lifts_a_persons_halt() -> None:
-    manager = RiskManager(_limits(auto_resume_next_day=True))
+    manager = RiskEngine(_limits(auto_resume_next_day=True))
     manager.on_equity(DAY0, EQUITY)
     manager.halt(DAY0 + MINUTE, "going to lunch")
-    assert manager.on_equity(DAY0 + MS_PER_DAY, EQUITY) == []
+    assert manager.on_equity(DAY0 + DAY_MS, EQUITY) == []
     assert manager.state is TradingState.HALTED
 
 
 def test_a_persons_halt_on_top_of_a_limit_halt_is_not_lifted_by_a_new_day() -> None:
-    manager = RiskManager(_limits(auto_resume_next_day=True))
+    manager = RiskEngine(_limits(auto_resume_next_day=True))
     manager.on_equity(DAY0, EQUITY)
     manager.on_equity(DAY0 + MINUTE, D(9_600))  # daily loss halt
     assert manager.halt(DAY0 + 2 * MINUTE, "investigating the loss") == []
-    assert manager.on_equity(DAY0 + MS_PER_DAY, EQUITY) == []
+    assert manager.on_equity(DAY0 + DAY_MS, EQUITY) == []
     assert manager.state is TradingState.HALTED
 
 
 def test_auto_resume_keeps_a_drawdown_halt_while_the_drawdown_lasts() -> None:
-    manager = RiskManager(_limits(max_daily_loss=1.0, auto_resume_next_day=True))
+    manager = RiskEngine(_limits(max_daily_loss=1.0, auto_resume_next_day=True))
     manager.on_equity(DAY0, EQUITY)
     manager.on_equity(DAY0 + MINUTE, D(7_500))
-    assert manager.on_equity(DAY0 + MS_PER_DAY, D(7_500)) == []
+    assert manager.on_equity(DAY0 + DAY_MS, D(7_500)) == []
     assert manager.state is TradingState.HALTED
 
 
@@ -686,13 +670,13 @@ def test_halt_and_resume_report_their_changes() -> None:
 
 def test_restore_puts_back_the_state_and_the_baselines() -> None:
     manager = _manager()
-    manager.restore(TradingState.HALTED, D(12_000), D(10_000), DAY0 // MS_PER_DAY)
+    manager.restore(TradingState.HALTED, D(12_000), D(10_000), DAY0 // DAY_MS)
     snapshot = manager.snapshot(D(9_000), [], {})
     assert snapshot.state is TradingState.HALTED
     assert (snapshot.peak_equity, snapshot.day_start_equity) == (D(12_000), D(10_000))
     assert snapshot.drawdown == pytest.approx(0.25)
     assert snapshot.daily_loss == pytest.approx(0.1)
-    assert not manager.size(make_proposal(), D(9_000), [], {}, None).approved
+    assert not manager.size(make_proposal(), D(9_000), [], {}, None).allowed
 
 
 def test_snapshot_reports_exposure_against_the_limits() -> None:
@@ -721,7 +705,7 @@ def _closes(returns: Iterable[float], start: float = 100.0) -> list[float]:
 
 
 def _feed(
-    manager: RiskManager, symbol: str, closes: Sequence[float], skip: Iterable[int] = ()
+    manager: RiskEngine, symbol: str, closes: Sequence[float], skip: Iterable[int] = ()
 ) -> None:
     skipped = set(skip)
     for i, close in enumerate(closes):
@@ -731,21 +715,21 @@ def _feed(
 
 def _paired_market(
     seed: int, eth_from_btc: Callable[[float, float], float], n: int = 2 * WINDOW + 1
-) -> RiskManager:
+) -> RiskEngine:
     rng = random.Random(seed)
     btc = [rng.gauss(0.0, 0.01) for _ in range(n)]
     eth = [eth_from_btc(r, rng.gauss(0.0, 0.01)) for r in btc]
-    manager = RiskManager(RiskLimits(correlation_window=WINDOW, max_correlation=0.8))
+    manager = RiskEngine(RiskLimits(correlation_window=WINDOW, max_correlation=0.8))
     _feed(manager, BTC, _closes(btc))
     _feed(manager, ETH, _closes(eth, start=2_000.0))
     return manager
 
 
-def _try(manager: RiskManager, btc_side: Side, eth_side: Side) -> str | None:
-    """Propose ETH with a BTC position open; the denial reason, or None if approved."""
+def _try(manager: RiskEngine, btc_side: Side, eth_side: Side) -> str | None:
+    """Propose ETH with a BTC position open; the denial reason, or None if allowed."""
     positions = [make_position(BTC, btc_side, D("0.01"), D(100))]
-    decision = manager.size(make_proposal(ETH, eth_side), EQUITY, positions, {}, None)
-    return None if decision.approved else decision.reason
+    check = manager.size(make_proposal(ETH, eth_side), EQUITY, positions, {}, None)
+    return None if check.allowed else check.reason
 
 
 @settings(deadline=None)
@@ -800,7 +784,7 @@ def test_correlation_looks_only_at_the_recent_window() -> None:
     rng = random.Random(11)
     old = [rng.gauss(0.0, 0.01) for _ in range(500)]
     recent = [rng.gauss(0.0, 0.01) for _ in range(WINDOW)]
-    manager = RiskManager(RiskLimits(correlation_window=WINDOW))
+    manager = RiskEngine(RiskLimits(correlation_window=WINDOW))
     _feed(manager, BTC, _closes(old + recent))
     _feed(manager, ETH, _closes([-r for r in old] + recent))
     corr = manager.correlation(BTC, ETH)
@@ -813,7 +797,7 @@ def test_gap_in_one_symbol_is_skipped_not_a_zero_return() -> None:
     # halve the correlation, pairing returns by position would scramble it.
     rng = random.Random(3)
     btc = _closes(rng.gauss(0.0, 0.01) for _ in range(2 * WINDOW))
-    manager = RiskManager(RiskLimits(correlation_window=WINDOW))
+    manager = RiskEngine(RiskLimits(correlation_window=WINDOW))
     _feed(manager, BTC, btc)
     _feed(manager, ETH, [20 * c for c in btc], skip=range(1, len(btc), 2))
     corr = manager.correlation(BTC, ETH)
@@ -832,7 +816,7 @@ def test_gaps_anywhere_keep_proportional_series_fully_correlated(
 ) -> None:
     rng = random.Random(seed)
     btc = _closes(rng.gauss(0.0, 0.01) for _ in range(2 * WINDOW))
-    manager = RiskManager(RiskLimits(correlation_window=WINDOW))
+    manager = RiskEngine(RiskLimits(correlation_window=WINDOW))
     _feed(manager, BTC, btc, skip=btc_gaps)
     _feed(manager, ETH, [20 * c for c in btc], skip=eth_gaps)
     corr = manager.correlation(BTC, ETH)
@@ -843,7 +827,7 @@ def test_gaps_anywhere_keep_proportional_series_fully_correlated(
 def test_a_revised_candle_replaces_the_close_and_an_older_one_is_ignored() -> None:
     rng = random.Random(5)
     btc = _closes(rng.gauss(0.0, 0.01) for _ in range(2 * WINDOW))
-    manager = RiskManager(RiskLimits(correlation_window=WINDOW))
+    manager = RiskEngine(RiskLimits(correlation_window=WINDOW))
     _feed(manager, BTC, btc)
     _feed(manager, ETH, [c * 3 for c in btc])
     last = DAY0 + (len(btc) - 1) * MINUTE

@@ -84,18 +84,19 @@ async def test_a_size_the_risk_cap_cuts_is_explained_before_approving(tmp_path: 
         assert "at most" in str(dialog.query_one("#resize-error").render())
         huge = proposal.size * 1000
         allowed = app.engine.preview_entry(proposal.id, huge)
-        assert allowed.approved and allowed.qty < huge
+        assert allowed.allowed and allowed.quantity < huge
         await pilot.press("ctrl+a", "ctrl+k", *str(huge), "enter")
         await pilot.pause()
         assert app.screen is dialog  # not approved yet: the cut is explained first
         text = str(dialog.query_one("#resize-error").render())
-        assert f"the risk limits cut {fmt.qty_full(huge)} to {fmt.qty_full(allowed.qty)}" in text
+        cut = f"{fmt.qty_full(huge)} to {fmt.qty_full(allowed.quantity)}"
+        assert f"the risk limits cut {cut}" in text
         assert "position cap" in text and "enter again" in text
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, MainScreen)
     rows = query(db, "SELECT size FROM decisions WHERE proposal_id = ?", proposal.id)
-    assert [Decimal(r[0]) for r in rows] == [allowed.qty]
+    assert [Decimal(r[0]) for r in rows] == [allowed.quantity]
 
 
 @pytest.mark.parametrize("text", ["1" * 10_000, "1e999999999", "1e-999999999", "∞", "0x10"])

@@ -25,7 +25,7 @@ from tui import format as fmt
 from tui.keys import HELP_BINDING
 
 if TYPE_CHECKING:
-    from engine.risk import RiskDecision
+    from engine.risk import RiskCheck
 
 T = TypeVar("T")
 
@@ -197,20 +197,20 @@ def parse_positive_decimal(text: str) -> Decimal:
     return value
 
 
-def cut_warning(qty: Decimal, decision: RiskDecision) -> str | None:
+def cut_warning(qty: Decimal, check: RiskCheck) -> str | None:
     """What the risk limits would do to an entry of ``qty`` (None: it passes as typed).
 
     ``the risk limits cut 5 to 0.21: position cap 10.0%``, or the denial.
     """
-    if not decision.approved:
-        return f"the risk limits deny this entry: {decision.reason}"
-    if decision.qty >= qty:
+    if not check.allowed:
+        return f"the risk limits deny this entry: {check.reason}"
+    if check.quantity >= qty:
         return None
     # The sizer's reason reads "<qty> <symbol> ≈ <value>: note, note, ..."; the notes
     # after the requested size are the limits that cut it.
-    notes = decision.reason.split(": ", 1)[-1].split(", ")
-    why = ", ".join(n for n in notes if not n.startswith("requested")) or decision.reason
-    return f"the risk limits cut {fmt.qty_full(qty)} to {fmt.qty_full(decision.qty)}: {why}"
+    notes = check.reason.split(": ", 1)[-1].split(", ")
+    why = ", ".join(n for n in notes if not n.startswith("requested")) or check.reason
+    return f"the risk limits cut {fmt.qty_full(qty)} to {fmt.qty_full(check.quantity)}: {why}"
 
 
 class ResizeDialog(Dialog[Decimal]):
@@ -223,7 +223,7 @@ class ResizeDialog(Dialog[Decimal]):
     def __init__(
         self,
         proposal: Proposal,
-        preview: Callable[[Decimal], RiskDecision] | None = None,
+        preview: Callable[[Decimal], RiskCheck] | None = None,
     ) -> None:
         super().__init__(classes="resize")
         self.proposal = proposal

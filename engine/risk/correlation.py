@@ -1,0 +1,78 @@
+"""The correlation tracker: bounded windows of closes per symbol, and their returns' correlation.
+
+**Gaps.** Returns are taken between consecutive timestamps at which *both*
+symbols have a close, so a missing candle is skipped, never a zero return, and
+both returns of a pair always span the same interval. A correlation needs at
+least ``min_samples`` aligned returns; with fewer it is unknown (None).
+
+The coefficient is :func:`statistics.correlation` (Pearson's). A flat series
+moves with nothing: where it raises for a constant input, the answer is 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from itertools import pairwise
+
+from engine.risk._inputs import require_float, require_int, require_text, require_ts
+
+
+def pearson(xs: list[float], ys: list[float]) -> float:
+    """Pearson's correlation of two equally long series, in [-1, 1]; 0 when one is flat."""
+    try:
+        corr = statistics.correlation(xs, ys)
+    except statistics.StatisticsError:
+        return 0.0  # a constant series (or a variance that underflowed to 0)
+    return max(-1.0, min(1.0, corr))
+
+
+class CorrelationTracker:
+    """The last closes of each symbol, enough for ``window`` aligned returns.
+
+    Feed it with :meth:`on_candle` (O(1)); ask :meth:`correlation`.
+    """
+
+    def __init__(self, window: int, min_samples: int) -> None:
+        require_int("window", window, 3)
+        require_int("min_samples", min_samples, 2)
+        self.window = window
+        self.min_samples = min_samples
+        self._closes: dict[str, deque[tuple[int, float]]] = {}
+        # Twice the window, so that gaps in one symbol still leave a window of aligned returns.
+        self._kept = 2 * window + 1
+
+    def on_candle(self, symbol: str, ts: int, close: float) -> None:
+        """Record a closed candle's close. An older ``ts`` than the last is ignored."""
+        require_text("symbol", symbol)
+        require_ts("ts", ts)
+        require_float("close", close, allow_zero=False)
+        window = self._closes.get(symbol)
+        if window is None:
+            window = self._closes[symbol] = deque(maxlen=self._kept)
+        if window and ts <= window[-1][0]:
+            if ts == window[-1][0]:
+                window[-1] = (ts, float(close))  # the same candle, revised
+            return
+        window.append((ts, float(close)))
+
+    def correlation(self, symbol_a: str, symbol_b: str) -> float | None:
+        """Correlation of close-to-close returns over the last ``window`` aligned returns,
+        or None while there are fewer than ``min_samples``."""
+        require_text("symbol_a", symbol_a)
+        require_text("symbol_b", symbol_b)
+        window_a = self._closes.get(symbol_a)
+        window_b = self._closes.get(symbol_b)
+        if not window_a or not window_b:
+            return None
+        closes_b = dict(window_b)
+        common = [(close_a, closes_b[ts]) for ts, close_a in window_a if ts in closes_b]
+        returns_a: list[float] = []
+        returns_b: list[float] = []
+        for (a0, b0), (a1, b1) in pairwise(common):
+            returns_a.append(a1 / a0 - 1.0)
+            returns_b.append(b1 / b0 - 1.0)
+        returns_a, returns_b = returns_a[-self.window :], returns_b[-self.window :]
+        if len(returns_a) < self.min_samples:
+            return None
+        return pearson(returns_a, returns_b)
