@@ -1,5 +1,6 @@
-"""The session builds the feed off the event loop: the console draws and answers keys while
-a replay file is parsed, and quitting meanwhile exits cleanly.
+"""The console session: it builds the feed off the event loop (the console draws and answers
+keys while a replay file is parsed, and quitting meanwhile exits cleanly), says why a start
+failed with its exit code, and stops the engine and closes the store once.
 
 No timing: the feed factory (the real ``make_feed`` on a large generated replay file)
 runs in the session's worker thread and is held there on an Event until the test has
@@ -12,16 +13,20 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import SESSION_STARTED, WALL_CLOCK, make_settings
+import pytest
+from harness import SESSION_STARTED, WALL_CLOCK, make_settings, query
 from textual.pilot import Pilot
 
 from engine.config import Settings
 from engine.feeds.base import Feed
+from engine.feeds.sim import SimFeed
+from engine.models import EngineEvent
 from engine.runtime import make_feed
 from tui.app import CmaApp
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.modals import QuitDialog
+from tui.session import ConsoleSession, StartError
 from tui.widgets.status import StatusBar
 
 #: Rows in the generated replay file (about 6 MB of CSV, a second or more of parsing).
@@ -128,3 +133,48 @@ async def test_quitting_while_the_feed_is_built_exits_cleanly(tmp_path: Path) ->
     assert app.session.starting is not None and app.session.starting.cancelled()
     # The parsing thread finishes on its own and its feed is dropped.
     assert factory.returned.wait(60)
+
+
+async def test_a_start_that_fails_says_why_with_its_exit_code_and_leaves_nothing_open(
+    tmp_path: Path,
+) -> None:
+    # A feed that cannot be built (the replay file is missing): a usage error, exit code 2.
+    missing = make_settings(
+        tmp_path / "cma.db", feed={"kind": "replay", "files": [tmp_path / "gone_ABC-USDT_1m.csv"]}
+    )
+    session = ConsoleSession(missing)
+    with pytest.raises(StartError, match=r"gone_ABC-USDT_1m\.csv") as failed:
+        await session.start()
+    assert failed.value.code == 2
+    assert session.store is None and session.engine is None
+    await session.stop()
+    assert not (tmp_path / "cma.db").exists()
+
+    # A store file that is not a cma store: the store's own message and code (2).
+    other = tmp_path / "notes.db"
+    other.write_text("not a database\n" * 100)
+    session = ConsoleSession(make_settings(other), feed=SimFeed(limit=5))
+    with pytest.raises(StartError) as failed:
+        await session.start()
+    assert failed.value.code == 2 and str(failed.value)
+    assert session.store is None and session.engine is None
+    await session.stop()
+    await session.stop()  # safe to call again
+
+
+async def test_a_session_runs_the_engine_and_stops_it_once(tmp_path: Path) -> None:
+    db = tmp_path / "cma.db"
+    session = ConsoleSession(make_settings(db), feed=SimFeed(limit=50))
+    events: list[EngineEvent] = []
+    recovery = await session.start(events.append, paused_if_recovered=False)
+    assert recovery.is_fresh
+    engine = session.engine
+    assert engine is not None and session.store is not None
+    await engine.wait()
+    assert events  # the subscriber heard the engine from its start
+    await session.stop()
+    assert session.store is None and engine.status == "stopped"
+    heard = len(events)
+    await session.stop()
+    assert len(events) == heard  # stopped once; the subscriber is gone
+    assert query(db, "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL") == [(0,)]
