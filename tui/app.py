@@ -196,7 +196,9 @@ class CmaApp(App[int]):
         try:
             recovery = await asyncio.shield(self._starting)
         except asyncio.CancelledError:
-            return  # quit while the feed was being built
+            if self._starting.cancelled():
+                return  # quit while the feed was being built: nothing started
+            raise  # this worker itself was cancelled (a shutdown)
         except StartError as exc:
             self.exit(exc.code, return_code=exc.code, message=f"cma: {exc}")
             return

@@ -44,20 +44,20 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    printer: list[Callable[[EngineEvent], None]] = []
+    printer: Callable[[EngineEvent], None] | None = None
 
     def on_event(event: EngineEvent) -> None:
-        if not printer:  # the engine exists by the time it sends its first event
-            assert session.engine is not None
-            printer.append(_error_printer(session.engine, log_file))
-        printer[0](event)
+        nonlocal printer
+        if printer is None:
+            assert session.engine is not None  # built before it sends its first event
+            printer = _error_printer(session.engine, log_file)
+        printer(event)
 
     try:
         try:
             recovery = await session.start(on_event, paused_if_recovered=False)
         except StartError as exc:
-            await session.stop(close_positions=None)
-            die(str(exc), exc.code)
+            die(str(exc), exc.code)  # the finally below closes what was opened
         engine = session.engine
         assert engine is not None and session.feed is not None
         if recovery.needs_attention:  # as the console shows its restart summary
