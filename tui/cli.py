@@ -201,14 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         if command == "config":
-            from tui.commands import config_command
+            from tui.subcommands import config_command
 
             return config_command(args)
         if command == "db":
-            from tui.commands import db_command
+            from tui.subcommands import db_command
 
             return db_command(args)
-        from tui.commands import run_command
+        from tui.subcommands import run_command
 
         return run_command(args)
     except KeyboardInterrupt:

@@ -21,6 +21,8 @@ private parts of LinuxDriver it needs go through :mod:`tui.compat`.
 from __future__ import annotations
 
 import asyncio
+import signal
+from collections.abc import Callable
 from typing import Any
 
 from textual.drivers.linux_driver import LinuxDriver
@@ -77,3 +79,22 @@ class HangUpSafeDriver(LinuxDriver):
         callback = getattr(compat.driver_app(self), "terminal_gone", None)
         if callback is not None and self._app_loop is not None:
             self._app_loop.call_soon_threadsafe(callback)
+
+
+def on_hang_up(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` on SIGHUP and SIGTERM (the terminal or the SSH link is gone, or
+    the process is asked to end); returns what removes those handlers again."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+
+    def remove() -> None:
+        while installed:
+            loop.remove_signal_handler(installed.pop())
+
+    return remove

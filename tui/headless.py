@@ -16,11 +16,10 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.models import EngineEvent, EngineMessage
-from engine.runtime import Engine, StoreMismatchError, make_feed
-from persistence.errors import StoreFileError
-from persistence.store import Store
-from tui.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, die
+from engine.runtime import Engine
+from tui.cli import EXIT_FAIL, EXIT_OK, die
 from tui.logs import shown
+from tui.session import ConsoleSession, StartError
 
 
 def _error_printer(engine: Engine, log_file: Path | None) -> Callable[[EngineEvent], None]:
@@ -40,30 +39,27 @@ def _error_printer(engine: Engine, log_file: Path | None) -> Callable[[EngineEve
 
 
 async def _main(settings: Settings, duration: float | None, log_file: Path | None) -> int:
-    try:
-        feed = make_feed(settings)
-    except (ValueError, OSError) as exc:
-        die(str(exc), EXIT_USAGE)
-    path = settings.store.resolved_path()
-    try:
-        store = await Store.open(path, settings.store.busy_timeout_ms)
-    except StoreFileError as exc:  # locked (1), damaged (1), not a cma store (2)
-        die(str(exc), exc.code)
-    try:
-        engine = Engine(settings, store, feed)
-    except ValueError as exc:
-        await store.close()
-        die(str(exc), EXIT_USAGE)
-    engine.subscribe(_error_printer(engine, log_file))
+    session = ConsoleSession(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    printer: Callable[[EngineEvent], None] | None = None
+
+    def on_event(event: EngineEvent) -> None:
+        nonlocal printer
+        if printer is None:
+            assert session.engine is not None  # built before it sends its first event
+            printer = _error_printer(session.engine, log_file)
+        printer(event)
+
     try:
         try:
-            recovery = await engine.start(paused_if_recovered=False)
-        except StoreMismatchError as exc:
-            die(str(exc), EXIT_USAGE)
+            recovery = await session.start(on_event, paused_if_recovered=False)
+        except StartError as exc:
+            die(str(exc), exc.code)  # the finally below closes what was opened
+        engine = session.engine
+        assert engine is not None and session.feed is not None
         if recovery.needs_attention:  # as the console shows its restart summary
             print(
                 f"recovered: {len(recovery.positions)} open positions, "
@@ -75,7 +71,8 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
                 print(f"  {note}", flush=True)
         print(
             f"cma headless: {engine.mode} on {engine.feed_name} "
-            f"({', '.join(feed.symbols)}), policy {engine.policy}, store {path}",
+            f"({', '.join(session.feed.symbols)}), policy {engine.policy}, "
+            f"store {settings.store.resolved_path()}",
             flush=True,
         )
         deadline = None if duration is None else time.monotonic() + duration
@@ -99,7 +96,7 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
         print(engine.status_line(), flush=True)
         return EXIT_OK
     finally:
-        await store.close()
+        await session.stop(close_positions=None)
 
 
 def run_headless(

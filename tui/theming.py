@@ -24,16 +24,20 @@ import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 import themes as _themes_package
+
+if TYPE_CHECKING:
+    from textual.app import App
+    from textual.notifications import SeverityLevel
 
 DEFAULT_THEME = "cma-dark"
 THEMES_DIR = Path(_themes_package.__file__).resolve().parent
@@ -273,3 +277,69 @@ def choose_theme(explicit: str | None, remembered: str | None) -> str:
     if remembered:
         return remembered
     return DEFAULT_THEME
+
+
+@dataclass
+class ThemeBoot:
+    """What :func:`boot_themes` did: the themes the palette offers, the broken theme files,
+    and the notices to show once the console is up (theme problems, a fallback)."""
+
+    names: list[str]
+    problems: list[ThemeProblem]
+    notices: list[tuple[str, SeverityLevel]]
+
+
+def boot_themes(
+    app: App[Any], explicit: str | None, search: Sequence[Path] | None, state_path: Path
+) -> ThemeBoot:
+    """Register the shipped and the user's themes on ``app`` (not running yet) and start it
+    on the one to open with (``explicit``, else the remembered one, else the default)."""
+    loaded, problems = load_themes(search if search is not None else theme_dirs())
+    for theme in loaded:
+        app.register_theme(theme)
+    if DEFAULT_THEME not in app.available_themes:
+        app.register_theme(fallback_theme())
+    notices: list[tuple[str, SeverityLevel]] = [(str(problem), "error") for problem in problems]
+    remembered = read_ui_state(state_path).get("theme")
+    wanted = choose_theme(explicit, remembered if isinstance(remembered, str) else None)
+    if wanted not in app.available_themes:
+        broken = [p for p in problems if p.path.stem == wanted]
+        why = "is broken (see above)" if broken else "does not exist"
+        notices.append((f"theme {wanted!r} {why}: using {DEFAULT_THEME} instead", "warning"))
+        wanted = DEFAULT_THEME
+    _set_initial_theme(app, wanted, notices)
+    names = sorted({DEFAULT_THEME, *(t.name for t in loaded)})
+    return ThemeBoot(names, problems, notices)
+
+
+def _set_initial_theme(app: App[Any], name: str, notices: list[tuple[str, SeverityLevel]]) -> None:
+    """Start with theme ``name`` without the full stylesheet rebuild a theme change costs.
+
+    Setting ``App.theme`` schedules ``refresh_css`` (reparse everything, about 20 ms
+    before the first frame). Before the app runs there is nothing to refresh: this
+    does what the theme watcher does, but gives the stylesheet, not yet parsed, the
+    theme's variables directly (:func:`tui.compat.apply_theme_before_start`).
+    """
+    from textual.app import App
+
+    from tui import compat
+
+    app.set_reactive(App.theme, name)
+    try:
+        variables = app.get_css_variables()
+    except Exception as exc:  # a shipped theme edited in place: Textual raises many kinds
+        if name == DEFAULT_THEME:
+            app.register_theme(fallback_theme())
+        notices.append((f"theme {name!r} cannot be drawn ({exc}): using {DEFAULT_THEME}", "error"))
+        _set_initial_theme(app, DEFAULT_THEME, notices)
+        return
+    compat.apply_theme_before_start(app, variables)
+
+
+def remember_theme(path: Path, name: str) -> str | None:
+    """Remember ``name`` as the theme last picked; a problem doing so, for the person."""
+    try:
+        write_ui_state(path, {"theme": name})
+    except OSError as exc:
+        return f"could not remember the theme: {exc.strerror}"
+    return None

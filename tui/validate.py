@@ -128,7 +128,7 @@ def check_keymap(keymap: Mapping[str, str]) -> list[Problem]:
     (the screen's own, the app's, a widget's) already uses. A key two bindings
     shared before any remapping (``q`` closes help and quits elsewhere) is the
     console's own design and is not reported."""
-    from tui.app import binding_classes
+    from tui.keys import binding_classes
 
     classes = binding_classes()
     known = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
@@ -16,10 +16,18 @@ from textual.widgets import Label, Static
 from engine.models import Proposal
 from tui import format as fmt
 from tui.keys import HELP_BINDING
+from tui.messages import CommandRequested
 from tui.widgets.footer import KeysFooter
 
-if TYPE_CHECKING:
-    from tui.app import CmaApp
+
+class ProposalViews(Protocol):
+    """What the detail screen reads to stay live (the app): the market time, whether the
+    proposal is still pending, and what is being done to it."""
+
+    @property
+    def market_ts(self) -> int: ...
+    def find_pending(self, proposal_id: str) -> Proposal | None: ...
+    def busy_word(self, proposal_id: str) -> str | None: ...
 
 
 def proposal_fields(p: Proposal, market_ts: int) -> list[tuple[str, str]]:
@@ -142,28 +150,22 @@ class ProposalDetailScreen(Screen[None]):
         HELP_BINDING,
     ]
 
-    def __init__(self, proposal: Proposal) -> None:
+    def __init__(self, proposal: Proposal, views: ProposalViews) -> None:
         super().__init__(classes="detail")
         self.proposal = proposal
+        self._views = views
         self.status = "pending"
         #: The status the footer's keys were last enabled for.
         self._keys_for: str | None = None
         #: The status on screen.
         self._drawn = ""
 
-    @property
-    def cma(self) -> CmaApp:
-        from tui.app import CmaApp
-
-        assert isinstance(self.app, CmaApp)
-        return self.app
-
     def compose(self) -> ComposeResult:
         p = self.proposal
         with Vertical(id="detail-box") as box:
             box.border_title = f"Proposal: {fmt.one_line(p.symbol, 20)} {p.side.value}"
             yield Label("", id="detail-status")
-            yield DetailFields(proposal_fields(p, self.cma.market_ts), id="detail-fields")
+            yield DetailFields(proposal_fields(p, self._views.market_ts), id="detail-fields")
         with VerticalScroll(id="detail-votes") as votes:
             votes.border_title = f"Votes ({len(p.votes)})"
             votes.can_focus = True
@@ -184,13 +186,13 @@ class ProposalDetailScreen(Screen[None]):
         """Called by the app's redraw: the time left, and whether it is still pending."""
         if not self.query("#detail-status"):
             return  # not composed yet; on_mount draws it
-        app = self.cma
-        current = app.find_pending(self.proposal.id)
+        views = self._views
+        current = views.find_pending(self.proposal.id)
         if current is not None:
             self.proposal = current
-            status = app.busy_word(current.id) or "pending"
+            status = views.busy_word(current.id) or "pending"
         else:
-            status = app.busy_word(self.proposal.id) or "no longer pending (decided or expired)"
+            status = views.busy_word(self.proposal.id) or "no longer pending (decided or expired)"
         self.status = status
         # Updated only when the text changes: each update costs a layout pass.
         if status != self._drawn:
@@ -199,7 +201,7 @@ class ProposalDetailScreen(Screen[None]):
             label.update(Text(status))
             label.set_class(status == "pending", "-pending")
         self.query_one("#detail-fields", DetailFields).show(
-            proposal_fields(self.proposal, app.market_ts)
+            proposal_fields(self.proposal, views.market_ts)
         )
         # Only when the status changed: this runs on every redraw (the clock ticks each
         # second), and each refresh makes the footer rebuild all its keys.
@@ -216,10 +218,10 @@ class ProposalDetailScreen(Screen[None]):
         self.dismiss(None)
 
     def action_approve(self) -> None:
-        self.cma.approve(self.proposal)
+        self.post_message(CommandRequested("approve", self.proposal))
 
     def action_reject(self) -> None:
-        self.cma.ask_reject(self.proposal)
+        self.post_message(CommandRequested("reject", self.proposal))
 
     def action_resize(self) -> None:
-        self.cma.ask_resize(self.proposal)
+        self.post_message(CommandRequested("resize", self.proposal))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.table import Table
@@ -120,3 +120,22 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def help_title(screen: Screen[Any]) -> str:
+    """What the help screen opened on ``screen`` calls it ("main screen", "reject dialog")."""
+    from tui.screens.detail import ProposalDetailScreen
+    from tui.screens.main import MainScreen
+    from tui.screens.modals import FloorConfirmDialog
+    from tui.screens.recovery import RecoveryScreen
+
+    titles: dict[type[Screen[Any]], str] = {
+        MainScreen: "main screen",
+        ProposalDetailScreen: "proposal detail",
+        RecoveryScreen: "restart summary",
+        FloorConfirmDialog: "low threshold",
+    }
+    title = titles.get(type(screen), type(screen).__name__.removesuffix("Dialog").lower())
+    if isinstance(screen, ModalScreen) and title != type(screen).__name__.lower():
+        title = f"{title} dialog"
+    return title

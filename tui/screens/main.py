@@ -8,6 +8,7 @@ app, so nothing is lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
@@ -19,7 +20,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
 
+from engine.models import Position, Proposal
 from tui.keys import HELP_BINDING
+from tui.messages import CommandRequested
 from tui.widgets.footer import KeysFooter
 from tui.widgets.panes import ActivityPane, EquityPane, PositionsPane, ProposalsPane, RiskPane
 from tui.widgets.status import StatusBar
@@ -28,7 +31,7 @@ from tui.widgets.table import VirtualTable
 if TYPE_CHECKING:
     from textual.widgets import TabbedContent
 
-    from tui.app import CmaApp
+    from tui.equity_series import EquitySeries
 
 #: Below either of these, the panes collapse into tabs.
 COMPACT_WIDTH = 110
@@ -59,7 +62,11 @@ def is_compact(size: Size) -> bool:
 
 
 class MainScreen(Screen[None]):
-    """Proposals, positions, risk, equity and activity, with every trading key."""
+    """Proposals, positions, risk, equity and activity, with every trading key.
+
+    It draws nothing itself: ``draw_all`` (the app's redraw) fills the panes, and each
+    trading key posts :class:`~tui.messages.CommandRequested` with the selection.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "Approve", id="approve", tooltip="Approve the selected proposal"),
@@ -134,8 +141,13 @@ class MainScreen(Screen[None]):
 
     compact: reactive[bool] = reactive(False)
 
-    def __init__(self) -> None:
+    def __init__(self, equity_series: EquitySeries, draw_all: Callable[[], None]) -> None:
         super().__init__(id="main")
+        self.equity_series = equity_series
+        self._draw_all = draw_all
+        #: Whether close-all has anything to do (open positions or working entry orders),
+        #: as of the last redraw.
+        self.holdings = False
         self._pane_index = 0
         # Focus moves a refresh or two after a pane change; until it lands, focus events
         # (including Textual moving focus off a hidden tab) do not say which pane is current.
@@ -144,13 +156,6 @@ class MainScreen(Screen[None]):
         self.rebuilding = False
         self._composed = False
         self._key_state: tuple[bool, bool, bool] | None = None
-
-    @property
-    def cma(self) -> CmaApp:
-        from tui.app import CmaApp
-
-        assert isinstance(self.app, CmaApp)
-        return self.app
 
     # ---- layout -----------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class MainScreen(Screen[None]):
                 with TabPane("Risk", id="tab-risk"):
                     yield RiskPane()
                 with TabPane("Equity", id="tab-equity"):
-                    yield EquityPane(self.cma.equity_series)
+                    yield EquityPane(self.equity_series)
                 with TabPane("Activity", id="tab-activity"):
                     yield ActivityPane()
         else:
@@ -181,7 +186,7 @@ class MainScreen(Screen[None]):
                     yield ActivityPane()
                 with Vertical(id="right"):
                     yield RiskPane()
-                    yield EquityPane(self.cma.equity_series)
+                    yield EquityPane(self.equity_series)
         yield KeysFooter(id="footer")
 
     @property
@@ -200,12 +205,13 @@ class MainScreen(Screen[None]):
             return  # the app is closing before the layout was ever built
         tables.first(VirtualTable).focus()
         self._pane_index = 0
-        self.cma.redraw(force=True)
+        self._draw_all()
 
     async def on_resize(self, event: Resize) -> None:
         compact = is_compact(event.size)
         if compact != self.compact:
-            selected = self.cma.selected_proposal_id()
+            selected_proposal = self.selected_proposal
+            selected = selected_proposal.id if selected_proposal is not None else None
             self.compact = compact
             self.set_class(compact, "-compact")
             self.rebuilding = True
@@ -218,9 +224,19 @@ class MainScreen(Screen[None]):
                 self.query_one("#proposals-table", VirtualTable).select_key(selected)
 
     def on_screen_resume(self) -> None:
-        self.cma.redraw(force=True)
+        self._draw_all()
 
     # ---- panes ------------------------------------------------------------------
+
+    @property
+    def selected_proposal(self) -> Proposal | None:
+        """The proposal under the cursor (None while there are no panes to ask)."""
+        return self.proposals.selected if self.ready else None
+
+    @property
+    def selected_position(self) -> Position | None:
+        """The position under the cursor (None while there are no panes to ask)."""
+        return self.positions.selected if self.ready else None
 
     @property
     def proposals(self) -> ProposalsPane:
@@ -246,7 +262,7 @@ class MainScreen(Screen[None]):
                 target.focus()
 
         self.call_after_refresh(land)
-        self.cma.redraw(force=True)
+        self._draw_all()
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         if self._pending_target is not None:
@@ -277,18 +293,20 @@ class MainScreen(Screen[None]):
             if tab_id == "tab-" + pane_id.removesuffix("-pane") and i != self._pane_index:
                 self.show_pane(i)  # a tab picked with the mouse: focus its pane
                 return
-        self.cma.redraw(force=True)
+        self._draw_all()
 
     def on_virtual_table_cursor_moved(self, event: VirtualTable.CursorMoved) -> None:
         self.update_keys()
 
-    def update_keys(self) -> None:
-        """Refresh which keys are available, only when that changed (the footer redraws)."""
-        cma = self.cma
+    def update_keys(self, holdings: bool | None = None) -> None:
+        """Refresh which keys are available, only when that changed (the footer redraws);
+        ``holdings``: whether there are open positions or working entry orders now."""
+        if holdings is not None:
+            self.holdings = holdings
         state = (
-            cma.selected_proposal() is not None,
-            cma.selected_position() is not None,
-            cma.has_positions(),
+            self.selected_proposal is not None,
+            self.selected_position is not None,
+            self.holdings,
         )
         if state != self._key_state:
             self._key_state = state
@@ -299,49 +317,43 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Grey out keys that have nothing to act on (None: shown but disabled)."""
         if action in ("approve", "reject", "resize", "detail"):
-            return True if self.cma.selected_proposal() is not None else None
+            return True if self.selected_proposal is not None else None
         if action == "close_position":
-            return True if self.cma.selected_position() is not None else None
+            return True if self.selected_position is not None else None
         if action == "close_all":
-            return True if self.cma.has_positions() else None
+            return True if self.holdings else None
         return True
 
+    def _on_selected(self, command: str, subject: Proposal | Position | None) -> None:
+        if subject is not None:
+            self.post_message(CommandRequested(command, subject))
+
     def action_approve(self) -> None:
-        proposal = self.cma.selected_proposal()
-        if proposal is not None:
-            self.cma.approve(proposal)
+        self._on_selected("approve", self.selected_proposal)
 
     def action_reject(self) -> None:
-        proposal = self.cma.selected_proposal()
-        if proposal is not None:
-            self.cma.ask_reject(proposal)
+        self._on_selected("reject", self.selected_proposal)
 
     def action_resize(self) -> None:
-        proposal = self.cma.selected_proposal()
-        if proposal is not None:
-            self.cma.ask_resize(proposal)
+        self._on_selected("resize", self.selected_proposal)
 
     def action_detail(self) -> None:
-        proposal = self.cma.selected_proposal()
-        if proposal is not None:
-            self.cma.show_detail(proposal)
+        self._on_selected("detail", self.selected_proposal)
 
     def action_policy(self) -> None:
-        self.cma.ask_policy()
+        self.post_message(CommandRequested("policy"))
 
     def action_close_position(self) -> None:
-        position = self.cma.selected_position()
-        if position is not None:
-            self.cma.ask_close_position(position)
+        self._on_selected("close_position", self.selected_position)
 
     def action_close_all(self) -> None:
-        self.cma.ask_close_all()
+        self.post_message(CommandRequested("close_all"))
 
     def action_pause(self) -> None:
-        self.cma.toggle_pause()
+        self.post_message(CommandRequested("pause"))
 
     def action_halt(self) -> None:
-        self.cma.ask_halt()
+        self.post_message(CommandRequested("halt"))
 
     def action_export(self) -> None:
-        self.cma.export_report()
+        self.post_message(CommandRequested("export"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,6 +19,9 @@ from tui.keys import HELP_BINDING
 from tui.widgets.bigtext import BigText
 from tui.widgets.panes import POSITION_COLUMNS, PROPOSAL_COLUMNS, position_row, proposal_row
 from tui.widgets.table import VirtualTable
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine, Recovery
 
 
 class RecoveryScreen(Screen[bool]):
@@ -51,6 +54,18 @@ class RecoveryScreen(Screen[bool]):
         self.notes = list(notes)
         self.marks = dict(marks)
         self.market_ts = market_ts
+
+    @classmethod
+    def after(cls, recovery: Recovery, engine: Engine) -> RecoveryScreen:
+        """The summary of ``recovery``, priced at ``engine``'s marks."""
+        return cls(
+            recovery.positions,
+            recovery.pending,
+            recovery.trading_state,
+            recovery.notes,
+            marks=engine.marks,
+            market_ts=engine.market_ts,
+        )
 
     def compose(self) -> ComposeResult:
         with Vertical(id="recovery-box") as box:
