@@ -222,7 +222,7 @@ class TradingCore:
     def size_entry(
         self,
         proposal: Proposal,
-        qty: Decimal | None,
+        size: Decimal | None,
         now: int,
         *,
         record: bool = True,
@@ -232,7 +232,7 @@ class TradingCore:
         the sizer); a bad input is a denial, never an error."""
         return self.risk.check_entry(
             proposal,
-            qty,
+            size,
             positions=self.portfolio.positions,
             committed=self.execution.committed_positions(),
             marks=self.marks,
@@ -243,19 +243,19 @@ class TradingCore:
             equity=self.portfolio.equity(self.marks),
         )
 
-    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskCheck:
-        """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now;
+    def preview_entry(self, proposal_id: str, size: Decimal | None = None) -> RiskCheck:
+        """What approving ``proposal_id`` (at ``size``) would get from the risk limits now;
         nothing is recorded."""
         proposal = self.router.get(proposal_id)
         if proposal is None:
             raise CommandError(f"proposal {proposal_id} is no longer pending")
-        return self.size_entry(proposal, qty, self.market_ts, record=False, human=True)
+        return self.size_entry(proposal, size, self.market_ts, record=False, human=True)
 
-    def approve(self, proposal_id: str, qty: Decimal | None, by: By = "human") -> Step:
-        """Approve a pending proposal (``qty`` resizes it): the decision and its order, or
+    def approve(self, proposal_id: str, size: Decimal | None, by: By = "human") -> Step:
+        """Approve a pending proposal (``size`` resizes it): the decision and its order, or
         its denial. CommandError if it is no longer pending."""
         work = self.new_work()
-        p, events, intent = self._approve_into(work, proposal_id, qty, by)
+        p, events, intent = self._approve_into(work, proposal_id, size, by)
 
         def undo() -> None:
             if intent is not None:
@@ -265,14 +265,14 @@ class TradingCore:
         return Step(work, events, [] if intent is None else [intent], undo)
 
     def _approve_into(
-        self, work: UnitOfWork, proposal_id: str, qty: Decimal | None, by: By
+        self, work: UnitOfWork, proposal_id: str, size: Decimal | None, by: By
     ) -> tuple[Proposal, list[EngineEvent], OrderIntent | None]:
         p = self.desk.claim(proposal_id)
         now = self.market_ts
-        rd = self.size_entry(p, qty, now, human=by == "human")
+        rd = self.size_entry(p, size, now, human=by == "human")
         reason = None if rd.allowed else rd.reason
         intent = self.execution.entry_intent(
-            p, rd.quantity if rd.allowed else max(qty or p.size, QTY_QUANTUM), now, reason or ""
+            p, rd.quantity if rd.allowed else max(size or p.size, QTY_QUANTUM), now, reason or ""
         )
         decision = self.desk.decide(
             p,
@@ -280,7 +280,7 @@ class TradingCore:
             now,
             by,
             size=intent.qty,
-            resized=qty is not None and qty != p.size,
+            resized=size is not None and size != p.size,
         )
         events: list[EngineEvent] = [work.decision_made(decision, p.symbol, p.side, intent)]
         self.desk.done(p.id)

@@ -327,25 +327,25 @@ class Engine(EngineViews):
         except Exception as exc:
             raise CommandError(f"could not store {what}: {exc}") from exc
 
-    async def approve(self, proposal_id: str, qty: Decimal | None = None) -> Decision:
-        """Approve a pending proposal (``qty`` resizes it). Returns once stored."""
-        if qty is not None:
-            problem = qty_problem(qty)
+    async def approve(self, proposal_id: str, size: Decimal | None = None) -> Decision:
+        """Approve a pending proposal (``size`` resizes it). Returns once stored."""
+        if size is not None:
+            problem = qty_problem(size)
             if problem is not None:
-                raise CommandError(f"size: {problem}, got {qty:.6g}")
-        step = self.core.approve(proposal_id, qty, "human")
+                raise CommandError(f"size: {problem}, got {size:.6g}")
+        step = self.core.approve(proposal_id, size, "human")
         await self._command(step, "the approval")
         return _decision(step)
 
-    def preview_entry(self, proposal_id: str, qty: Decimal | None = None) -> RiskCheck:
-        """What approving ``proposal_id`` (at ``qty``) would get from the risk limits now:
+    def preview_entry(self, proposal_id: str, size: Decimal | None = None) -> RiskCheck:
+        """What approving ``proposal_id`` (at ``size``) would get from the risk limits now:
         the quantity they allow, or the denial. Nothing is recorded (the resize dialog
         shows it before the person approves)."""
         if self.router.get(proposal_id) is None:
             raise CommandError(f"proposal {proposal_id} is no longer pending")
-        if qty is not None and (problem := qty_problem(qty)) is not None:
+        if size is not None and (problem := qty_problem(size)) is not None:
             raise CommandError(problem)
-        return self.core.preview_entry(proposal_id, qty)
+        return self.core.preview_entry(proposal_id, size)
 
     async def reject(self, proposal_id: str, reason: RejectReason) -> Decision:
         """Reject a pending proposal with a reason code. Returns once stored."""

@@ -134,13 +134,13 @@ class ConsoleCommands:
 
     # ---- proposals --------------------------------------------------------------
 
-    def approve(self, proposal: Proposal, qty: Decimal | None = None) -> None:
-        """Approve ``proposal`` (at ``qty`` if given); shown done once stored."""
+    def approve(self, proposal: Proposal, size: Decimal | None = None) -> None:
+        """Approve ``proposal`` (at ``size`` if given); shown done once stored."""
         engine = self._engine_or_warn()
         if engine is None or not self._claim(proposal, "approve…"):
             return
         what = f"approve {fmt.one_line(proposal.symbol, 20)} {proposal.side.value}"
-        self._start(what, self._decide, proposal, partial(engine.approve, proposal.id, qty))
+        self._start(what, self._decide, proposal, partial(engine.approve, proposal.id, size))
 
     def reject(self, proposal: Proposal, reason: RejectReason) -> None:
         """Reject ``proposal`` with ``reason``; shown done once stored."""
@@ -178,9 +178,9 @@ class ConsoleCommands:
         self.app.push_screen(RejectDialog(proposal), picked)
 
     def ask_resize(self, proposal: Proposal) -> None:
-        def entered(qty: Decimal | None) -> None:
-            if qty is not None:
-                self.approve(proposal, qty)
+        def entered(size: Decimal | None) -> None:
+            if size is not None:
+                self.approve(proposal, size)
 
         from tui.screens.modals import ResizeDialog
 
@@ -188,8 +188,8 @@ class ConsoleCommands:
         preview = None
         if engine is not None:
 
-            def preview(qty: Decimal) -> RiskCheck:
-                return engine.preview_entry(proposal.id, qty)
+            def preview(size: Decimal) -> RiskCheck:
+                return engine.preview_entry(proposal.id, size)
 
         self.app.push_screen(ResizeDialog(proposal, preview), entered)
 
