@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/engine.py [--dir DIR] [--rounds N] [--candles
 
 1. Throughput. ``binanceus_BTC-USDT_1m_2023-03.csv`` (30,240 candles) replays as
    fast as possible through the real engine (agents, synthesis, approval queue
-   with the ``auto`` policy, risk manager, paper broker, portfolio) onto a
+   with the ``auto`` policy, risk engine, paper broker, portfolio) onto a
    file-backed store in a temporary directory. Against it, a bare loop reads the
    same candles through the same feed (``ReplayFeed.batches()``, unpaced) and
    does nothing else. It reports candles per second and the engine's time per

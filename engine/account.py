@@ -3,7 +3,7 @@
 The portfolio is the ledger (cash and positions, exact ``Decimal``); the
 account reads it at the marks and keeps what follows equity over time: the
 peak equity the drawdown is measured from, the equity the UTC day started at,
-the realized P&L of the day, and the day rollover. The risk manager's limits
+the realized P&L of the day, and the day rollover. The risk engine's limits
 and the console's equity pane both read these figures from here, so the two
 panes cannot show different drawdowns.
 
@@ -53,7 +53,7 @@ class Account:
     """Equity over time: the peak, the day's start, today's realized P&L, the rollover.
 
     ``portfolio`` and ``marks`` are read for the views (:meth:`equity`,
-    :meth:`snapshot`); a risk manager on its own needs neither and is fed
+    :meth:`snapshot`); a risk engine on its own needs neither and is fed
     equity through :meth:`observe`.
     """
 

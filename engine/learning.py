@@ -7,7 +7,7 @@ Proposals that were rejected or expired are followed on paper (the
 *counterfactual*) until their stop or take-profit would have triggered, so the
 record is not biased by the person's choices, and the console can show
 whether those choices add value. The record weights the synthesis and feeds
-the Kelly statistics of the risk manager.
+the Kelly statistics of the risk engine.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class SignalRouter:
     def verdict(self, proposal: Proposal) -> Verdict:
         """What the policy decides for a new proposal."""
         if self.policy is Policy.AUTO:
-            # A proposal the risk manager would not size waits for a person.
+            # A proposal the risk engine would not size waits for a person.
             if proposal.confidence >= self.auto_confidence and proposal.size > 0:
                 return Verdict.APPROVE
             return Verdict.REJECT if self.below_confidence == "reject" else Verdict.QUEUE

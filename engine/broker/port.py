@@ -1,6 +1,6 @@
 """The one broker port: where orders go, asked through async calls.
 
-A broker never sees an order the risk manager has not passed, and never an
+A broker never sees an order the risk engine has not passed, and never an
 order whose intent is not already in the store. ``PaperBroker`` implements it
 (and is also the simulated market the core matches against); an exchange
 broker through ccxt plugs in beside it.
