@@ -302,7 +302,12 @@ class TradingCore:
         """Reject a pending proposal with a reason code."""
         work = self.new_work()
         p, events = self._reject_into(work, proposal_id, reason, by)
-        return Step(work, events, on_failed=lambda: self.desk.release(p))
+
+        def undo() -> None:
+            self.learning.unfollow(p)
+            self.desk.release(p)
+
+        return Step(work, events, on_failed=undo)
 
     def _reject_into(
         self, work: UnitOfWork, proposal_id: str, reason: RejectReason, by: By

@@ -127,6 +127,16 @@ class LearningAgent:
             )
         )
 
+    def unfollow(self, proposal: Proposal) -> None:
+        """Stop following ``proposal`` (its rejection could not be stored: it is pending
+        again, and a person may still approve it)."""
+        queue = self._followed.get(proposal.symbol)
+        if queue is not None:
+            kept = [f for f in queue if f.proposal_id != proposal.id]
+            if len(kept) != len(queue):
+                queue.clear()
+                queue.extend(kept)
+
     def on_candle(self, candle: Candle) -> int:
         """Advance the counterfactual trades of ``candle.symbol``; return how many closed.
 

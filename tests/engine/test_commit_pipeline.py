@@ -29,6 +29,7 @@ from engine.models import (
     OrderFilled,
     OrderIntent,
     ProposalCreated,
+    RejectReason,
     Side,
 )
 from engine.pipeline import CommitPipeline, PipelineStopped
@@ -165,6 +166,23 @@ async def test_an_approval_that_cannot_be_stored_is_pending_again_with_no_order(
         assert [q.id for q in engine.pending()] == [p.id]
         assert engine.working_entries() == []
         assert await engine.broker.open_orders() == []
+
+
+async def test_a_rejection_that_cannot_be_stored_is_pending_again_and_not_followed() -> None:
+    feed = CraftedFeed({BTC: with_warmup([FLAT, FLAT])})
+    votes = {(BTC, feed.ts(15)): (Side.LONG, 1.0)}
+    async with crafted_engine(settings(approval={"policy": "manual"}), feed, votes) as engine:
+        await engine.start()
+        await engine.wait()
+        [p] = engine.pending()
+        store = engine.store
+        assert isinstance(store, Store)
+        await store.run(lambda c: c.execute("DROP TABLE decisions"))
+        with pytest.raises(CommandError, match="could not store the rejection"):
+            await engine.reject(p.id, RejectReason.NEWS)
+        assert [q.id for q in engine.pending()] == [p.id]
+        # Not counted as a rejected proposal's paper trade: a person may still approve it.
+        assert engine.learning.followed == 0
 
 
 async def test_stop_drains_the_pipeline_before_the_session_ends() -> None:
