@@ -1,8 +1,9 @@
 """The configuration's sections: one frozen pydantic model each, and :class:`Settings`.
 
-Every number has bounds and every field a docstring (read by :func:`engine.config.field_docs`
-only when shown). The ``risk`` section is :class:`engine.risk.limits.RiskLimits`,
-the one model of the limits the risk engine applies.
+Every number has bounds and every field a docstring (read by
+:func:`engine.config.field_docs` only when shown). The ``risk`` section is
+:class:`engine.risk.limits.RiskLimits`, the one model of the limits the risk
+engine applies.
 """
 
 from __future__ import annotations
