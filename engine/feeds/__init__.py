@@ -6,14 +6,13 @@ offer ``iter_batches()`` for backtests that run at interpreter speed.
 """
 
 from engine.feeds.base import YIELD_EVERY_CANDLES, Feed, GapCallback, SyncFeed
-from engine.feeds.replay import (
+from engine.feeds.csvfile import (
     CSV_HEADER,
     ReplayError,
-    ReplayFeed,
-    StoreReplayFeed,
     symbol_from_filename,
     timeframe_from_filename,
 )
+from engine.feeds.replay import ReplayFeed, StoreReplayFeed
 from engine.feeds.sim import DEFAULT_MARKET, DEFAULT_SYMBOLS, SIM_EPOCH_MS, SimFeed, SimSymbol
 
 __all__ = [

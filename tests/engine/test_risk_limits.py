@@ -105,7 +105,8 @@ def test_every_public_name_of_the_package_resolves() -> None:
 def test_the_configuration_loads_the_limits_and_not_the_rest_of_risk() -> None:
     probe = (
         "import sys, engine.config; "
-        "print(sorted(m for m in sys.modules if m.startswith('engine.')))"
+        "print(sorted(m for m in sys.modules if m.startswith('engine.')"
+        " and not m.startswith('engine.config.')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
