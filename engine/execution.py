@@ -14,10 +14,10 @@ from typing import Literal
 
 from engine.account import Account
 from engine.broker.paper import PaperBroker
+from engine.events import EngineEvent
 from engine.learning import LearningAgent
 from engine.models import (
     Candle,
-    EngineEvent,
     Fill,
     OrderIntent,
     OrderSide,

@@ -1,15 +1,20 @@
-"""Domain records and events shared by the engine, the store and the console.
+"""Domain values and records shared by the engine, the store and the console.
 
 Every record (candle, vote, proposal, decision, order intent, fill, position)
-and every engine event is a frozen, slotted dataclass: the design measured
-that building a million pydantic objects costs several times the loop itself.
-The checks pydantic used to make (a confidence in [0, 1], a positive quantity)
-are plain ``__post_init__`` checks raising ``ValueError``. Pydantic stays at
-the edges: settings, themes, anything read from outside.
+is a frozen, slotted dataclass: the design measured that building a million
+pydantic objects costs several times the loop itself. The checks pydantic used
+to make (a confidence in [0, 1], a positive quantity) are plain
+``__post_init__`` checks raising ``ValueError``. Pydantic stays at the edges:
+settings, themes, anything read from outside.
+
+The engine events live in :mod:`engine.events`; this module re-exports each of
+them (loaded on first use, as the events import the records from here), so
+``from engine.models import OrderFilled`` keeps working.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import threading
@@ -19,7 +24,25 @@ from dataclasses import replace as evolve
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from engine.events import (
+        DecisionMade,
+        EngineEvent,
+        EngineMessage,
+        EngineStateChanged,
+        EquityUpdated,
+        OrderDenied,
+        OrderFilled,
+        OrderSubmitted,
+        PositionChanged,
+        PositionClosed,
+        PositionOpened,
+        ProposalCreated,
+        ProposalMerged,
+        TradingStateChanged,
+    )
 
 __all__ = [
     "CASH_QUANTUM",
@@ -416,100 +439,16 @@ class Position:
         return q_cash((value - self.cost_basis) * self.side.sign)
 
 
-# --- engine events: immutable, past tense, each with its own timestamp -----------
+#: The engine events this module re-exports from :mod:`engine.events`: the names of
+#: ``__all__`` not defined above (the imports at the top are only for mypy).
+_EVENTS = frozenset(__all__) - globals().keys()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineEvent:
-    ts: int
+if not TYPE_CHECKING:  # mypy sees the imports above, so a wrong name is still its error
 
-    @property
-    def kind(self) -> str:
-        return type(self).__name__
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProposalCreated(EngineEvent):
-    proposal: Proposal
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProposalMerged(EngineEvent):
-    proposal_id: str
-    merged: int
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DecisionMade(EngineEvent):
-    decision: Decision
-    symbol: str
-    side: Side
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderDenied(EngineEvent):
-    symbol: str
-    reason: str
-    proposal_id: str | None = None
-    client_order_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderSubmitted(EngineEvent):
-    intent: OrderIntent
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderFilled(EngineEvent):
-    fill: Fill
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionOpened(EngineEvent):
-    position: Position
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionChanged(EngineEvent):
-    position: Position
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionClosed(EngineEvent):
-    symbol: str
-    side: Side
-    qty: Decimal
-    entry_price: Decimal
-    exit_price: Decimal
-    realized_pnl: Decimal
-    fees: Decimal
-    reason: str
-    opened_at: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EquityUpdated(EngineEvent):
-    equity: Decimal
-    cash: Decimal
-    unrealized: Decimal
-    realized_today: Decimal
-    drawdown: float  # fraction of the equity peak, in [0, 1]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TradingStateChanged(EngineEvent):
-    old: TradingState
-    new: TradingState
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineStateChanged(EngineEvent):
-    state: Literal["starting", "running", "paused", "stopping", "stopped"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineMessage(EngineEvent):
-    level: Literal["info", "warning", "error"] = "info"
-    text: str
+    def __getattr__(name: str) -> Any:
+        if name not in _EVENTS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module("engine.events"), name)
+        globals()[name] = value  # the next lookup is a plain one
+        return value

@@ -96,6 +96,7 @@ SYNC_CORE = (
     "engine.broker.paper",
     "engine.marks",
     "engine.models",
+    "engine.events",
     "engine.risk",
     "engine.router",
     "engine.learning",
