@@ -97,6 +97,7 @@ SYNC_CORE = (
     "engine.marks",
     "engine.models",
     "engine.events",
+    "engine.ids",
     "engine.risk",
     "engine.router",
     "engine.learning",

@@ -1,5 +1,6 @@
-"""The engine events live in engine/events.py; engine.models re-exports each of them,
-so ``from engine.models import OrderFilled`` keeps working whichever is imported first."""
+"""Names that moved out of engine/models.py: the engine events live in engine/events.py
+and the id source in engine/ids.py; engine.models re-exports each of them, so
+``from engine.models import OrderFilled`` keeps working whichever is imported first."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import engine.events as events
+import engine.ids as ids
 import engine.models as models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +48,11 @@ def test_either_module_can_be_imported_first(code: str) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "<class 'engine.events.OrderFilled'>" in done.stdout
+
+
+def test_new_id_is_re_exported_and_reads_the_seam_in_engine_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert models.new_id is ids.new_id
+    monkeypatch.setattr(ids, "_id_bits", lambda: 0xABC)  # as tests/tui/conftest.py does
+    assert models.new_id("prp") == "prp-0000000000000abc"
