@@ -18,6 +18,14 @@ from engine.agents.base import Agent
 from engine.broker.paper import PaperBroker
 from engine.config import Settings
 from engine.desk import ApprovalDesk
+from engine.events import (
+    EngineEvent,
+    EngineMessage,
+    EquityUpdated,
+    OrderDenied,
+    ProposalMerged,
+    TradingStateChanged,
+)
 from engine.execution import Execution
 from engine.learning import LearningAgent
 from engine.marks import Marks
@@ -25,18 +33,12 @@ from engine.models import (
     QTY_QUANTUM,
     Candle,
     DecisionAction,
-    EngineEvent,
-    EngineMessage,
-    EquityUpdated,
     Fill,
-    OrderDenied,
     OrderIntent,
     Position,
     Proposal,
-    ProposalMerged,
     RejectReason,
     TradingState,
-    TradingStateChanged,
     evolve,
 )
 from engine.portfolio import Portfolio

@@ -14,10 +14,11 @@ from typing import Literal
 
 from engine.account import Account
 from engine.broker.paper import PaperBroker
+from engine.events import EngineEvent
+from engine.ids import new_id
 from engine.learning import LearningAgent
 from engine.models import (
     Candle,
-    EngineEvent,
     Fill,
     OrderIntent,
     OrderSide,
@@ -25,7 +26,6 @@ from engine.models import (
     Proposal,
     Side,
     evolve,
-    new_id,
     q_cash,
 )
 from engine.portfolio import FillOutcome, Portfolio

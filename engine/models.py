@@ -1,25 +1,48 @@
-"""Domain records and events shared by the engine, the store and the console.
+"""Domain values and records shared by the engine, the store and the console.
 
 Every record (candle, vote, proposal, decision, order intent, fill, position)
-and every engine event is a frozen, slotted dataclass: the design measured
-that building a million pydantic objects costs several times the loop itself.
-The checks pydantic used to make (a confidence in [0, 1], a positive quantity)
-are plain ``__post_init__`` checks raising ``ValueError``. Pydantic stays at
-the edges: settings, themes, anything read from outside.
+is a frozen, slotted dataclass: the design measured that building a million
+pydantic objects costs several times the loop itself. The checks pydantic used
+to make (a confidence in [0, 1], a positive quantity) are plain
+``__post_init__`` checks raising ``ValueError``. Pydantic stays at the edges:
+settings, themes, anything read from outside.
+
+The engine events live in :mod:`engine.events` and the id source in
+:mod:`engine.ids`; this module re-exports :func:`new_id` and each event (the
+events loaded on first use, as they import the records from here), so
+``from engine.models import OrderFilled`` keeps working.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-from collections.abc import Iterator, Mapping
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import replace as evolve
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from engine.ids import new_id
+
+if TYPE_CHECKING:
+    from engine.events import (
+        DecisionMade,
+        EngineEvent,
+        EngineMessage,
+        EngineStateChanged,
+        EquityUpdated,
+        OrderDenied,
+        OrderFilled,
+        OrderSubmitted,
+        PositionChanged,
+        PositionClosed,
+        PositionOpened,
+        ProposalCreated,
+        ProposalMerged,
+        TradingStateChanged,
+    )
 
 __all__ = [
     "CASH_QUANTUM",
@@ -103,62 +126,6 @@ def to_decimal(value: float | int | str | Decimal) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     return Decimal(value)
-
-
-class _IdSource:
-    """Ids as a random 48-bit block number and a 16-bit counter inside the block."""
-
-    __slots__ = ("state",)
-
-    def __init__(self) -> None:
-        self.state: tuple[int, Iterator[int]] = (0, itertools.count())
-        self.draw()
-
-    def draw(self) -> None:
-        """Start a new block (at import, in a forked child, and every 65,536 ids).
-
-        Block and counter change together in one assignment, so a thread never pairs
-        the old block with the new counter."""
-        block = int.from_bytes(os.urandom(6), "big") << _ID_COUNTER_BITS
-        self.state = (block, itertools.count())
-
-
-_ID_COUNTER_BITS = 16
-_ID_COUNTER_END = 1 << _ID_COUNTER_BITS
-_ids = _IdSource()
-_ids_lock = threading.Lock()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_ids.draw)
-
-
-def new_id(prefix: str) -> str:
-    """A short unique id with a readable prefix, e.g. ``prp-3f9a1c2b7d4e5a60``.
-
-    The 16 hex digits are a block of 48 random bits (from ``os.urandom``, drawn at
-    import, in a forked child, and again after every 65,536 ids) and a counter of 16
-    bits inside it, so an id costs a counter step instead of a ``uuid4``. Two ids
-    collide only if two blocks do: with ``k`` blocks ever drawn (one per process
-    start plus one per 65,536 ids), the chance that any two are equal is at most
-    ``k² / 2**49`` (the birthday bound on 48 bits). A store's lifetime of a thousand
-    process starts and a billion ids draws about 16,300 blocks: a bound of 5e-7
-    (16 hex digits of uuid4 per id, as before: 3e-2 for the same billion ids).
-    """
-    return f"{prefix}-{_id_bits():016x}"
-
-
-def _next_id_bits() -> int:
-    """The 64 bits of the next id (tests that draw screens with ids replace this seam)."""
-    while True:
-        state = _ids.state
-        low = next(state[1])  # atomic: no two callers get the same value
-        if low < _ID_COUNTER_END:
-            return state[0] | low
-        with _ids_lock:
-            if _ids.state is state:
-                _ids.draw()
-
-
-_id_bits = _next_id_bits
 
 
 class Side(StrEnum):
@@ -416,100 +383,16 @@ class Position:
         return q_cash((value - self.cost_basis) * self.side.sign)
 
 
-# --- engine events: immutable, past tense, each with its own timestamp -----------
+#: The engine events this module re-exports from :mod:`engine.events`: the names of
+#: ``__all__`` not defined above (the imports at the top are only for mypy).
+_EVENTS = frozenset(__all__) - globals().keys()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineEvent:
-    ts: int
+if not TYPE_CHECKING:  # mypy sees the imports above, so a wrong name is still its error
 
-    @property
-    def kind(self) -> str:
-        return type(self).__name__
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProposalCreated(EngineEvent):
-    proposal: Proposal
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProposalMerged(EngineEvent):
-    proposal_id: str
-    merged: int
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DecisionMade(EngineEvent):
-    decision: Decision
-    symbol: str
-    side: Side
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderDenied(EngineEvent):
-    symbol: str
-    reason: str
-    proposal_id: str | None = None
-    client_order_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderSubmitted(EngineEvent):
-    intent: OrderIntent
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderFilled(EngineEvent):
-    fill: Fill
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionOpened(EngineEvent):
-    position: Position
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionChanged(EngineEvent):
-    position: Position
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PositionClosed(EngineEvent):
-    symbol: str
-    side: Side
-    qty: Decimal
-    entry_price: Decimal
-    exit_price: Decimal
-    realized_pnl: Decimal
-    fees: Decimal
-    reason: str
-    opened_at: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EquityUpdated(EngineEvent):
-    equity: Decimal
-    cash: Decimal
-    unrealized: Decimal
-    realized_today: Decimal
-    drawdown: float  # fraction of the equity peak, in [0, 1]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TradingStateChanged(EngineEvent):
-    old: TradingState
-    new: TradingState
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineStateChanged(EngineEvent):
-    state: Literal["starting", "running", "paused", "stopping", "stopped"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineMessage(EngineEvent):
-    level: Literal["info", "warning", "error"] = "info"
-    text: str
+    def __getattr__(name: str) -> Any:
+        if name not in _EVENTS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module("engine.events"), name)
+        globals()[name] = value  # the next lookup is a plain one
+        return value

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 
 from engine.broker.port import Broker
-from engine.models import EngineEvent, EquityUpdated
+from engine.events import EngineEvent, EquityUpdated
 from engine.ports import StorePort
 from engine.step import Step
 

@@ -15,16 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from engine.models import (
-    Fill,
-    OrderSide,
-    Position,
-    PositionClosed,
-    Side,
-    evolve,
-    q_cash,
-    q_price,
-)
+from engine.events import PositionClosed
+from engine.models import Fill, OrderSide, Position, Side, evolve, q_cash, q_price
 
 ZERO = Decimal(0)
 

@@ -15,28 +15,22 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Protocol, TypeVar
 
-from engine.models import (
-    Candle,
-    Decision,
+from engine.events import (
     DecisionMade,
     EngineEvent,
     EngineMessage,
     EquityUpdated,
-    Fill,
     OrderDenied,
     OrderFilled,
-    OrderIntent,
     OrderSubmitted,
-    Position,
     PositionChanged,
     PositionClosed,
     PositionOpened,
-    Proposal,
     ProposalCreated,
     ProposalMerged,
-    Side,
     TradingStateChanged,
 )
+from engine.models import Candle, Decision, Fill, OrderIntent, Position, Proposal, Side
 
 E = TypeVar("E", bound=EngineEvent)
 

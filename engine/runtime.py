@@ -21,17 +21,9 @@ from engine.broker import Broker, PaperBroker
 from engine.config import Settings
 from engine.core import TradingCore
 from engine.desk import MAX_ORDER_QTY, qty_problem
+from engine.events import DecisionMade, EngineEvent, EngineMessage, EngineStateChanged
 from engine.feeds.base import Feed
-from engine.models import (
-    Candle,
-    Decision,
-    DecisionMade,
-    EngineEvent,
-    EngineMessage,
-    EngineStateChanged,
-    OrderIntent,
-    RejectReason,
-)
+from engine.models import Candle, Decision, OrderIntent, RejectReason
 from engine.pipeline import CommitPipeline
 from engine.ports import StorePort
 from engine.recovery import Recovery, StoreMismatchError, check_store_fits, restore

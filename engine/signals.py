@@ -14,8 +14,9 @@ from decimal import Decimal
 
 from engine.agents.base import Agent
 from engine.config import Settings
+from engine.events import EngineMessage
 from engine.learning import LearningAgent
-from engine.models import AgentVote, Candle, EngineMessage, Proposal
+from engine.models import AgentVote, Candle, Proposal
 from engine.synthesis import SynthesisParams, Synthesizer
 
 log = logging.getLogger("cma.engine")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.models import EngineEvent, OrderIntent
+from engine.events import EngineEvent
+from engine.models import OrderIntent
 from engine.ports import UnitOfWork
 
 

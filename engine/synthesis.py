@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from engine.ids import new_id
 from engine.indicators import ATR
-from engine.models import AgentVote, Candle, Proposal, Side, new_id, q_price, to_decimal
+from engine.models import AgentVote, Candle, Proposal, Side, q_price, to_decimal
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from engine.models import AgentVote, EngineEvent, Side
+from engine.events import EngineEvent
+from engine.models import AgentVote, Side
 
 #: Fields a record type leaves out of its JSON.
 _OMIT: Mapping[type, frozenset[str]] = {AgentVote: frozenset({"symbol"})}

@@ -22,29 +22,31 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from engine.models import (
-    Candle,
-    Decision,
-    DecisionAction,
+from engine.events import (
     DecisionMade,
     EngineEvent,
     EngineMessage,
     EquityUpdated,
-    Fill,
     OrderDenied,
     OrderFilled,
-    OrderIntent,
-    OrderSide,
     OrderSubmitted,
-    Position,
     PositionChanged,
     PositionClosed,
     PositionOpened,
-    Proposal,
     ProposalCreated,
     ProposalMerged,
-    Side,
     TradingStateChanged,
+)
+from engine.models import (
+    Candle,
+    Decision,
+    DecisionAction,
+    Fill,
+    OrderIntent,
+    OrderSide,
+    Position,
+    Proposal,
+    Side,
 )
 from engine.ports import AgentRecordRow, OpenIntent, RecoveredState, StorePort
 from engine.ports import UnitOfWork as WorkPort

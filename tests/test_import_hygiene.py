@@ -96,6 +96,8 @@ SYNC_CORE = (
     "engine.broker.paper",
     "engine.marks",
     "engine.models",
+    "engine.events",
+    "engine.ids",
     "engine.risk",
     "engine.router",
     "engine.learning",

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.broker.port import Broker, Order, OrderStatus
+from engine.ids import new_id
 from engine.models import (
     Candle,
     Fill,
     OrderIntent,
     OrderSide,
     Side,
-    new_id,
     q_cash,
     q_price,
     stop_or_take_profit,

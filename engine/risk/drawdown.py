@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 from engine.account import Account
-from engine.models import TradingState, TradingStateChanged, to_decimal
+from engine.events import TradingStateChanged
+from engine.models import TradingState, to_decimal
 from engine.risk._inputs import PRECISION, require_decimal, require_int, require_text, require_ts
 from engine.risk.limits import RiskLimits
 from engine.timeframes import DAY_MS

@@ -26,15 +26,8 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from engine.account import Account
-from engine.models import (
-    OrderDenied,
-    Position,
-    Proposal,
-    TradingState,
-    TradingStateChanged,
-    q_qty,
-    to_decimal,
-)
+from engine.events import OrderDenied, TradingStateChanged
+from engine.models import Position, Proposal, TradingState, q_qty, to_decimal
 from engine.risk._inputs import (
     PRECISION,
     check_marks,

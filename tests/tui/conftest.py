@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import engine.models as models
+import engine.ids as ids
 
 
 @pytest.fixture(autouse=True)
@@ -24,5 +24,5 @@ def seeded_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(1234)
     # The ids the snapshots were drawn with: the first 64 bits of a seeded uuid4.
     monkeypatch.setattr(
-        models, "_id_bits", lambda: uuid.UUID(int=rng.getrandbits(128), version=4).int >> 64
+        ids, "_id_bits", lambda: uuid.UUID(int=rng.getrandbits(128), version=4).int >> 64
     )
