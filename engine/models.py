@@ -182,7 +182,7 @@ class OrderSide(StrEnum):
 
 
 class TradingState(StrEnum):
-    """Whether the risk manager lets new entries through."""
+    """Whether the risk engine lets new entries through."""
 
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"  # exits only
@@ -287,7 +287,7 @@ class Proposal:
     expires_at: int  # ms
     votes: tuple[AgentVote, ...] = ()
     merged: int = 0  # how many later duplicates were folded into this one
-    #: Why the risk manager would not size it right now ("" when it would); such a
+    #: Why the risk engine would not size it right now ("" when it would); such a
     #: proposal is still shown, with size 0, so a person sees the signal and the reason.
     risk_note: str = ""
 
