@@ -11,6 +11,7 @@ moves with nothing: where it raises for a constant input, the answer is 0.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from itertools import pairwise
@@ -44,9 +45,18 @@ class CorrelationTracker:
 
     def on_candle(self, symbol: str, ts: int, close: float) -> None:
         """Record a closed candle's close. An older ``ts`` than the last is ignored."""
-        require_text("symbol", symbol)
-        require_ts("ts", ts)
-        require_float("close", close, allow_zero=False)
+        # Per candle: the common good input costs one test, a bad one gets its message.
+        if not (
+            type(close) is float
+            and 0.0 < close < math.inf
+            and type(ts) is int
+            and ts >= 0
+            and type(symbol) is str
+            and symbol.strip()
+        ):
+            require_text("symbol", symbol)
+            require_ts("ts", ts)
+            require_float("close", close, allow_zero=False)
         window = self._closes.get(symbol)
         if window is None:
             window = self._closes[symbol] = deque(maxlen=self._kept)
