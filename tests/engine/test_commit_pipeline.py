@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 
 import pytest
@@ -151,7 +152,9 @@ async def test_a_step_with_nothing_to_store_and_nothing_ahead_is_announced_at_on
     await pipeline.close()
 
 
-async def test_an_approval_that_cannot_be_stored_is_pending_again_with_no_order() -> None:
+@asynccontextmanager
+async def one_pending_and_no_decisions_table() -> AsyncIterator[tuple[Engine, str]]:
+    """An engine with one pending proposal whose store can no longer take a decision."""
     feed = CraftedFeed({BTC: with_warmup([FLAT, FLAT])})
     votes = {(BTC, feed.ts(15)): (Side.LONG, 1.0)}
     async with crafted_engine(settings(approval={"policy": "manual"}), feed, votes) as engine:
@@ -161,26 +164,23 @@ async def test_an_approval_that_cannot_be_stored_is_pending_again_with_no_order(
         store = engine.store
         assert isinstance(store, Store)
         await store.run(lambda c: c.execute("DROP TABLE decisions"))
+        yield engine, p.id
+
+
+async def test_an_approval_that_cannot_be_stored_is_pending_again_with_no_order() -> None:
+    async with one_pending_and_no_decisions_table() as (engine, pid):
         with pytest.raises(CommandError, match="could not store the approval"):
-            await engine.approve(p.id)
-        assert [q.id for q in engine.pending()] == [p.id]
+            await engine.approve(pid)
+        assert [q.id for q in engine.pending()] == [pid]
         assert engine.working_entries() == []
         assert await engine.broker.open_orders() == []
 
 
 async def test_a_rejection_that_cannot_be_stored_is_pending_again_and_not_followed() -> None:
-    feed = CraftedFeed({BTC: with_warmup([FLAT, FLAT])})
-    votes = {(BTC, feed.ts(15)): (Side.LONG, 1.0)}
-    async with crafted_engine(settings(approval={"policy": "manual"}), feed, votes) as engine:
-        await engine.start()
-        await engine.wait()
-        [p] = engine.pending()
-        store = engine.store
-        assert isinstance(store, Store)
-        await store.run(lambda c: c.execute("DROP TABLE decisions"))
+    async with one_pending_and_no_decisions_table() as (engine, pid):
         with pytest.raises(CommandError, match="could not store the rejection"):
-            await engine.reject(p.id, RejectReason.NEWS)
-        assert [q.id for q in engine.pending()] == [p.id]
+            await engine.reject(pid, RejectReason.NEWS)
+        assert [q.id for q in engine.pending()] == [pid]
         # Not counted as a rejected proposal's paper trade: a person may still approve it.
         assert engine.learning.followed == 0
 
