@@ -3,7 +3,8 @@
 A replay file is ``timestamp,open,high,low,close,volume`` (ms UTC) under that
 header, named ``EXCHANGE_BASE-QUOTE_TIMEFRAME_*.csv``. The checks here run
 before a replay starts (:func:`check_readable`, :func:`probe_file`,
-:func:`replay_timeframe`) and as its rows stream (:func:`read_rows`); each
+:func:`replay_timeframe`) and as its rows stream (:func:`read_rows`, or
+:func:`read_values` for the bare numbers, as the backtest's columns load them); each
 failure is a :class:`ReplayError` whose message names the file, and the line
 and field where there is one. The feed that plays the files is
 :class:`engine.feeds.replay.ReplayFeed`.
@@ -12,13 +13,14 @@ and field where there is one. The feed that plays the files is
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.models import Candle
 from engine.timeframes import TIMEFRAMES, candle_index, candle_offset, is_aligned, timeframe_ms
@@ -42,6 +44,12 @@ _INF = math.inf
 #: A row as replays merge them: (ts, symbol index, source index, candle), so rows
 #: merge by time, then symbol order.
 Row = tuple[int, int, int, Candle]
+
+#: A checked row's numbers: (ts, open, high, low, close, volume).
+Values = tuple[int, float, float, float, float, float]
+
+# Bytes read at a time when reads are counted.
+_BLOCK = 1 << 16
 
 
 class ReplayError(ValueError):
@@ -139,12 +147,24 @@ def read_rows(path: Path, symbol: str, key: int, index: int, tf: str) -> Iterato
     Rows are ``symbol`` candles of timeframe ``tf``; ``key`` is the symbol's
     index in the feed and ``index`` the file's, carried in each :data:`Row`.
     """
+    for ts, o, h, low, c, v in read_values(path, tf):
+        yield ts, key, index, Candle(symbol, ts, o, h, low, c, v)
+
+
+def read_values(
+    path: Path, tf: str, on_read: Callable[[int], object] | None = None
+) -> Iterator[Values]:
+    """Parse and check one file lazily: each row's :data:`Values`; errors name the file.
+
+    These are the checks :func:`read_rows` makes (it reads through this).
+    ``on_read(bytes_read)`` is called as each block of the file is read.
+    """
     name = path.name
     reader: _Reader | None = None
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with _open_text(path, on_read) as fh:
             reader = csv.reader(fh)
-            yield from _parse(name, symbol, key, index, tf, reader)
+            yield from _parse(name, tf, reader)
     except UnicodeDecodeError:
         raise ReplayError(_not_text(path)) from None
     except csv.Error as exc:
@@ -154,7 +174,30 @@ def read_rows(path: Path, symbol: str, key: int, index: int, tf: str) -> Iterato
         raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
 
 
-def _parse(name: str, symbol: str, key: int, index: int, tf: str, reader: _Reader) -> Iterator[Row]:
+class _CountingFile(io.FileIO):
+    """A file that reports how many bytes have been read from it."""
+
+    def __init__(self, path: Path, on_read: Callable[[int], object]) -> None:
+        super().__init__(path, "rb")
+        self._on_read = on_read
+        self._done = 0
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = super().readinto(buffer)
+        if count:
+            self._done += count
+            self._on_read(self._done)
+        return count
+
+
+def _open_text(path: Path, on_read: Callable[[int], object] | None) -> TextIO:
+    if on_read is None:
+        return path.open(newline="", encoding="utf-8-sig")
+    raw = io.BufferedReader(_CountingFile(path, on_read), _BLOCK)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _parse(name: str, tf: str, reader: _Reader) -> Iterator[Values]:
     # Fixed-length timeframes check alignment inline; months need the calendar.
     monthly = tf == "1M"
     step = 1 if monthly else timeframe_ms(tf)
@@ -179,7 +222,7 @@ def _parse(name: str, symbol: str, key: int, index: int, tf: str, reader: _Reade
             problem = _csv_row_problem(row, prev, tf)
             raise ReplayError(f"{name}:{reader.line_num}: {problem}")
         prev = ts
-        yield ts, key, index, Candle(symbol, ts, o, h, low, c, v)
+        yield ts, o, h, low, c, v
     if prev == -_INF:
         raise ReplayError(f"{name}: no candles after the header")
 
