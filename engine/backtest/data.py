@@ -198,16 +198,21 @@ def load_columns(
     except OSError as exc:
         raise ReplayError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = folder / f"{digest}-{tf}.npy"
-    table = _open_cached(cached, size)
+    table = _open_cached(folder / _cache_name(digest, tf), size)
     if table is None:
-        table = _parse(path, tf, size, progress)
+        # The key is the hash of the bytes parsed, in case the file changed since.
+        table, digest = _parse(path, tf, size, progress)
+        cached = folder / _cache_name(digest, tf)
         with contextlib.suppress(OSError):  # an unwritable cache only costs speed
             _store(folder, cached, table)
-            mapped = _open_cached(cached, size)
+            mapped = _open_cached(cached, int(table[4, 0]))
             if mapped is not None:
                 table = mapped
     return _columns(symbol, tf, table)
+
+
+def _cache_name(digest: str, tf: str) -> str:
+    return f"{digest}-{tf}.npy"
 
 
 def _columns(symbol: str, tf: str, table: Int64s) -> Columns:
@@ -246,9 +251,19 @@ def _open_cached(cached: Path, size: int) -> Int64s | None:
     return table
 
 
-def _parse(path: Path, tf: str, size: int, progress: Progress | None) -> Int64s:
-    """Parse the CSV (every check a replay makes) into a cache table in memory."""
-    on_read = None if progress is None else (lambda done: progress(done, size))
+def _parse(path: Path, tf: str, size: int, progress: Progress | None) -> tuple[Int64s, str]:
+    """Parse the CSV (every check a replay makes) into a cache table in memory; return it
+    and the sha256 of the bytes parsed. ``size`` is the expected total, for ``progress``."""
+    hasher = hashlib.sha256()
+    done = 0
+
+    def on_read(block: memoryview) -> None:
+        nonlocal done
+        hasher.update(block)
+        done += len(block)
+        if progress is not None:
+            progress(done, max(size, done))
+
     stamps = array("q")
     prices = [array("d") for _ in CSV_HEADER[1:]]
     add_ts = stamps.append
@@ -265,9 +280,9 @@ def _parse(path: Path, tf: str, size: int, progress: Progress | None) -> Int64s:
     table[0, 1:] = np.frombuffer(stamps, dtype=np.int64)
     for row, column in enumerate(prices, start=1):
         table[row, 1:] = np.frombuffer(column, dtype=np.int64)
-    table[:, 0] = (FORMAT_MAGIC, FORMAT_VERSION, n, 0, size, 0)
+    table[:, 0] = (FORMAT_MAGIC, FORMAT_VERSION, n, 0, done, 0)
     table[3, 0] = _checksum(table)
-    return table
+    return table, hasher.hexdigest()
 
 
 def _store(folder: Path, cached: Path, table: Int64s) -> None:

@@ -4,7 +4,7 @@ A replay file is ``timestamp,open,high,low,close,volume`` (ms UTC) under that
 header, named ``EXCHANGE_BASE-QUOTE_TIMEFRAME_*.csv``. The checks here run
 before a replay starts (:func:`check_readable`, :func:`probe_file`,
 :func:`replay_timeframe`) and as its rows stream (:func:`read_rows`, or
-:func:`read_values` for the bare numbers, as the backtest's columns load them); each
+:func:`read_values` for the bare numbers, as backtest columns load them); each
 failure is a :class:`ReplayError` whose message names the file, and the line
 and field where there is one. The feed that plays the files is
 :class:`engine.feeds.replay.ReplayFeed`.
@@ -48,7 +48,7 @@ Row = tuple[int, int, int, Candle]
 #: A checked row's numbers: (ts, open, high, low, close, volume).
 Values = tuple[int, float, float, float, float, float]
 
-# Bytes read at a time when reads are counted.
+# Bytes read at a time when reads are watched.
 _BLOCK = 1 << 16
 
 
@@ -152,12 +152,13 @@ def read_rows(path: Path, symbol: str, key: int, index: int, tf: str) -> Iterato
 
 
 def read_values(
-    path: Path, tf: str, on_read: Callable[[int], object] | None = None
+    path: Path, tf: str, on_read: Callable[[memoryview], object] | None = None
 ) -> Iterator[Values]:
     """Parse and check one file lazily: each row's :data:`Values`; errors name the file.
 
     These are the checks :func:`read_rows` makes (it reads through this).
-    ``on_read(bytes_read)`` is called as each block of the file is read.
+    ``on_read(block)`` is given each block of the file's bytes as it is read
+    (to count or hash exactly the bytes parsed).
     """
     name = path.name
     reader: _Reader | None = None
@@ -174,26 +175,25 @@ def read_values(
         raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
 
 
-class _CountingFile(io.FileIO):
-    """A file that reports how many bytes have been read from it."""
+class _WatchedFile(io.FileIO):
+    """A file that shows each block of bytes read from it to ``on_read``."""
 
-    def __init__(self, path: Path, on_read: Callable[[int], object]) -> None:
+    def __init__(self, path: Path, on_read: Callable[[memoryview], object]) -> None:
         super().__init__(path, "rb")
         self._on_read = on_read
-        self._done = 0
 
     def readinto(self, buffer: Any) -> int | None:
         count = super().readinto(buffer)
         if count:
-            self._done += count
-            self._on_read(self._done)
+            with memoryview(buffer) as view, view.cast("B")[:count] as block:
+                self._on_read(block)
         return count
 
 
-def _open_text(path: Path, on_read: Callable[[int], object] | None) -> TextIO:
+def _open_text(path: Path, on_read: Callable[[memoryview], object] | None) -> TextIO:
     if on_read is None:
         return path.open(newline="", encoding="utf-8-sig")
-    raw = io.BufferedReader(_CountingFile(path, on_read), _BLOCK)
+    raw = io.BufferedReader(_WatchedFile(path, on_read), _BLOCK)
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
