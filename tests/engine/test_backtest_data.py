@@ -7,6 +7,7 @@ opened memory-mapped, and rebuilt when damaged or of another format version.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -201,6 +202,7 @@ def test_the_first_load_parses_with_progress_and_a_hit_parses_nothing(tmp_path: 
     done = [d for d, _ in first.calls]
     assert done == sorted(done) and done[-1] == size
     [cached] = cache.glob("*.npy")
+    assert cached.name == f"{hashlib.sha256(path.read_bytes()).hexdigest()}-1m.npy"
     before = cached.stat()
 
     # The CSV is touched, not changed: the content hash still finds the cache file.
