@@ -36,13 +36,13 @@ from numpy.typing import NDArray
 
 from engine.feeds.csvfile import (
     CSV_HEADER,
-    FILE_NAMING,
     ReplayError,
     check_readable,
+    file_symbol,
     probe_file,
     read_values,
     replay_timeframe,
-    symbol_from_filename,
+    unreadable,
 )
 from engine.timeframes import timeframe_ms
 
@@ -184,19 +184,14 @@ def load_columns(
     """
     path = Path(path)
     check_readable(path)
-    symbol = symbol or symbol_from_filename(path.name)
-    if symbol is None:
-        raise ReplayError(
-            f"{path.name}: the file name names no pair such as BTC-USDT; "
-            f"name replay files {FILE_NAMING}"
-        )
+    symbol = file_symbol(path, symbol)
     tf = replay_timeframe([probe_file(path)], timeframe, "timeframe")
     try:
         with path.open("rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
             size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+        raise unreadable(path, exc) from None
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     table = _open_cached(folder / _cache_name(digest, tf), size)
     if table is None:

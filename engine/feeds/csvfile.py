@@ -65,6 +65,17 @@ def symbol_from_filename(name: str) -> str | None:
     return None
 
 
+def file_symbol(path: Path, given: str | None = None) -> str:
+    """``given``, else the pair the file's name names; a ReplayError when neither does."""
+    symbol = given or symbol_from_filename(path.name)
+    if symbol is None:
+        raise ReplayError(
+            f"{path.name}: the file name names no pair such as BTC-USDT; "
+            f"name replay files {FILE_NAMING}"
+        )
+    return symbol
+
+
 def timeframe_from_filename(name: str) -> str | None:
     """``binanceus_BTC-USDT_1m_2023-03.csv`` → ``1m``; None when no timeframe is named."""
     for part in Path(name).stem.split("_"):
@@ -172,7 +183,7 @@ def read_values(
         line = reader.line_num if reader is not None else 1
         raise ReplayError(f"{name}:{line}: not a CSV row: {exc}") from None
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
+        raise unreadable(path, exc) from None
 
 
 class _WatchedFile(io.FileIO):
@@ -240,6 +251,11 @@ def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
+def unreadable(path: Path, exc: OSError) -> ReplayError:
+    """The error for a file the system would not let us read: ``PATH: cannot read: why``."""
+    return ReplayError(f"{path}: cannot read: {_os_reason(exc)}")
+
+
 def _not_text(path: Path) -> str:
     """The message for a file that does not decode as UTF-8, naming its first bad line.
 
@@ -257,7 +273,7 @@ def _not_text(path: Path) -> str:
                         f"(no UTF-8 at byte {exc.start + 1} of the line: binary data?)"
                     )
     except OSError as exc:
-        return f"{path}: cannot read: {_os_reason(exc)}"
+        return str(unreadable(path, exc))
     return f"{path.name}: not a CSV text file (not UTF-8: binary data?)"
 
 
@@ -274,7 +290,7 @@ def check_readable(path: Path) -> None:
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
+        raise unreadable(path, exc) from None
     if b"\0" in head:
         raise ReplayError(
             f"{path.name}: not a CSV text file "
@@ -316,7 +332,7 @@ def probe_file(path: Path) -> Probe:
         line = reader.line_num if reader is not None else 1
         raise ReplayError(f"{path.name}:{line}: not a CSV row: {exc}") from None
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
+        raise unreadable(path, exc) from None
     return Probe(path, timeframe_from_filename(path.name), tuple(stamps))
 
 
