@@ -103,28 +103,32 @@ def filesystem(path: Path) -> str:
 class TiledFeed(SyncFeed):
     """The candles of one CSV, tiled to ``total`` by :func:`engine.backtest.data.tile`
     (odd copies play backwards, open and close swapped, so each copy starts where
-    the previous one ended); the file's columns are cached under ``cache_dir``."""
+    the previous one ended), made ``CHUNK`` candles at a time so memory stays flat;
+    the file's columns are cached under ``cache_dir``."""
 
     name = "replay"
 
     def __init__(self, path: Path, total: int, cache_dir: Path) -> None:
         # Imported here: a --baseline tree may predate engine.backtest (its runs never tile).
-        from engine.backtest.data import load_columns, tile
+        from engine.backtest.data import load_columns
 
         super().__init__(["BTC/USDT"], "1m")
-        self.columns = tile(load_columns(path, cache_dir=cache_dir), total)
+        self.columns = load_columns(path, cache_dir=cache_dir)
+        self.total = total
 
     def iter_batches(self) -> Iterator[list[Candle]]:
-        cols, symbol = self.columns, self.symbols[0]
-        for start in range(0, len(cols), CHUNK):
-            part = slice(start, start + CHUNK)
+        from engine.backtest.data import tile
+
+        symbol = self.symbols[0]
+        for start in range(0, self.total, CHUNK):
+            part = tile(self.columns, min(CHUNK, self.total - start), start=start)
             rows = zip(
-                cols.ts[part].tolist(),
-                cols.open[part].tolist(),
-                cols.high[part].tolist(),
-                cols.low[part].tolist(),
-                cols.close[part].tolist(),
-                cols.volume[part].tolist(),
+                part.ts.tolist(),
+                part.open.tolist(),
+                part.high.tolist(),
+                part.low.tolist(),
+                part.close.tolist(),
+                part.volume.tolist(),
                 strict=True,
             )
             for ts, o, h, lo, c, v in rows:

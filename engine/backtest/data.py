@@ -298,21 +298,25 @@ def _store(folder: Path, cached: Path, table: Int64s) -> None:
         raise
 
 
-def tile(columns: Columns, n: int) -> Columns:
+def tile(columns: Columns, n: int, *, start: int = 0) -> Columns:
     """``columns`` repeated to ``n`` candles, for benchmarks and tests.
 
     Every other copy runs backwards with open and close swapped, so each copy
     starts at the price the previous one ended on; timestamps always go forward,
-    one candle apart, from the first candle's.
+    one candle apart, from the first candle's. ``start`` skips that many candles
+    of the tiling, so a long one can be made a part at a time:
+    ``tile(c, k, start=i)`` is candles ``i`` to ``i + k`` of ``tile(c, i + k)``.
     """
     if n < 1:
         raise ValueError(f"tile needs at least one candle, got {n}")
+    if start < 0:
+        raise ValueError(f"tile starts at candle 0 or later, not {start}")
     m = len(columns)
     if m == 0:
         raise ValueError(f"{columns.symbol}: no candles to tile")
     if columns.timeframe == "1M":
         raise ValueError("tile needs a fixed-length timeframe; months vary")
-    index = np.arange(n, dtype=np.int64)
+    index = np.arange(start, start + n, dtype=np.int64)
     copy, k = np.divmod(index, m)
     backwards = (copy % 2).astype(bool)
     source = np.where(backwards, m - 1 - k, k)

@@ -389,8 +389,14 @@ def test_tile_joins_copies_up_and_always_moves_forward(tmp_path: Path) -> None:
         == columns.high.tolist() + columns.high.tolist()[::-1] + columns.high.tolist()[:3]
     )
     assert tiled.volume.tolist()[4:8] == columns.volume.tolist()[::-1]
+    parts = [tile(columns, 3, start=0), tile(columns, 5, start=3), tile(columns, 3, start=8)]
+    for field in ("ts", "open", "high", "low", "close", "volume"):
+        joined = np.concatenate([getattr(part, field) for part in parts])
+        assert np.array_equal(joined, getattr(tiled, field)), field
     with pytest.raises(ValueError, match="at least one candle"):
         tile(columns, 0)
+    with pytest.raises(ValueError, match="not -1"):
+        tile(columns, 3, start=-1)
 
 
 def test_a_tiled_file_saved_as_csv_replays_and_loads_back_exactly(tmp_path: Path) -> None:
@@ -403,3 +409,26 @@ def test_a_tiled_file_saved_as_csv_replays_and_loads_back_exactly(tmp_path: Path
     save_csv(tiled, out)
     assert ReplayFeed([out]).row_count == 70_000  # every replay check passes
     assert_same(load_columns(out, cache_dir=tmp_path / "cache"), tiled)
+
+
+def test_a_cache_entry_that_cannot_be_replaced_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = write(tmp_path / NAME, rows(5))
+    cache = tmp_path / "cache"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (cache / f"{digest}-1m.npy").mkdir(parents=True)  # a folder where the file would go
+    columns = load_columns(path, cache_dir=cache)
+    assert columns.close.tolist() == [101.0 + i for i in range(5)]
+    assert [p.name for p in cache.iterdir()] == [f"{digest}-1m.npy"]
+
+
+def test_nothing_to_tile_and_no_candles_in_a_range() -> None:
+    empty = Columns("X/Y", "1m", np.array([], dtype=np.int64), *(np.array([]) for _ in range(5)))
+    with pytest.raises(ValueError, match="X/Y: no candles to tile"):
+        tile(empty, 3)
+    with pytest.raises(
+        DataError, match=r"X/Y has no 1m candles from the start to the end UTC \(it has none\)"
+    ):
+        empty.between()
+    monthly = Columns("X/Y", "1M", np.array([T0], dtype=np.int64), *(np.ones(1) for _ in range(5)))
+    with pytest.raises(ValueError, match="fixed-length timeframe"):
+        tile(monthly, 3)
