@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import gc
 import json
 import os
@@ -65,6 +64,8 @@ BTC = DATA / "binanceus_BTC-USDT_1m_2023-03.csv"
 WARMUP = 100_000
 CHECKPOINT = 100_000
 GROWTH_LIMIT = 0.10
+#: Tiled candles turned into Python numbers at a time.
+CHUNK = 10_000
 
 
 def settings() -> Settings:
@@ -100,36 +101,40 @@ def filesystem(path: Path) -> str:
 
 
 class TiledFeed(SyncFeed):
-    """The rows of one CSV, tiled to ``total`` candles: odd copies play backwards
-    (open and close swapped), so each copy starts where the previous one ended."""
+    """The candles of one CSV, tiled to ``total`` by :func:`engine.backtest.data.tile`
+    (odd copies play backwards, open and close swapped, so each copy starts where
+    the previous one ended), made ``CHUNK`` candles at a time so memory stays flat;
+    the file's columns are cached under ``cache_dir``."""
 
     name = "replay"
 
-    def __init__(self, path: Path, total: int) -> None:
+    def __init__(self, path: Path, total: int, cache_dir: Path) -> None:
+        # Imported here: a --baseline tree may predate engine.backtest (its runs never tile).
+        from engine.backtest.data import load_columns
+
         super().__init__(["BTC/USDT"], "1m")
-        with open(path, newline="", encoding="ascii") as f:
-            reader = csv.reader(f)
-            next(reader)
-            self.rows = [
-                (int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
-                for r in reader
-            ]
+        self.columns = load_columns(path, cache_dir=cache_dir)
         self.total = total
 
     def iter_batches(self) -> Iterator[list[Candle]]:
-        rows, n = self.rows, len(self.rows)
-        step = self.timeframe_ms
-        start = rows[0][0]
-        for i in range(self.total):
-            if self._closed:
-                return
-            copy, k = divmod(i, n)
-            if copy % 2:
-                _, o, h, lo, c, v = rows[n - 1 - k]
-                o, c = c, o
-            else:
-                _, o, h, lo, c, v = rows[k]
-            yield [Candle("BTC/USDT", start + i * step, o, h, lo, c, v)]
+        from engine.backtest.data import tile
+
+        symbol = self.symbols[0]
+        for start in range(0, self.total, CHUNK):
+            part = tile(self.columns, min(CHUNK, self.total - start), start=start)
+            rows = zip(
+                part.ts.tolist(),
+                part.open.tolist(),
+                part.high.tolist(),
+                part.low.tolist(),
+                part.close.tolist(),
+                part.volume.tolist(),
+                strict=True,
+            )
+            for ts, o, h, lo, c, v in rows:
+                if self._closed:
+                    return
+                yield [Candle(symbol, ts, o, h, lo, c, v)]
 
 
 # --- 1. throughput ------------------------------------------------------------------------
@@ -206,7 +211,7 @@ async def memory_run(
 ) -> tuple[list[tuple[int, int, int]], float, list[str]]:
     """Run ``total`` tiled candles; return (candles, rss, peak) checkpoints, seconds, and
     tracemalloc's top growth after the warm-up when ``trace``."""
-    feed = TiledFeed(BTC, total)
+    feed = TiledFeed(BTC, total, work / "candles")
     store = await Store.open(work / f"memory-{'traced' if trace else 'plain'}.db")
     points: list[tuple[int, int, int]] = []
     growth: list[str] = []

@@ -102,6 +102,7 @@ SYNC_CORE = (
     "engine.router",
     "engine.learning",
     "engine.portfolio",
+    "engine.backtest",
 )
 
 

@@ -3,7 +3,8 @@
 A replay file is ``timestamp,open,high,low,close,volume`` (ms UTC) under that
 header, named ``EXCHANGE_BASE-QUOTE_TIMEFRAME_*.csv``. The checks here run
 before a replay starts (:func:`check_readable`, :func:`probe_file`,
-:func:`replay_timeframe`) and as its rows stream (:func:`read_rows`); each
+:func:`replay_timeframe`) and as its rows stream (:func:`read_rows`, or
+:func:`read_values` for the bare numbers, as backtest columns load them); each
 failure is a :class:`ReplayError` whose message names the file, and the line
 and field where there is one. The feed that plays the files is
 :class:`engine.feeds.replay.ReplayFeed`.
@@ -12,13 +13,14 @@ and field where there is one. The feed that plays the files is
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.models import Candle
 from engine.timeframes import TIMEFRAMES, candle_index, candle_offset, is_aligned, timeframe_ms
@@ -43,6 +45,12 @@ _INF = math.inf
 #: merge by time, then symbol order.
 Row = tuple[int, int, int, Candle]
 
+#: A checked row's numbers: (ts, open, high, low, close, volume).
+Values = tuple[int, float, float, float, float, float]
+
+# Bytes read at a time when reads are watched.
+_BLOCK = 1 << 16
+
 
 class ReplayError(ValueError):
     """A replay input is malformed; the message names the file, line and field."""
@@ -55,6 +63,17 @@ def symbol_from_filename(name: str) -> str | None:
         if match:
             return f"{match[1]}/{match[2]}".upper()
     return None
+
+
+def file_symbol(path: Path, given: str | None = None) -> str:
+    """``given``, else the pair the file's name names; a ReplayError when neither does."""
+    symbol = given or symbol_from_filename(path.name)
+    if symbol is None:
+        raise ReplayError(
+            f"{path.name}: the file name names no pair such as BTC-USDT; "
+            f"name replay files {FILE_NAMING}"
+        )
+    return symbol
 
 
 def timeframe_from_filename(name: str) -> str | None:
@@ -139,22 +158,57 @@ def read_rows(path: Path, symbol: str, key: int, index: int, tf: str) -> Iterato
     Rows are ``symbol`` candles of timeframe ``tf``; ``key`` is the symbol's
     index in the feed and ``index`` the file's, carried in each :data:`Row`.
     """
+    for ts, o, h, low, c, v in read_values(path, tf):
+        yield ts, key, index, Candle(symbol, ts, o, h, low, c, v)
+
+
+def read_values(
+    path: Path, tf: str, on_read: Callable[[memoryview], object] | None = None
+) -> Iterator[Values]:
+    """Parse and check one file lazily: each row's :data:`Values`; errors name the file.
+
+    These are the checks :func:`read_rows` makes (it reads through this).
+    ``on_read(block)`` is given each block of the file's bytes as it is read
+    (to count or hash exactly the bytes parsed).
+    """
     name = path.name
     reader: _Reader | None = None
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with _open_text(path, on_read) as fh:
             reader = csv.reader(fh)
-            yield from _parse(name, symbol, key, index, tf, reader)
+            yield from _parse(name, tf, reader)
     except UnicodeDecodeError:
         raise ReplayError(_not_text(path)) from None
     except csv.Error as exc:
         line = reader.line_num if reader is not None else 1
         raise ReplayError(f"{name}:{line}: not a CSV row: {exc}") from None
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
+        raise unreadable(path, exc) from None
 
 
-def _parse(name: str, symbol: str, key: int, index: int, tf: str, reader: _Reader) -> Iterator[Row]:
+class _WatchedFile(io.FileIO):
+    """A file that shows each block of bytes read from it to ``on_read``."""
+
+    def __init__(self, path: Path, on_read: Callable[[memoryview], object]) -> None:
+        super().__init__(path, "rb")
+        self._on_read = on_read
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = super().readinto(buffer)
+        if count:
+            with memoryview(buffer) as view, view.cast("B")[:count] as block:
+                self._on_read(block)
+        return count
+
+
+def _open_text(path: Path, on_read: Callable[[memoryview], object] | None) -> TextIO:
+    if on_read is None:
+        return path.open(newline="", encoding="utf-8-sig")
+    raw = io.BufferedReader(_WatchedFile(path, on_read), _BLOCK)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _parse(name: str, tf: str, reader: _Reader) -> Iterator[Values]:
     # Fixed-length timeframes check alignment inline; months need the calendar.
     monthly = tf == "1M"
     step = 1 if monthly else timeframe_ms(tf)
@@ -179,7 +233,7 @@ def _parse(name: str, symbol: str, key: int, index: int, tf: str, reader: _Reade
             problem = _csv_row_problem(row, prev, tf)
             raise ReplayError(f"{name}:{reader.line_num}: {problem}")
         prev = ts
-        yield ts, key, index, Candle(symbol, ts, o, h, low, c, v)
+        yield ts, o, h, low, c, v
     if prev == -_INF:
         raise ReplayError(f"{name}: no candles after the header")
 
@@ -195,6 +249,11 @@ def _check_header(name: str, header: list[str] | None) -> None:
 
 def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
+
+
+def unreadable(path: Path, exc: OSError) -> ReplayError:
+    """The error for a file the system would not let us read: ``PATH: cannot read: why``."""
+    return ReplayError(f"{path}: cannot read: {_os_reason(exc)}")
 
 
 def _not_text(path: Path) -> str:
@@ -214,7 +273,7 @@ def _not_text(path: Path) -> str:
                         f"(no UTF-8 at byte {exc.start + 1} of the line: binary data?)"
                     )
     except OSError as exc:
-        return f"{path}: cannot read: {_os_reason(exc)}"
+        return str(unreadable(path, exc))
     return f"{path.name}: not a CSV text file (not UTF-8: binary data?)"
 
 
@@ -231,7 +290,7 @@ def check_readable(path: Path) -> None:
         with path.open("rb") as fh:
             head = fh.read(4096)
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
+        raise unreadable(path, exc) from None
     if b"\0" in head:
         raise ReplayError(
             f"{path.name}: not a CSV text file "
@@ -273,7 +332,7 @@ def probe_file(path: Path) -> Probe:
         line = reader.line_num if reader is not None else 1
         raise ReplayError(f"{path.name}:{line}: not a CSV row: {exc}") from None
     except OSError as exc:
-        raise ReplayError(f"{path}: cannot read: {_os_reason(exc)}") from None
+        raise unreadable(path, exc) from None
     return Probe(path, timeframe_from_filename(path.name), tuple(stamps))
 
 

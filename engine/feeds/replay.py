@@ -32,6 +32,7 @@ from engine.feeds.csvfile import (
     Row,
     candle_problem,
     check_readable,
+    file_symbol,
     probe_file,
     read_rows,
     replay_timeframe,
@@ -154,13 +155,7 @@ class ReplayFeed(_MergedReplay):
         names = symbols or {}
         file_symbols: list[str] = []
         for path in paths:
-            symbol = names.get(path.name) or names.get(str(path)) or symbol_from_filename(path.name)
-            if symbol is None:
-                raise ReplayError(
-                    f"{path.name}: the file name names no pair such as BTC-USDT; "
-                    f"name replay files {FILE_NAMING}"
-                )
-            file_symbols.append(symbol)
+            file_symbols.append(file_symbol(path, names.get(path.name) or names.get(str(path))))
         timeframe = replay_timeframe(
             [probe_file(path) for path in paths], timeframe, timeframe_from
         )
