@@ -1,0 +1,1 @@
+"""Backtests: the synchronous driver's data, results and reports (issue 10)."""
