@@ -424,15 +424,12 @@ def compute_results(
 
 
 def format_duration(ms: int) -> str:
-    """``3d 04h 05m``-style, dropping leading zero units; ``0m`` for under a minute."""
+    """``3d 4h 5m``-style, whole minutes, leaving out units at 0; ``0m`` under a minute."""
     minutes = ms // 60_000
     days, rem = divmod(minutes, 24 * 60)
     hours, mins = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours:02d}h {mins:02d}m"
-    if hours:
-        return f"{hours}h {mins:02d}m"
-    return f"{mins}m"
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (mins, "m")) if n]
+    return " ".join(parts) or "0m"
 
 
 def _pct(value: float | None, *, signed: bool = False) -> str:
@@ -487,12 +484,18 @@ def _table(title: str, rows: tuple[Breakdown, ...]) -> list[str]:
 def format_results(results: Results) -> str:
     """The results as a plain-text table, at most :data:`WIDTH` columns, for the CLI."""
     r = results
-    span = (
-        f"{_when(r.start_ts)} to {_when(r.end_ts)} UTC, {format_duration(r.elapsed_ms)}, "
-        f"{r.candles:,} candles of {format_duration(r.timeframe_ms)}"
-    )
-    lines = [_fit("Backtest " + span, WIDTH)]
-    lines.append(_fit(f"Equity {_money(r.start_equity)} -> {_money(r.end_equity)}", WIDTH))
+    lines = [
+        _fit(
+            f"Backtest {_when(r.start_ts)} to {_when(r.end_ts)} UTC"
+            f" ({format_duration(r.elapsed_ms)})",
+            WIDTH,
+        ),
+        _fit(
+            f"{r.candles:,} candles of {format_duration(r.timeframe_ms)};"
+            f" equity {_money(r.start_equity)} -> {_money(r.end_equity)}",
+            WIDTH,
+        ),
+    ]
     lines.append("")
     lines += _pairs(
         [
