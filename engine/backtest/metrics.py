@@ -334,6 +334,11 @@ def _as_float_array(
     return np.fromiter((float(e) for e in equity), dtype=np.float64, count=len(equity))
 
 
+def _money_of(given: Decimal | float, as_float: np.float64) -> Decimal:
+    # A Decimal stays as given; a float (numpy's too) goes through plain float.
+    return given if isinstance(given, Decimal) else to_decimal(float(as_float))
+
+
 def compute_results(
     ts: Sequence[int] | npt.NDArray[np.int64],
     equity: Sequence[Decimal | float] | npt.NDArray[np.float64],
@@ -374,8 +379,8 @@ def compute_results(
     start_ts, end_ts = int(t[0]), int(t[-1])
     periods = YEAR_MS / tf_ms
     returns = per_candle_returns(e)
-    start_equity = to_decimal(equity[0] if not isinstance(equity, np.ndarray) else float(e[0]))
-    end_equity = to_decimal(equity[-1] if not isinstance(equity, np.ndarray) else float(e[-1]))
+    start_equity = _money_of(equity[0], e[0])
+    end_equity = _money_of(equity[-1], e[-1])
     total = float(e[-1] / e[0]) - 1.0
     dd = drawdown(t, e)
 

@@ -210,7 +210,11 @@ def test_decimal_list_and_float_array_give_the_same_results() -> None:
     c = compute_results(
         [i * MIN for i in range(5)], np.array([float(v) for v in values]), [], timeframe="1m"
     )
-    assert a == b == c
+    d = compute_results(
+        [i * MIN for i in range(5)], [np.float64(v) for v in values], [], timeframe="1m"
+    )
+    assert a == b == c == d
+    assert b.start_equity == D("100") and d.end_equity == D("102")
 
 
 @pytest.mark.parametrize(
