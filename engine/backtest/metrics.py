@@ -176,7 +176,7 @@ def annualised_return(total_return: float, elapsed_ms: int) -> float | None:
     if growth <= 0.0:
         return -1.0
     try:
-        return math.exp(math.log(growth) * (YEAR_MS / elapsed_ms)) - 1.0
+        return float(growth ** (YEAR_MS / elapsed_ms)) - 1.0
     except OverflowError:
         return math.inf
 

@@ -7,6 +7,7 @@ The hypothesis properties hold for any curve and any trades.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from decimal import Decimal
@@ -26,6 +27,7 @@ from engine.backtest.metrics import (
     format_results,
 )
 from engine.models import Side
+from engine.timeframes import TIMEFRAMES
 
 MIN = 60_000
 DAY = 24 * 60 * MIN
@@ -412,3 +414,32 @@ def test_the_table_fits_80_columns(
     r = compute_results(ts, eq, trades, timeframe="1d")
     assert isinstance(r, Results)
     assert all(len(line) <= WIDTH for line in format_results(r).splitlines())
+
+
+@settings(max_examples=200, deadline=None)
+@given(equity_values, timeframes)
+def test_risk_figures_match_their_definitions(values: list[float], tf: str) -> None:
+    """Volatility, Sharpe and Sortino against plain-Python definitions, any timeframe."""
+    assume(len(values) >= 3)
+    ts, eq = curve(values, step=TIMEFRAMES[tf])
+    r = compute_results(ts, eq, [], timeframe=tf)
+    per_year = {"1m": 525_600, "5m": 105_120, "1h": 8_760, "1d": 365}[tf]
+    rets = [b / a - 1 for a, b in itertools.pairwise(values)]
+    sd = statistics.stdev(rets)
+    assert r.volatility == pytest.approx(sd * math.sqrt(per_year), rel=1e-6, abs=1e-9)
+    mean = statistics.mean(rets)
+    if r.sharpe is not None:
+        assert r.sharpe == pytest.approx(mean / sd * math.sqrt(per_year), rel=1e-6)
+        assert (r.sharpe > 0) == (mean > 0) or mean == 0
+    downside = math.sqrt(sum(min(x, 0.0) ** 2 for x in rets) / len(rets))
+    if downside == 0:
+        assert r.sortino is None
+    else:
+        assert r.sortino == pytest.approx(mean / downside * math.sqrt(per_year), rel=1e-6)
+    elapsed_years = (len(values) - 1) * TIMEFRAMES[tf] / (365 * DAY)
+    growth = values[-1] / values[0]
+    try:
+        expected = growth ** (1 / elapsed_years) - 1
+    except OverflowError:
+        expected = math.inf
+    assert r.annualised_return == pytest.approx(expected, rel=1e-6)
