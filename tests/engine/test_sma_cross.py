@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -336,3 +338,13 @@ def test_columns_from_candles_refuses_two_symbols() -> None:
     candles = [Candle("A/B", 0, 1, 1, 1, 1, 1), Candle("C/D", 60_000, 1, 1, 1, 1, 1)]
     with pytest.raises(ValueError, match="more than one symbol"):
         columns_from_candles(candles)
+
+
+def test_the_agents_load_numpy_only_when_a_batch_form_runs() -> None:
+    # numpy costs about 60 ms to import; the console's start and the live engine never need it.
+    code = (
+        "import sys, engine.agents, engine.agents.testing, engine.wiring\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
