@@ -348,3 +348,34 @@ def test_the_agents_load_numpy_only_when_a_batch_form_runs() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class Doubled(SmaCrossAgent):
+    """Directions of +2/-2 and a strength where there is no vote: not the protocol."""
+
+    def batch_votes(self, columns: CandleColumns) -> BatchVotes:
+        votes = super().batch_votes(columns)
+        strength = votes.strength.copy()
+        strength[0] = 0.25
+        return BatchVotes(votes.direction * 2, strength, votes.detail)
+
+
+class Short(SmaCrossAgent):
+    def batch_votes(self, columns: CandleColumns) -> BatchVotes:
+        votes = super().batch_votes(columns)
+        return BatchVotes(votes.direction[1:], votes.strength[1:])
+
+
+def test_the_helper_names_directions_off_the_protocol_and_a_wrong_length() -> None:
+    columns = columns_of(HAND)
+    with pytest.raises(AssertionError) as info:
+        assert_batch_matches(Doubled, columns, fast=2, slow=3)
+    message = str(info.value)
+    assert "on 3 of 9 candles" in message
+    assert "candle 0 (ts 1700000040000): on_candle no vote, batch no vote with strength 0.25" in (
+        message
+    )
+    assert "candle 5 (ts 1700000340000): on_candle long 1.0, batch direction 2 (not +1" in message
+    assert "candle 7 (ts 1700000460000): on_candle short 1.0, batch direction -2 (" in message
+    with pytest.raises(AssertionError, match="batch_votes gave 8 entries for 9 candles"):
+        assert_batch_matches(Short, columns, fast=2, slow=3)
