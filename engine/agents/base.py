@@ -3,12 +3,66 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from math import floor, isfinite, log10
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from engine.models import AgentVote, Candle, Side
 
-__all__ = ["Agent", "fmt_price"]
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+__all__ = ["Agent", "BatchVotes", "CandleColumns", "fmt_price"]
+
+
+class CandleColumns(Protocol):
+    """One symbol's candles as columns: equal-length numpy arrays in time order.
+
+    ``ts`` is each candle's open time in ms (int64); the prices and the volume
+    are float64. ``engine.backtest.data.Columns`` is one; anything with these
+    six read-only arrays will do.
+    """
+
+    @property
+    def ts(self) -> NDArray[np.int64]: ...
+    @property
+    def open(self) -> NDArray[np.float64]: ...
+    @property
+    def high(self) -> NDArray[np.float64]: ...
+    @property
+    def low(self) -> NDArray[np.float64]: ...
+    @property
+    def close(self) -> NDArray[np.float64]: ...
+    @property
+    def volume(self) -> NDArray[np.float64]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchVotes:
+    """An agent's votes over a whole series at once, one entry per candle.
+
+    ``direction[i]`` is +1 (LONG), -1 (SHORT) or 0 (no vote) on candle ``i``;
+    ``strength[i]`` is the vote's strength in [0, 1] (0 where there is no vote).
+    ``detail`` holds whatever per-candle arrays the agent's
+    :meth:`Agent.batch_rationale` needs to write the rationale of a vote later,
+    so a batch run formats text only for the candles that vote.
+    """
+
+    direction: NDArray[np.int8]
+    strength: NDArray[np.float64]
+    detail: Mapping[str, NDArray[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.direction)
+        sizes = {"strength": len(self.strength)} | {k: len(v) for k, v in self.detail.items()}
+        wrong = {k: size for k, size in sizes.items() if size != n}
+        if wrong:
+            raise ValueError(f"batch votes: direction has {n} entries but {wrong}")
+
+    def __len__(self) -> int:
+        return len(self.direction)
 
 
 class Agent(ABC):
@@ -51,11 +105,28 @@ class Agent(ABC):
       Keep the rationale to one line with the numbers that made the decision,
       e.g. ``"SMA(10) 27,412.3 crossed above SMA(30) 27,398.0"``.
 
+    * Optionally, a **batch form** for backtests: override
+      ``batch_votes(columns)`` to compute, with numpy over a whole series
+      (a :class:`CandleColumns`: ``ts``, ``open``, ``high``, ``low``,
+      ``close``, ``volume`` arrays), the vote ``on_candle`` would give on each
+      candle, as a :class:`BatchVotes` (direction +1/-1/0 and strength per
+      candle). Override ``batch_rationale(votes, index)`` too, to write the
+      rationale of one voting candle from ``votes.detail``: a backtest asks
+      for it only on the candles that vote. The batch form is an optimisation,
+      never a second rule: it must give exactly the votes ``on_candle`` gives,
+      and ``engine.agents.testing.assert_batch_matches`` is the test that
+      proves it. It runs on a fresh instance (its settings, none of the
+      incremental state) and sees no ``on_gap`` calls: an agent that resets
+      on gaps finds them in ``columns.ts``. Without a batch form (the default
+      ``batch_votes`` returns None) an agent still backtests, candle by
+      candle. ``engine.agents.sma_cross`` is a worked example.
+
     Register the agent by its dotted path (``"mypkg.agents:SmaCrossAgent"``)
     in the settings; ``engine.agents.loader.load_agent_class`` loads it.
 
     A complete example, an agent that votes when a fast moving average crosses
-    a slow one::
+    a slow one (the shipped ``sma_cross`` agent, ``engine.agents.sma_cross``,
+    is a fuller version of it, with a batch form)::
 
         from engine.agents.base import Agent, fmt_price
         from engine.indicators import SMA
@@ -135,6 +206,31 @@ class Agent(ABC):
         elif strength > 1.0:
             strength = 1.0
         return AgentVote(self.name, self.symbol, direction, strength, rationale)
+
+    def batch_votes(self, columns: CandleColumns) -> BatchVotes | None:
+        """The votes ``on_candle`` would give on every candle of ``columns``, or None.
+
+        The optional batch form (see the class docstring). Uses this instance's
+        settings only, never its incremental state. The default, None, means
+        the agent has no batch form and is run candle by candle.
+        """
+        return None
+
+    def batch_rationale(self, votes: BatchVotes, index: int) -> str:
+        """The rationale ``on_candle`` gives for the vote on candle ``index`` of ``votes``.
+
+        Called only where ``votes.direction[index]`` is not 0. An agent with a
+        batch form overrides it; the default raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} has no batch_rationale")
+
+    def batch_vote(self, votes: BatchVotes, index: int) -> AgentVote | None:
+        """The :class:`AgentVote` on candle ``index`` of ``votes`` (with its rationale), or None."""
+        direction = int(votes.direction[index])
+        if direction == 0:
+            return None
+        side = Side.LONG if direction > 0 else Side.SHORT
+        return self.vote(side, float(votes.strength[index]), self.batch_rationale(votes, index))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.symbol!r})"

@@ -8,14 +8,17 @@ import inspect
 from engine.agents.base import Agent
 from engine.agents.momentum import MomentumAgent
 from engine.agents.price_action import PriceActionAgent
+from engine.agents.sma_cross import SmaCrossAgent
 
 __all__ = ["BUILTIN_AGENTS", "load_agent_class", "resolve_agent_class"]
 
 #: The voting agents that ship with cma, by ``Agent.name``. The learning agent
 #: keeps the others' records and does not vote, so it is not listed here.
+#: ``sma_cross`` ships as an example and for backtests; it is not enabled by default.
 BUILTIN_AGENTS: dict[str, type[Agent]] = {
     PriceActionAgent.name: PriceActionAgent,
     MomentumAgent.name: MomentumAgent,
+    SmaCrossAgent.name: SmaCrossAgent,
 }
 
 

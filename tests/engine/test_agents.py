@@ -21,6 +21,7 @@ from engine.agents import (
     Agent,
     MomentumAgent,
     PriceActionAgent,
+    SmaCrossAgent,
     fmt_price,
     load_agent_class,
     resolve_agent_class,
@@ -403,7 +404,11 @@ def test_loader_bad_path_raises_value_error_naming_it(path: str, reason: str) ->
 
 
 def test_builtin_agents_by_name_and_resolve_falls_back_to_dotted_paths() -> None:
-    assert {"price_action": PriceActionAgent, "momentum": MomentumAgent} == BUILTIN_AGENTS
+    assert {
+        "price_action": PriceActionAgent,
+        "momentum": MomentumAgent,
+        "sma_cross": SmaCrossAgent,
+    } == BUILTIN_AGENTS
     assert resolve_agent_class("momentum") is MomentumAgent
     assert resolve_agent_class(f"{__name__}:EveryTenthCandleAgent") is EveryTenthCandleAgent
     with pytest.raises(ValueError, match="nope"):

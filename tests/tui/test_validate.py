@@ -138,7 +138,7 @@ def test_binding_classes_all_have_ids() -> None:
 def test_unknown_and_repeated_built_in_agents_are_refused() -> None:
     assert problems(agents={"enabled": ["momentum", "momentm"]}) == [
         "agents.enabled = ['momentum', 'momentm']: unknown agent 'momentm'; built-in agents "
-        "are momentum, price_action (did you mean 'momentum'?)"
+        "are momentum, price_action, sma_cross (did you mean 'momentum'?)"
     ]
     assert problems(agents={"enabled": ["momentum", "momentum"]}) == [
         "agents.enabled = ['momentum', 'momentum']: 'momentum' is listed twice"
@@ -198,7 +198,7 @@ def test_load_settings_reports_check_problems_with_their_origin(
     assert str(err.value).splitlines() == [
         f"invalid configuration in {path}:",
         "  agents.enabled = ['nope']: unknown agent 'nope'; built-in agents are momentum, "
-        "price_action (from CMA_AGENTS__ENABLED)",
+        "price_action, sma_cross (from CMA_AGENTS__ENABLED)",
         "  ui.keymap.approve = 'q': q is already quit",
     ]
 
