@@ -294,7 +294,9 @@ class TradingCore:
         self, work: UnitOfWork, proposal_id: str, size: Decimal | None, by: By
     ) -> tuple[Proposal, list[EngineEvent], OrderIntent | None]:
         p = self.desk.claim(proposal_id)
-        now = self.market_ts
+        # A policy decides on the candle that made the proposal, before the batch ends:
+        # the decision is dated at that candle's close, not the batch before.
+        now = max(self.market_ts, p.created_at)
         rd = self.size_entry(p, size, now, human=by == "human")
         reason = None if rd.allowed else rd.reason
         intent = self.execution.entry_intent(
@@ -340,7 +342,7 @@ class TradingCore:
     ) -> tuple[Proposal, list[EngineEvent]]:
         p = self.desk.claim(proposal_id)
         decision = self.desk.decide(
-            p, DecisionAction.REJECT, self.market_ts, by, reason=reason.value
+            p, DecisionAction.REJECT, max(self.market_ts, p.created_at), by, reason=reason.value
         )
         event = work.decision_made(decision, p.symbol, p.side, None)
         self.desk.done(p.id)
