@@ -470,7 +470,8 @@ def volume_surge_series(
         first_end = ends[0] if ends else m - 1
         sums = np.cumsum(terms[: _term_index(first_end, period) + 1])
         after[: first_end + 1] = sums[_term_positions(0, first_end, period)]
-        for end, stop in zip(ends, [*ends[1:], m - 1], strict=True):
+        stops = [*ends[1:], m - 1] if ends else []
+        for end, stop in zip(ends, stops, strict=True):
             after[end] = sum(listed[end - period + 1 : end + 1])
             if stop == end:
                 continue
