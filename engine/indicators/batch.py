@@ -464,25 +464,27 @@ def volume_surge_series(
         terms[1 : period + 1] = v[:period]
         terms[period + 1 :: 2] = -v[: m - period]
         terms[period + 2 :: 2] = v[period:]
-        # Resyncs cut the accumulation: each block restarts from sum(window).
-        listed = v.tolist()
-        ends = list(range(every - 1, m, every))
-        first_end = ends[0] if ends else m - 1
+        # Resyncs cut the accumulation: each block of `every` updates restarts from
+        # Python's sum of the window (as VolumeSurge does), one cumsum row per block.
+        ends = range(every - 1, m, every)
+        starts = np.array([sum(v[e - period + 1 : e + 1].tolist()) for e in ends])
+        first_end = min(every, m) - 1
         sums = np.cumsum(terms[: _term_index(first_end, period) + 1])
         after[: first_end + 1] = sums[_term_positions(0, first_end, period)]
-        stops = [*ends[1:], m - 1] if ends else []
-        for end, stop in zip(ends, stops, strict=True):
-            after[end] = sum(listed[end - period + 1 : end + 1])
-            if stop == end:
-                continue
-            lo, hi = _term_index(end, period) + 1, _term_index(stop, period) + 1
-            block = np.concatenate([after[end : end + 1], terms[lo:hi]])
-            sums = np.cumsum(block)
-            after[end + 1 : stop + 1] = sums[2::2]
+        if m > every:
+            # Updates from `every` on: two terms each, 2 * every per block, padded.
+            rows = -(-(m - every) // every)
+            tail = np.zeros(rows * 2 * every, dtype=np.float64)
+            tail[: 2 * (m - every)] = terms[_term_index(every - 1, period) + 1 :]
+            block = np.empty((rows, 2 * every + 1), dtype=np.float64)
+            block[:, 0] = starts[:rows]
+            block[:, 1:] = tail.reshape(rows, 2 * every)
+            after[every:] = np.cumsum(block, axis=1)[:, 2::2].ravel()[: m - every]
+        after[every - 1 :: every] = starts
         total = after[period - 1 : m - 1]  # the sum before each update from `period` on
         zero = np.concatenate([[0], np.cumsum(v == 0.0)])
         zeros = zero[period:m] - zero[: m - period]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ratio = v[period:] * period / total
         out[period:] = np.where((zeros == period) | (total <= 0.0), np.nan, ratio)
         return out
