@@ -41,6 +41,9 @@ class MomentumAgent(Agent):
 
     Returns None while warming up (``slow + signal`` candles, 35 by default).
     A gap longer than ``rsi_period`` candles resets the state.
+
+    For backtests, ``batch_votes`` gives the same votes (the same strength
+    floats) over a whole series at once, and ``batch_rationale`` the same words.
     """
 
     name: ClassVar[str] = "momentum"

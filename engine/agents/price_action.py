@@ -45,6 +45,9 @@ class PriceActionAgent(Agent):
     ``window`` or more missing candles resets the state, since the channel
     would then describe a market that is gone. On 1-minute BTC-USDT (March
     2023) it votes on about 8 % of candles: 5 % breakouts, 3 % rejections.
+
+    For backtests, ``batch_votes`` gives the same votes (the same strength
+    floats) over a whole series at once, and ``batch_rationale`` the same words.
     """
 
     name: ClassVar[str] = "price_action"
