@@ -24,7 +24,7 @@ from engine.agents.base import Agent
 from engine.agents.testing import ArrayColumns, assert_batch_matches
 from engine.backtest.data import Columns, load_columns, save_csv
 from engine.config import Settings
-from engine.indicators.batch import missing_in
+from engine.indicators.batch import missing_before, missing_in
 from engine.learning import LearningAgent
 from engine.models import AgentVote, Candle, Side
 from engine.signals import SignalPipeline
@@ -250,3 +250,50 @@ def test_batch_forms_match_on_generated_markets(
     columns: ArrayColumns, agent_cls: type[Agent], quick: bool
 ) -> None:
     assert_batch_matches(agent_cls, columns, **(QUICK[agent_cls] if quick else {}))
+
+
+def pipeline_votes(agent_cls: type[Agent], columns: Columns, tf_ms: int) -> list[AgentVote | None]:
+    """The votes ``agent_cls`` gives inside the engine's SignalPipeline, gaps and all."""
+    said: list[AgentVote | None] = []
+
+    class Recorded(agent_cls):  # type: ignore[valid-type, misc]
+        def on_candle(self, candle: Candle) -> AgentVote | None:
+            vote = super().on_candle(candle)
+            said.append(vote)
+            return vote
+
+    pipeline = SignalPipeline.from_settings(Settings(), [Recorded], LearningAgent(), tf_ms)
+    for i in range(len(columns)):
+        candle = Candle(
+            columns.symbol,
+            int(columns.ts[i]),
+            *(float(getattr(columns, f)[i]) for f in ("open", "high", "low", "close", "volume")),
+        )
+        pipeline.on_candle(candle, propose=False, message_ts=candle.ts)
+    return said
+
+
+@pytest.mark.parametrize("agent_cls", AGENTS, ids=lambda c: c.name)
+def test_batch_votes_are_the_votes_the_agent_gives_inside_the_pipeline(
+    agent_cls: type[Agent], cache_dir: str
+) -> None:
+    # One-minute candles taken every other minute, with holes: the pipeline counts a
+    # gap in its timeframe (1m), not in the smallest step (2m). Deleting 7 (10) of the
+    # sparse candles leaves 15 (21) minutes missing: momentum resets (and price_action
+    # too), where counting in steps of 2 minutes would say 7 (10) and reset neither.
+    month = shared(BTC, cache_dir).between(None, int(shared(BTC, cache_dir).ts[12_000]))
+    fields = ("ts", "open", "high", "low", "close", "volume")
+    sparse = without(
+        Columns(month.symbol, "1m", *(getattr(month, f)[::2] for f in fields)),
+        (1_500, 7),
+        (3_500, 10),
+    )
+    assert sorted(set(missing_in(sparse).tolist())) == [0, 1, 15, 21]
+    assert sorted(set(missing_before(sparse.ts).tolist())) == [0, 7, 10]
+    agent = agent_cls(sparse.symbol)
+    votes = agent.batch_votes(sparse)
+    assert votes is not None
+    want = pipeline_votes(agent_cls, sparse, 60_000)
+    got = [agent.batch_vote(votes, i) for i in range(len(sparse))]
+    assert got == want
+    assert sum(v is not None for v in got) > 100
