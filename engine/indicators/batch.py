@@ -16,7 +16,7 @@ recursion. ``breaks`` marks where an agent starts its indicators afresh.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from engine.indicators._seed import _check_period
@@ -43,8 +43,6 @@ __all__ = [
     "volume_surge_series",
     "wilder_series",
 ]
-
-_NAN = float("nan")
 
 
 def atr_series(
@@ -139,16 +137,21 @@ def _piecewise(
     return out
 
 
-def _array(values: list[float]) -> NDArray[np.float64]:
+def _floats(values: NDArray[np.float64]) -> Iterator[float]:
+    """The values as Python floats, one at a time.
+
+    A memoryview makes each float as the loop asks for it: no list of a million
+    floats is built (``.tolist()`` would cost a third of the loop again).
+    """
     import numpy as np  # only a backtest pays for importing numpy
 
-    return np.fromiter(values, dtype=np.float64, count=len(values))
+    return iter(np.ascontiguousarray(values, dtype=np.float64).data)
 
 
-def _seed(values: list[float], period: int) -> float:
+def _seed(values: NDArray[np.float64], period: int) -> float:
     """``_Seed``'s mean of the first ``period`` values: added one by one from 0.0."""
     total = 0.0
-    for x in values[:period]:
+    for x in values[:period].tolist():
         total += x
     return total / period
 
@@ -160,30 +163,40 @@ def _rsi(avg_gain: float, avg_loss: float) -> float:
     return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
 
 
-def _wilder_list(values: list[float], period: int) -> list[float]:
+def _wilder(values: NDArray[np.float64], period: int) -> NDArray[np.float64]:
     """Wilder smoothing (RSI's averages, ATR) seeded with the mean; NaN warming up."""
+    import numpy as np  # only a backtest pays for importing numpy
+
     m = len(values)
+    out = np.full(m, np.nan)
     if m < period:
-        return [_NAN] * m
-    value = _seed(values, period)
+        return out
+    value = out[period - 1] = _seed(values, period)
     keep, p = float(period - 1), float(period)  # the same floats as the int operands
-    out = [_NAN] * (period - 1)
-    out.append(value)
-    out += [value := (value * keep + x) / p for x in values[period:]]
+    out[period:] = np.fromiter(
+        (value := (value * keep + x) / p for x in _floats(values[period:])),
+        dtype=np.float64,
+        count=m - period,
+    )
     return out
 
 
-def _ema_list(values: list[float], period: int) -> list[float]:
+def _ema(values: NDArray[np.float64], period: int) -> NDArray[np.float64]:
     """``EMA(period)`` over ``values``; NaN warming up."""
+    import numpy as np  # only a backtest pays for importing numpy
+
     m = len(values)
+    out = np.full(m, np.nan)
     if m < period:
-        return [_NAN] * m
+        return out
     alpha = 2.0 / (period + 1.0)
     beta = 1.0 - alpha
-    value = _seed(values, period)
-    out = [_NAN] * (period - 1)
-    out.append(value)
-    out += [value := alpha * x + beta * value for x in values[period:]]
+    value = out[period - 1] = _seed(values, period)
+    out[period:] = np.fromiter(
+        (value := alpha * x + beta * value for x in _floats(values[period:])),
+        dtype=np.float64,
+        count=m - period,
+    )
     return out
 
 
@@ -263,7 +276,7 @@ def wilder_series(
     return _piecewise(
         len(values),
         breaks,
-        lambda a, b: _array(_wilder_list(values[a:b].tolist(), period)),
+        lambda a, b: _wilder(values[a:b], period),
     )
 
 
@@ -308,7 +321,7 @@ def ema_series(
     return _piecewise(
         len(values),
         breaks,
-        lambda a, b: _array(_ema_list(values[a:b].tolist(), period)),
+        lambda a, b: _ema(values[a:b], period),
     )
 
 
@@ -325,21 +338,25 @@ def rsi_series(
         if b - a <= period:
             return np.full(b - a, np.nan)
         change = close[a + 1 : b] - close[a : b - 1]
-        gains = np.where(change > 0.0, change, 0.0).tolist()
-        losses = np.where(change < 0.0, -change, 0.0).tolist()
+        gains = np.where(change > 0.0, change, 0.0)
+        losses = np.where(change < 0.0, -change, 0.0)
         g, loss = _seed(gains, period), _seed(losses, period)
         keep, p = float(period - 1), float(period)
-        out = [_NAN] * period
-        out.append(_rsi(g, loss))
+        out = np.full(b - a, np.nan)
+        out[period] = _rsi(g, loss)
         # RSI.update's smoothing and value in one loop: each average is
         # (avg * (period - 1) + x) / period as there (the loss first, for the test).
-        out += [
-            100.0 - 100.0 / (1.0 + (g := (g * keep + x) / p) / loss)
-            if (loss := (loss * keep + y) / p) != 0.0
-            else (100.0 if (g := (g * keep + x) / p) > 0.0 else 50.0)
-            for x, y in zip(gains[period:], losses[period:], strict=True)
-        ]
-        return _array(out)
+        out[period + 1 :] = np.fromiter(
+            (
+                100.0 - 100.0 / (1.0 + (g := (g * keep + x) / p) / loss)
+                if (loss := (loss * keep + y) / p) != 0.0
+                else (100.0 if (g := (g * keep + x) / p) > 0.0 else 50.0)
+                for x, y in zip(_floats(gains[period:]), _floats(losses[period:]), strict=True)
+            ),
+            dtype=np.float64,
+            count=b - a - period - 1,
+        )
+        return out
 
     return _piecewise(len(close), breaks, piece)
 
@@ -368,10 +385,9 @@ def macd_series(
     line = np.full(n, np.nan)
     sig = np.full(n, np.nan)
     for a, b in _pieces(n, breaks):
-        values = close[a:b].tolist()
-        line[a:b] = _array(_ema_list(values, fast)) - _array(_ema_list(values, slow))
+        line[a:b] = _ema(close[a:b], fast) - _ema(close[a:b], slow)
         if b - a >= slow:
-            sig[a + slow - 1 : b] = _ema_list(line[a + slow - 1 : b].tolist(), signal)
+            sig[a + slow - 1 : b] = _ema(line[a + slow - 1 : b], signal)
     return line, sig, line - sig
 
 
@@ -402,19 +418,23 @@ def macd_histogram_series(
     def piece(a: int, b: int) -> NDArray[np.float64]:
         if b - a < warm:
             return np.full(b - a, np.nan)
-        values = close[a:b].tolist()
-        head = values[:warm]
-        f_head, s_head = _ema_list(head, fast), _ema_list(head, slow)
-        line = [x - y for x, y in zip(f_head[slow - 1 :], s_head[slow - 1 :], strict=True)]
-        sig_head = _ema_list(line, signal)
-        f, s, sig = f_head[-1], s_head[-1], sig_head[-1]
-        out = [_NAN] * (warm - 1)
-        out.append(line[-1] - sig)
-        out += [
-            (m := (f := a1 * x + b1 * f) - (s := a2 * x + b2 * s)) - (sig := a3 * m + b3 * sig)
-            for x in values[warm:]
-        ]
-        return _array(out)
+        head = close[a : a + warm]
+        f_head, s_head = _ema(head, fast), _ema(head, slow)
+        line = f_head[slow - 1 :] - s_head[slow - 1 :]
+        sig_head = _ema(line, signal)
+        f, s, sig = float(f_head[-1]), float(s_head[-1]), float(sig_head[-1])
+        out = np.full(b - a, np.nan)
+        out[warm - 1] = float(line[-1]) - sig
+        out[warm:] = np.fromiter(
+            (
+                (now := (f := a1 * x + b1 * f) - (s := a2 * x + b2 * s))
+                - (sig := a3 * now + b3 * sig)
+                for x in _floats(close[a + warm : b])
+            ),
+            dtype=np.float64,
+            count=b - a - warm,
+        )
+        return out
 
     return _piecewise(len(close), breaks, piece)
 
