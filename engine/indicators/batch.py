@@ -108,14 +108,18 @@ def atr_series(
 # into pieces at the breaks and each piece computed alone (a break at 0 changes nothing).
 
 
+def _check_breaks(n: int, breaks: NDArray[np.bool_]) -> None:
+    if len(breaks) != n:
+        raise ValueError(f"breaks has {len(breaks)} entries for {n} values")
+
+
 def _pieces(n: int, breaks: NDArray[np.bool_] | None) -> list[tuple[int, int]]:
     """The ``(start, stop)`` of each run of candles between breaks."""
     import numpy as np  # only a backtest pays for importing numpy
 
     if breaks is None:
         return [(0, n)]
-    if len(breaks) != n:
-        raise ValueError(f"breaks has {len(breaks)} entries for {n} values")
+    _check_breaks(n, breaks)
     starts = [0, *(int(i) for i in np.flatnonzero(breaks) if i > 0), n]
     return list(itertools.pairwise(starts))
 
@@ -255,6 +259,7 @@ def previous(
     prev[:1] = np.nan
     prev[1:] = values[:-1]
     if breaks is not None:
+        _check_breaks(len(prev), breaks)
         prev[breaks] = np.nan
     return prev
 
@@ -305,6 +310,7 @@ def true_range_series(
     rest = np.where(down > rest, down, rest)
     out = np.concatenate([tr[:1], rest])
     if breaks is not None:
+        _check_breaks(len(out), breaks)
         fresh = np.flatnonzero(breaks)
         out[fresh] = tr[fresh]
     return out

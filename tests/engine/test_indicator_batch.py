@@ -332,3 +332,7 @@ def test_series_check_their_periods_and_breaks() -> None:
         macd_histogram_series(x, 6, 5)
     with pytest.raises(ValueError, match="breaks has 4 entries for 5 values"):
         rsi_series(x, 2, breaks=np.zeros(4, dtype=bool))
+    with pytest.raises(ValueError, match="breaks has 6 entries for 5 values"):
+        true_range_series(x, x, x, breaks=np.zeros(6, dtype=bool))
+    with pytest.raises(ValueError, match="breaks has 4 entries for 5 values"):
+        previous(x, np.zeros(4, dtype=bool))
