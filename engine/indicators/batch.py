@@ -7,9 +7,10 @@ Python floats where the indicator is recursive (numpy cannot run a recursion
 without changing the order of the additions), and numpy where it is not.
 ``tests/engine/test_indicator_batch.py`` holds each one to its indicator.
 
-The loops are list comprehensions over ``.tolist()`` floats, with the state in
-locals; where one indicator runs several recursions (RSI's two averages, MACD's
-three EMAs) they share one loop. A million candles take about 0.05 s per
+The loops are generator expressions over the floats of a memoryview, with the
+state in locals, poured into ``numpy.fromiter`` (no list of a million floats on
+either side); where one indicator runs several recursions (RSI's two averages,
+MACD's three EMAs) they share one loop. A million candles take about 0.04 s per
 recursion. ``breaks`` marks where an agent starts its indicators afresh.
 """
 
