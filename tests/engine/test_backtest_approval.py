@@ -42,7 +42,8 @@ async def decisions(tmp_path: Path, who: Approval, name: str, **s: object) -> li
     try:
         return conn.execute(
             "SELECT d.action, d.decided_by, d.latency_ms, d.decided_at - p.created_at,"
-            " p.confidence, CAST(p.size AS REAL) FROM decisions d JOIN proposals p ON p.id = d.proposal_id"
+            " p.confidence, CAST(p.size AS REAL)"
+            " FROM decisions d JOIN proposals p ON p.id = d.proposal_id"
             " ORDER BY p.created_at"
         ).fetchall()
     finally:
