@@ -173,7 +173,8 @@ def _approval_settings(settings: Settings, approval: Approval) -> Settings:
     elif approval.mode == "all":
         changes = {"policy": "auto", "auto_confidence": 0.0}
     else:
-        changes = {"policy": "auto"}
+        # No person waits at a backtest: below the threshold is a rejection.
+        changes = {"policy": "auto", "below_confidence": "reject"}
         if approval.threshold is not None:
             changes["auto_confidence"] = approval.threshold
     return settings.model_copy(update={"approval": a.model_copy(update=changes)})

@@ -49,7 +49,7 @@ QUERIES = {
 
 def settings_for(files: list[Path], agents: tuple[str, ...]) -> Settings:
     return Settings(
-        approval={"policy": "auto", "auto_confidence": 0.5},
+        approval={"policy": "auto", "auto_confidence": 0.5, "below_confidence": "reject"},
         agents={"enabled": agents},
         feed={"kind": "replay", "files": tuple(files), "speed": "max"},
     )
