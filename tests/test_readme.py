@@ -364,6 +364,14 @@ def check_not_yet(name: str) -> Callable[[Home, tuple[Home, Done]], None]:
     return check
 
 
+def check_backtest(home: Home, demo: tuple[Home, Done]) -> None:
+    """Available: without ``--data`` it asks for it (exit 2), and nothing is stored."""
+    done = home.sh("cma backtest")
+    assert done.code == 2, done
+    assert "--data" in done.err and "Traceback" not in done.err
+    assert not home.store.exists()
+
+
 Check = Callable[[Home, tuple[Home, Done]], None]
 
 #: Each README command and the check that it does what the README says.
@@ -382,7 +390,8 @@ CHECKS: dict[str, Check] = {
     "cma db check": check_db_check,
     "cma db backup PATH": check_db_backup,
     "cma db info": check_db_info,
-    **{f"cma {name}": check_not_yet(name) for name in ("backtest", "optimize", "report")},
+    "cma backtest": check_backtest,
+    **{f"cma {name}": check_not_yet(name) for name in ("optimize", "report")},
     **{f"cma {name}": check_not_yet(name) for name in ("keys", "data")},
 }
 
