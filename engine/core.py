@@ -134,6 +134,30 @@ class TradingCore:
         steps.append(self._propose(proposal))
         return steps
 
+    def skip(self, symbol: str, count: int, ts: list[int], closes: list[float]) -> None:
+        """Count ``count`` candles of ``symbol`` that a backtest did not feed one by one
+        (``ts`` and ``closes``: the last of them, oldest first, at least the last one).
+
+        Only for quiet candles, which the backtest driver has checked: they fill no
+        order and trigger no bracket, no agent votes on them, and they close none of
+        the learning agent's followed trades. What the core keeps from every candle
+        is kept from them: the count, the mark, the correlation window, the
+        learning agent's clock.
+        """
+        self.candles_seen += count
+        self.learning.skip(symbol, count)
+        self.risk.skip(symbol, ts, closes)
+        self.marks.set(symbol, closes[-1])
+        if symbol in self.portfolio.positions:
+            self._equity_moved = True
+
+    def observe(self, now: int) -> list[Step]:
+        """An equity point at market time ``now`` at the marks as they are, with no
+        batch around it: a backtest's highest equity between the candles it feeds,
+        so the drawdown peak is the one the live path would have."""
+        changes = self.risk.on_equity(now, self.account.equity())
+        return [self._state_changes(changes)] if changes else []
+
     def new_day(self, now: int) -> bool:
         """Whether market time ``now`` starts a UTC day after the account's."""
         day = self.account.day

@@ -85,6 +85,10 @@ class ApprovalDesk:
         """Claim the proposals whose time to live ran out."""
         return self.router.due(now_ms)
 
+    def next_expiry(self) -> int | None:
+        """When the first pending proposal's time to live runs out (None: none pending)."""
+        return min((p.expires_at for p in self.router.pending()), default=None)
+
     def claim_all(self) -> list[Proposal]:
         """Claim every pending proposal (to expire them on stop)."""
         return [p for p in self.router.pending() if self.router.claim(p.id) is not None]

@@ -12,6 +12,7 @@ the Kelly statistics of the risk engine.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -86,7 +87,31 @@ class _Followed:
     stop: float
     take_profit: float
     agents: tuple[str, ...]
-    age: int = 0
+    #: The symbol's candle count when it was followed: its age is the count now minus this.
+    born: int = 0
+
+
+@dataclass(slots=True)
+class Levels:
+    """Where one symbol's followed trades could close: a candle whose low is at or
+    below ``low`` or whose high is at or above ``high`` may close one, as may the
+    candle on which the oldest reaches :data:`MAX_HOLD_CANDLES` (``oldest_born``).
+    A bound may be loose (a trade dropped or closed since): it only makes a check
+    that finds nothing."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    oldest_born: int | None = None
+
+    def add(self, f: _Followed) -> None:
+        if f.side is Side.LONG:
+            below, above = f.stop, f.take_profit
+        else:
+            below, above = f.take_profit, f.stop
+        self.low = max(self.low, below)
+        self.high = min(self.high, above)
+        if self.oldest_born is None:
+            self.oldest_born = f.born
 
 
 @dataclass(slots=True)
@@ -96,6 +121,9 @@ class LearningAgent:
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
     _followed: dict[str, deque[_Followed]] = field(default_factory=dict)
     _dirty: set[tuple[str, str]] = field(default_factory=set)
+    #: Candles seen per symbol (the clock the followed trades' ages are read on).
+    _seen: dict[str, int] = field(default_factory=dict)
+    _levels: dict[str, Levels] = field(default_factory=dict)
 
     # --- inputs ---------------------------------------------------------------
 
@@ -115,17 +143,21 @@ class LearningAgent:
         queue = self._followed.get(proposal.symbol)
         if queue is None:
             queue = self._followed[proposal.symbol] = deque(maxlen=MAX_FOLLOWED)
-        queue.append(
-            _Followed(
-                proposal.id,
-                proposal.symbol,
-                proposal.side,
-                float(proposal.entry),
-                float(proposal.stop),
-                float(proposal.take_profit),
-                agents,
-            )
+        followed = _Followed(
+            proposal.id,
+            proposal.symbol,
+            proposal.side,
+            float(proposal.entry),
+            float(proposal.stop),
+            float(proposal.take_profit),
+            agents,
+            self._seen.get(proposal.symbol, 0),
         )
+        queue.append(followed)
+        levels = self._levels.get(proposal.symbol)
+        if levels is None:
+            levels = self._levels[proposal.symbol] = Levels()
+        levels.add(followed)
 
     def unfollow(self, proposal: Proposal) -> None:
         """Stop following ``proposal`` (its rejection could not be stored: it is pending
@@ -136,25 +168,36 @@ class LearningAgent:
             if len(kept) != len(queue):
                 queue.clear()
                 queue.extend(kept)
+                self._relevel(proposal.symbol)
 
     def on_candle(self, candle: Candle) -> int:
         """Advance the counterfactual trades of ``candle.symbol``; return how many closed.
 
         The stop is assumed to trigger first when both fall inside one candle,
-        the same rule as the paper broker.
+        the same rule as the paper broker. Most candles close nothing, and one
+        comparison with the symbol's :class:`Levels` shows it.
         """
-        queue = self._followed.get(candle.symbol)
+        symbol = candle.symbol
+        seen = self._seen[symbol] = self._seen.get(symbol, 0) + 1
+        levels = self._levels.get(symbol)
+        if levels is None or (
+            candle.low > levels.low
+            and candle.high < levels.high
+            and (levels.oldest_born is None or seen - levels.oldest_born < MAX_HOLD_CANDLES)
+        ):
+            return 0
+        queue = self._followed.get(symbol)
         if not queue:
+            del self._levels[symbol]
             return 0
         closed = 0
         keep: list[_Followed] = []
         for f in queue:
-            f.age += 1
             hit = stop_or_take_profit(
                 f.side, f.stop, f.take_profit, candle.open, candle.high, candle.low
             )
             exit_price = None if hit is None else hit[0]
-            if exit_price is None and f.age >= MAX_HOLD_CANDLES:
+            if exit_price is None and seen - f.born >= MAX_HOLD_CANDLES:
                 exit_price = candle.close
             if exit_price is None:
                 keep.append(f)
@@ -163,8 +206,37 @@ class LearningAgent:
             self._add(f.symbol, f.agents, ret, counterfactual=True)
             closed += 1
         if closed:
-            self._followed[candle.symbol] = deque(keep, maxlen=MAX_FOLLOWED)
+            self._followed[symbol] = deque(keep, maxlen=MAX_FOLLOWED)
+        self._relevel(symbol)
         return closed
+
+    def skip(self, symbol: str, candles: int) -> None:
+        """Count ``candles`` of ``symbol`` that closed none of its followed trades (a
+        backtest that has checked them with :meth:`levels` does not feed them)."""
+        self._seen[symbol] = self._seen.get(symbol, 0) + candles
+
+    def levels(self, symbol: str) -> tuple[float, float, int | None] | None:
+        """Where ``symbol``'s followed trades could close: ``(low, high, last)``: a
+        candle with its low at or below ``low`` or its high at or above ``high`` may
+        close one, and so may the ``last``-th candle from now (None: no age limit
+        near); None when nothing is followed."""
+        levels = self._levels.get(symbol)
+        if levels is None:
+            return None
+        last = None
+        if levels.oldest_born is not None:
+            last = levels.oldest_born + MAX_HOLD_CANDLES - self._seen.get(symbol, 0)
+        return levels.low, levels.high, last
+
+    def _relevel(self, symbol: str) -> None:
+        """Recompute ``symbol``'s levels from its queue (after trades closed or left)."""
+        queue = self._followed.get(symbol)
+        if not queue:
+            self._levels.pop(symbol, None)
+            return
+        levels = self._levels[symbol] = Levels()
+        for f in queue:
+            levels.add(f)
 
     def on_trade_closed(self, proposal: Proposal | None, symbol: str, ret: float) -> None:
         """Count a real trade's return (net PnL over cost) for the agents behind it."""

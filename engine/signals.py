@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
-from engine.agents.base import Agent
+from engine.agents.base import Agent, BatchVotes, CandleColumns
 from engine.config import Settings
 from engine.events import EngineMessage
 from engine.learning import LearningAgent
@@ -24,8 +26,29 @@ log = logging.getLogger("cma.engine")
 _ZERO = Decimal(0)
 
 
+class FloatSeries(Protocol):
+    """Floats by index (a list, or a numpy array of float64)."""
+
+    def __getitem__(self, index: int, /) -> float: ...
+
+
+@dataclass(slots=True)
+class BatchSignals:
+    """One symbol's votes and ATR over a whole series (a backtest's), read at ``at``:
+    the index of the candle :meth:`SignalPipeline.on_candle` is given next."""
+
+    sources: list[tuple[Agent, BatchVotes]]
+    atr: FloatSeries
+    at: int = 0
+
+
 class SignalPipeline:
-    """Agents and synthesis for every symbol; :meth:`on_candle` is the one entry."""
+    """Agents and synthesis for every symbol; :meth:`on_candle` is the one entry.
+
+    A backtest may switch a symbol to its agents' batch forms (:meth:`use_batch`):
+    the votes are then read from arrays computed once, the same votes
+    ``on_candle`` would give, and the rest (learning, synthesis) is unchanged.
+    """
 
     def __init__(
         self,
@@ -40,6 +63,7 @@ class SignalPipeline:
         self.tf_ms = tf_ms
         self._agents: dict[str, list[Agent]] = {}
         self._last_ts: dict[str, int] = {}
+        self._batch: dict[str, BatchSignals] = {}
 
     @classmethod
     def from_settings(
@@ -69,6 +93,19 @@ class SignalPipeline:
         ``propose`` (None otherwise), and one message per agent switched off."""
         symbol = candle.symbol
         messages: list[EngineMessage] = []
+        batch = self._batch.get(symbol)
+        if batch is not None:
+            self.learning.on_candle(candle)
+            if not propose:
+                return None, messages
+            at = batch.at
+            votes = self._batch_votes(batch, at, symbol, messages, message_ts)
+            if not votes:
+                return None, messages
+            proposal = self.synth.synthesize_at(
+                candle, votes, _ZERO, candle.ts + self.tf_ms, float(batch.atr[at])
+            )
+            return proposal, messages
         last = self._last_ts.get(symbol)
         agents = self._agents.get(symbol)
         if agents is None:
@@ -90,6 +127,65 @@ class SignalPipeline:
         if not votes or not propose:
             return None, messages
         return self.synth.synthesize(candle, votes, _ZERO, candle.ts + self.tf_ms), messages
+
+    def use_batch(self, symbol: str, columns: CandleColumns, atr: FloatSeries) -> bool:
+        """Read ``symbol``'s votes from its agents' batch forms over ``columns`` (and the
+        synthesis's ATR from ``atr``, ``engine.indicators.batch.atr_series`` with a
+        reset after each gap) instead of calling ``on_candle``. False, and nothing
+        changes, when an agent has no batch form or fails to start: then the symbol
+        goes candle by candle, as live."""
+        if symbol in self._agents:
+            raise RuntimeError(f"{symbol} has seen candles already: batch votes start fresh")
+        messages: list[EngineMessage] = []
+        agents = self._make_agents(symbol, messages, 0)
+        if messages:
+            return False
+        sources: list[tuple[Agent, BatchVotes]] = []
+        for agent in agents:
+            try:
+                votes = agent.batch_votes(columns)
+            except Exception:
+                log.exception(
+                    "agent %s: batch form failed on %s; candle by candle", agent.name, symbol
+                )
+                return False
+            if votes is None:
+                return False
+            sources.append((agent, votes))
+        self._agents[symbol] = agents
+        self._batch[symbol] = BatchSignals(sources, atr)
+        return True
+
+    def batch(self, symbol: str) -> BatchSignals | None:
+        """``symbol``'s batch votes, or None when it goes candle by candle."""
+        return self._batch.get(symbol)
+
+    def _batch_votes(
+        self,
+        batch: BatchSignals,
+        at: int,
+        symbol: str,
+        messages: list[EngineMessage],
+        ts: int,
+    ) -> list[AgentVote]:
+        votes: list[AgentVote] = []
+        broken: list[tuple[Agent, Exception]] = []
+        for agent, series in batch.sources:
+            if not series.direction[at]:
+                continue
+            try:
+                vote = agent.batch_vote(series, at)
+            except Exception as exc:
+                broken.append((agent, exc))
+                continue
+            if vote is not None:
+                votes.append(vote)
+        for agent, error in broken:
+            batch.sources = [s for s in batch.sources if s[0] is not agent]
+            messages.append(
+                self._switch_off(self._agents[symbol], agent, agent.name, symbol, error, ts)
+            )
+        return votes
 
     def _make_agents(self, symbol: str, messages: list[EngineMessage], ts: int) -> list[Agent]:
         """One instance of each agent class for ``symbol``; one that raises is left out."""

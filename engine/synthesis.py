@@ -62,12 +62,24 @@ class Synthesizer:
         self, candle: Candle, votes: Sequence[AgentVote], size: Decimal, now_ms: int
     ) -> Proposal | None:
         """The proposal these votes make, or None (too few, too weak, no ATR yet)."""
+        atr_ind = self._atr.get(candle.symbol)
+        atr = atr_ind.value if atr_ind is not None else None
+        return self.synthesize_at(candle, votes, size, now_ms, atr)
+
+    def synthesize_at(
+        self,
+        candle: Candle,
+        votes: Sequence[AgentVote],
+        size: Decimal,
+        now_ms: int,
+        atr: float | None,
+    ) -> Proposal | None:
+        """:meth:`synthesize` with the ATR given (a backtest's whole-series ATR, the same
+        floats as :meth:`on_candle` makes; NaN or None while warming up)."""
         p = self.params
         if len(votes) < p.min_votes:
             return None
-        atr_ind = self._atr.get(candle.symbol)
-        atr = atr_ind.value if atr_ind is not None else None
-        if atr is None or atr <= 0:
+        if atr is None or not atr > 0:
             return None
         long_score = short_score = 0.0
         for v in votes:

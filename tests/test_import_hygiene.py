@@ -103,6 +103,7 @@ SYNC_CORE = (
     "engine.learning",
     "engine.portfolio",
     "engine.backtest",
+    "engine.assembly",
 )
 
 

@@ -6,8 +6,6 @@ account, learning) and feeds it candles from columns, synchronously, keeping
 every unit of work in memory; the caller writes them to the store in one
 transaction at the end (:attr:`BacktestRun.works`).
 
-API (stable; the body lands next):
-
 * :class:`Approval` says who decides in a backtest: the confidence threshold,
   all, or a simulated person with a delay in market time and a seeded reject
   rate. Proposals expire while they wait, as they would live.
@@ -18,16 +16,26 @@ API (stable; the body lands next):
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
+from engine.assembly import account_currency
 from engine.backtest.data import Columns
-from engine.backtest.metrics import ClosedTrade, Results
+from engine.backtest.metrics import ClosedTrade, Results, compute_results
+from engine.broker.paper import PaperBroker
+from engine.core import TradingCore
+from engine.events import EquityUpdated, PositionClosed, PositionOpened, ProposalCreated
+from engine.indicators.batch import atr_series
+from engine.models import Candle, RejectReason, Side, TradingState
+from engine.step import CommandError, Step
+from engine.timeframes import DAY_MS, timeframe_ms
 
 if TYPE_CHECKING:
-    import numpy as np
     from numpy.typing import NDArray
 
     from engine.agents.base import Agent
@@ -86,10 +94,34 @@ class BacktestRun:
     final_equity: Decimal
     currency: str
     symbols: tuple[str, ...] = field(default=())
+    #: Exact equity points for the store's equity table: every candle time with
+    #: ``audit``, else at most about 5,000 of the candles fed.
+    points: list[EquityUpdated] = field(default_factory=list)
+
+
+#: A float check that may find a level hit is this much wider than the level (the
+#: exact check, in Decimal, is the core's): a candidate only costs a candle fed.
+_WIDE = 1e-9
+#: Candles between two calls of ``progress`` and ``should_stop``.
+_REPORT_EVERY = 1 << 15
+#: Equity points (exact ones, at the candles fed) kept for the store without an audit.
+_KEPT_POINTS = 5_000
 
 
 class Backtest:
-    """One backtest of ``columns`` (one per symbol, same timeframe) under ``settings``."""
+    """One backtest of ``columns`` (one per symbol, same timeframe) under ``settings``.
+
+    Candles are grouped by time into batches, as a replay feeds them. A batch where
+    something can happen is fed to the core candle by candle, exactly as the live
+    shell feeds it; the quiet batches between two such batches are only counted
+    (:meth:`TradingCore.skip`). Something can happen on a candle where an agent
+    votes, an order waits for its fill, a bracket or a followed trade's level may
+    be touched, a proposal's time runs out or a person decides, a UTC day starts,
+    or the equity may cross a risk limit. The float checks that find those
+    candles are wider than the core's Decimal ones, so a candle fed for nothing
+    costs only time. An agent without a batch form, or ``audit``, feeds every
+    candle.
+    """
 
     def __init__(
         self,
@@ -103,12 +135,23 @@ class Backtest:
     ) -> None:
         if not columns:
             raise ValueError("a backtest needs at least one symbol's candles")
+        timeframes = {c.timeframe for c in columns}
+        if len(timeframes) > 1:
+            raise ValueError(f"the candles have more than one timeframe: {sorted(timeframes)}")
+        symbols = [c.symbol for c in columns]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"a symbol is given twice: {symbols}")
+        for c in columns:
+            if len(c) == 0:
+                raise ValueError(f"{c.symbol}: no candles")
         self.settings = settings
         self.columns = list(columns)
         self.agent_classes = list(agent_classes)
         self.approval = approval
         self.new_work = new_work
         self.audit = audit
+        self.timeframe = columns[0].timeframe
+        self.tf_ms = timeframe_ms(self.timeframe)
         self.total = sum(len(c) for c in self.columns)
 
     def run(
@@ -117,4 +160,440 @@ class Backtest:
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> BacktestRun:
-        raise NotImplementedError("the driver's body lands next")
+        return _Run(self).go(progress, should_stop)
+
+
+def _approval_settings(settings: Settings, approval: Approval) -> Settings:
+    """The settings with the approval policy the backtest's approval asks for."""
+    a = settings.approval
+    if approval.mode == "person":
+        changes: dict[str, object] = {"policy": "manual"}
+    elif approval.mode == "all":
+        changes = {"policy": "auto", "auto_confidence": 0.0}
+    else:
+        changes = {"policy": "auto"}
+        if approval.threshold is not None:
+            changes["auto_confidence"] = approval.threshold
+    return settings.model_copy(update={"approval": a.model_copy(update=changes)})
+
+
+class _Symbol:
+    """One symbol's columns as the driver reads them."""
+
+    def __init__(self, columns: Columns, batches: NDArray[np.int64] | None, tf_ms: int) -> None:
+        self.columns = columns
+        self.symbol = columns.symbol
+        self.n = len(columns)
+        #: The batch of each candle (None: one symbol, the batch is the candle).
+        self.batches = batches
+        self.ts = columns.ts
+        self.low = columns.low
+        self.high = columns.high
+        self.close = columns.close
+        #: The last candle accounted for (fed or skipped).
+        self.done = -1
+        gaps = np.zeros(self.n, dtype=bool)
+        gaps[1:] = np.diff(self.ts) > tf_ms
+        self.atr = atr_series(columns.high, columns.low, columns.close, 14, breaks=gaps)
+        self.votes: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self.bracket_key: object = None
+        self.bracket_next = -1
+
+    def batch_of(self, i: int) -> int:
+        return i if self.batches is None else int(self.batches[i])
+
+    def first_at(self, batch: int) -> int:
+        """The index of the first candle in ``batch`` or after it."""
+        if self.batches is None:
+            return batch
+        return int(np.searchsorted(self.batches, batch, side="left"))
+
+    def candle(self, i: int) -> Candle:
+        c = self.columns
+        return Candle(
+            self.symbol,
+            int(c.ts[i]),
+            float(c.open[i]),
+            float(c.high[i]),
+            float(c.low[i]),
+            float(c.close[i]),
+            float(c.volume[i]),
+        )
+
+
+class _Run:
+    """The state of one run of a :class:`Backtest`."""
+
+    def __init__(self, bt: Backtest) -> None:
+        self.bt = bt
+        settings = _approval_settings(bt.settings, bt.approval)
+        self.settings = settings
+        self.tf_ms = bt.tf_ms
+        cols = bt.columns
+        if len(cols) == 1:
+            self.ts = np.asarray(cols[0].ts)
+            self.symbols = [_Symbol(cols[0], None, self.tf_ms)]
+        else:
+            self.ts = np.unique(np.concatenate([np.asarray(c.ts) for c in cols]))
+            self.symbols = [
+                _Symbol(c, np.searchsorted(self.ts, c.ts).astype(np.int64), self.tf_ms)
+                for c in cols
+            ]
+        self.ends = self.ts + self.tf_ms
+        self.n_batches = len(self.ts)
+        self.market = PaperBroker(settings.broker.fee_rate, settings.broker.slippage_bps)
+        self.currency = account_currency([c.symbol for c in cols])
+        self.core = TradingCore(
+            settings,
+            currency=self.currency,
+            tf_ms=self.tf_ms,
+            agent_classes=bt.agent_classes,
+            new_work=bt.new_work,
+            market=self.market,
+            clock=self._clock,
+        )
+        self.core.proposing = True
+        self.works: list[UnitOfWork] = []
+        self.points: list[EquityUpdated] = []
+        self.equity = np.zeros(self.n_batches, dtype=np.float64)
+        self.trades: list[ClosedTrade] = []
+        self._voters: dict[str, tuple[str, ...]] = {}
+        self._opened: dict[str, tuple[str, ...]] = {}
+        # The simulated person: proposal id -> (market time to decide, approve?).
+        self._rng = random.Random(bt.approval.seed)
+        self._decisions: dict[str, tuple[int, bool]] = {}
+        self.fast = not bt.audit and all(
+            self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
+        )
+        if self.fast:
+            for s in self.symbols:
+                batch = self.core.signals.batch(s.symbol)
+                assert batch is not None
+                voting = np.zeros(s.n, dtype=bool)
+                for _, series in batch.sources:
+                    voting |= np.asarray(series.direction) != 0
+                where = np.flatnonzero(voting)
+                s.votes = where if s.batches is None else s.batches[where]
+            self.vote_batches = np.unique(np.concatenate([s.votes for s in self.symbols]))
+        # Closes carried forward over every batch, for the equity between fed batches.
+        self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
+
+    def _carried(self, s: _Symbol) -> NDArray[np.float64]:
+        assert s.batches is not None
+        out = np.full(self.n_batches, np.nan)
+        out[s.batches] = s.close
+        idx = np.where(np.isnan(out), 0, np.arange(self.n_batches))
+        np.maximum.accumulate(idx, out=idx)
+        carried = out[idx]
+        carried[: int(s.batches[0])] = np.nan
+        return carried
+
+    def _clock(self) -> float:
+        return self.core.market_ts / 1000
+
+    # --- the run -----------------------------------------------------------------------
+
+    def go(
+        self,
+        progress: Callable[[int, int], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> BacktestRun:
+        last = self.n_batches - 1
+        b = 0
+        stopped = False
+        next_report = _REPORT_EVERY
+        done = 0
+        while True:
+            self._feed(b)
+            done = self._candles_done(b)
+            if b >= last:
+                break
+            if done >= next_report:
+                next_report = done + _REPORT_EVERY
+                if progress is not None:
+                    progress(done, self.bt.total)
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+            nxt = self._next_event(b) if self.fast else b + 1
+            nxt = min(nxt, last)
+            if nxt > b + 1:
+                self._skip(b + 1, nxt)
+            b = nxt
+        if progress is not None:
+            progress(done, self.bt.total)
+        return self._finish(b, done, stopped)
+
+    def _candles_done(self, b: int) -> int:
+        if len(self.symbols) == 1:
+            return b + 1
+        return sum(s.done + 1 for s in self.symbols)
+
+    def _feed(self, b: int) -> None:
+        """Feed batch ``b`` to the core, as the live shell feeds a batch."""
+        core = self.core
+        if b > 0:
+            core.market_ts = int(self.ends[b - 1])
+        if self._decisions:
+            self._decide(core.market_ts)
+        for s in self.symbols:
+            i = s.done + 1
+            if i >= s.n or s.batch_of(i) != b:
+                continue
+            batch = core.signals.batch(s.symbol)
+            if batch is not None:
+                batch.at = i
+            self._take(core.on_candle(s.candle(i)))
+            s.done = i
+        self._take(core.after_batch(int(self.ends[b])))
+
+    def _take(self, steps: list[Step]) -> None:
+        for step in steps:
+            work = step.work
+            if len(work):
+                self.works.append(work)
+            for event in step.events:
+                if isinstance(event, EquityUpdated):
+                    self.points.append(event)
+                elif isinstance(event, ProposalCreated):
+                    p = event.proposal
+                    self._voters[p.id] = tuple(v.agent for v in p.votes if v.direction is p.side)
+                    if self.bt.approval.mode == "person":
+                        self._schedule(p.id, p.created_at)
+                elif isinstance(event, PositionOpened):
+                    pid = event.position.proposal_id
+                    voters = self._voters.pop(pid, ()) if pid is not None else ()
+                    self._opened[event.position.symbol] = voters
+                elif isinstance(event, PositionClosed):
+                    self.trades.append(
+                        ClosedTrade(
+                            symbol=event.symbol,
+                            side=event.side,
+                            qty=event.qty,
+                            entry_ts=event.opened_at,
+                            exit_ts=event.ts,
+                            entry_price=event.entry_price,
+                            exit_price=event.exit_price,
+                            realized_pnl=event.realized_pnl,
+                            fees=event.fees,
+                            agents=self._opened.pop(event.symbol, ()),
+                        )
+                    )
+
+    # --- the simulated person ----------------------------------------------------------
+
+    def _schedule(self, proposal_id: str, created_at: int) -> None:
+        a = self.bt.approval
+        approve = self._rng.random() >= a.reject_rate
+        self._decisions[proposal_id] = (created_at + a.delay_ms, approve)
+
+    def _decide(self, now: int) -> None:
+        due = sorted((at, pid) for pid, (at, _) in self._decisions.items() if at <= now)
+        for _, pid in due:
+            _, approve = self._decisions.pop(pid)
+            if self.core.router.get(pid) is None:
+                continue  # expired first, as it would have live
+            try:
+                if approve:
+                    step = self.core.approve(pid, None, "human")
+                else:
+                    step = self.core.reject(pid, RejectReason.DISAGREE, "human")
+            except CommandError:
+                continue
+            self._take([step])
+
+    # --- the quiet batches -------------------------------------------------------------
+
+    def _next_event(self, b: int) -> int:
+        """The next batch after ``b`` where something can happen (see :class:`Backtest`)."""
+        core = self.core
+        if self.market.working():
+            return b + 1
+        nxt = self.n_batches
+        v = self.vote_batches
+        k = int(np.searchsorted(v, b, side="right"))
+        if k < len(v):
+            nxt = int(v[k])
+        if self._decisions:
+            first = min(at for at, _ in self._decisions.values())
+            nxt = min(nxt, int(np.searchsorted(self.ends, first, side="left")) + 1)
+        expiry = core.desk.next_expiry()
+        if expiry is not None:
+            nxt = min(nxt, int(np.searchsorted(self.ends, expiry, side="left")))
+        day = int(self.ends[b]) // DAY_MS
+        nxt = min(nxt, int(np.searchsorted(self.ends, (day + 1) * DAY_MS, side="left")))
+        if nxt <= b + 1:
+            return b + 1
+        for s in self.symbols:
+            nxt = min(nxt, self._bracket_event(s, nxt), self._learning_event(s, nxt))
+            if nxt <= b + 1:
+                return b + 1
+        return self._equity_event(b + 1, nxt)
+
+    def _bracket_event(self, s: _Symbol, limit: int) -> int:
+        """The first batch before ``limit`` where ``s``'s bracket may trigger, or ``limit``."""
+        bracket = self.market.bracket(s.symbol)
+        if bracket is None or (bracket.stop is None and bracket.take_profit is None):
+            return limit
+        start = s.done + 1
+        key = (bracket.side, bracket.stop, bracket.take_profit)
+        if s.bracket_key == key and s.bracket_next >= start:
+            return min(limit, s.batch_of(s.bracket_next))
+        end = s.first_at(limit)
+        if start >= end:
+            return limit
+        long = bracket.side is Side.LONG
+        hit = np.zeros(end - start, dtype=bool)
+        stop, tp = bracket.stop, bracket.take_profit
+        lows, highs = s.low[start:end], s.high[start:end]
+        if stop is not None:
+            level = float(stop)
+            hit |= lows <= level * (1 + _WIDE) if long else highs >= level * (1 - _WIDE)
+        if tp is not None:
+            level = float(tp)
+            hit |= highs >= level * (1 - _WIDE) if long else lows <= level * (1 + _WIDE)
+        where = np.flatnonzero(hit)
+        if not len(where):
+            return limit
+        s.bracket_key, s.bracket_next = key, start + int(where[0])
+        return min(limit, s.batch_of(s.bracket_next))
+
+    def _learning_event(self, s: _Symbol, limit: int) -> int:
+        """The first batch before ``limit`` where a followed trade of ``s`` may close."""
+        levels = self.core.learning.levels(s.symbol)
+        if levels is None:
+            return limit
+        low, high, last = levels
+        start = s.done + 1
+        end = s.first_at(limit)
+        if last is not None:
+            end = min(end, start + max(last, 1))
+            aged = start + max(last, 1) - 1
+        else:
+            aged = None
+        if start >= end:
+            return (
+                limit if aged is None or aged >= s.n else min(limit, s.batch_of(min(aged, s.n - 1)))
+            )
+        hit = (s.low[start:end] <= low) | (s.high[start:end] >= high)
+        where = np.flatnonzero(hit)
+        if len(where):
+            return min(limit, s.batch_of(start + int(where[0])))
+        if aged is not None and aged < s.n:
+            return min(limit, s.batch_of(aged))
+        return limit
+
+    def _held(self) -> list[tuple[int, float]]:
+        """Each open position's symbol index and signed quantity."""
+        positions = self.core.portfolio.positions
+        out = []
+        for k, s in enumerate(self.symbols):
+            pos = positions.get(s.symbol)
+            if pos is not None:
+                out.append((k, float(pos.qty) * pos.side.sign))
+        return out
+
+    def _equity_between(
+        self, lo: int, hi: int, held: list[tuple[int, float]]
+    ) -> NDArray[np.float64]:
+        """Equity at batches ``lo``..``hi - 1`` (floats) with the positions held now."""
+        e = np.full(hi - lo, float(self.core.portfolio.cash))
+        for k, qty in held:
+            closes = (
+                self.closes[k][lo:hi] if self.closes is not None else self.symbols[0].close[lo:hi]
+            )
+            e += qty * closes
+        return e
+
+    def _equity_event(self, lo: int, hi: int) -> int:
+        """The first batch in ``lo``..``hi - 1`` where the equity may cross a risk limit."""
+        held = self._held()
+        state = self.core.risk.state
+        if not held or state is TradingState.HALTED or lo >= hi:
+            return hi
+        account = self.core.account
+        limits = self.settings.risk
+        e = self._equity_between(lo, hi, held)
+        peak = -np.inf if account.peak is None else float(account.peak)
+        peaks = np.maximum.accumulate(np.maximum(e, peak))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dd = np.where(peaks > 0, (peaks - e) / peaks, 1.0)
+            start = float(account.day_start) if account.day_start is not None else None
+            daily = (
+                np.zeros_like(e)
+                if start is None
+                else ((start - e) / start if start > 0 else np.ones_like(e))
+            )
+        may = (dd > limits.reduce_drawdown - _WIDE) | (daily > limits.max_daily_loss - _WIDE)
+        if state is TradingState.REDUCING:
+            may |= dd <= limits.reduce_drawdown + _WIDE
+        where = np.flatnonzero(may)
+        return lo + int(where[0]) if len(where) else hi
+
+    def _skip(self, lo: int, hi: int) -> None:
+        """Batches ``lo``..``hi - 1`` are quiet: count them, and raise the peak as the
+        live path would have."""
+        core = self.core
+        held = self._held()
+        if held:
+            e = self._equity_between(lo, hi, held)
+            top = float(e.max())
+            peak = core.account.peak
+            if peak is None or top >= float(peak) * (1 - _WIDE):
+                for c in np.flatnonzero(e >= top * (1 - _WIDE)).tolist():
+                    at = lo + c
+                    for k, _ in held:
+                        s = self.symbols[k]
+                        close = self.closes[k][at] if self.closes is not None else s.close[at]
+                        core.marks.set(s.symbol, float(close))
+                    self._take(core.observe(int(self.ends[at])))
+        for s in self.symbols:
+            end = s.first_at(hi)
+            start = s.done + 1
+            if end <= start:
+                continue
+            tail = max(start, end - 2 * self.settings.risk.correlation_window - 1)
+            core.skip(s.symbol, end - start, s.ts[tail:end].tolist(), s.close[tail:end].tolist())
+            s.done = end - 1
+        if held:
+            self.equity[lo:hi] = self._equity_between(lo, hi, held)
+        else:
+            self.equity[lo:hi] = float(core.portfolio.cash)
+
+    # --- the end -----------------------------------------------------------------------
+
+    def _finish(self, b: int, done: int, stopped: bool) -> BacktestRun:
+        ends = self.ends[: b + 1]
+        equity = self.equity[: b + 1]
+        # The batches fed have their exact equity point (the last of each batch).
+        fed = {p.ts: p for p in self.points}
+        idx = np.searchsorted(ends, np.fromiter(fed.keys(), dtype=np.int64, count=len(fed)))
+        equity[idx] = [float(p.equity) for p in fed.values()]
+        final = self.core.account.equity()
+        results = compute_results(ends, equity, self.trades, timeframe=self.tf_ms)
+        points = self.points if self.bt.audit else _thin(self.points, _KEPT_POINTS)
+        return BacktestRun(
+            works=self.works,
+            results=results,
+            trades=self.trades,
+            candles=done,
+            total=self.bt.total,
+            stopped=stopped,
+            ts=np.array(ends),
+            equity=np.array(equity),
+            final_equity=final,
+            currency=self.currency,
+            symbols=tuple(s.symbol for s in self.symbols),
+            points=points,
+        )
+
+
+def _thin(points: list[EquityUpdated], keep: int) -> list[EquityUpdated]:
+    """At most about ``keep`` of ``points``, evenly, with the first and the last."""
+    if len(points) <= keep:
+        return points
+    step = len(points) / keep
+    picked = [points[int(i * step)] for i in range(keep)]
+    if picked[-1] is not points[-1]:
+        picked.append(points[-1])
+    return picked

@@ -66,6 +66,16 @@ class CorrelationTracker:
             return
         window.append((ts, float(close)))
 
+    def extend(self, symbol: str, ts: list[int], closes: list[float]) -> None:
+        """Record candles already checked (a backtest's columns), in time order and
+        after the last one recorded: what :meth:`on_candle` on each would keep."""
+        window = self._closes.get(symbol)
+        if window is None:
+            window = self._closes[symbol] = deque(maxlen=self._kept)
+        if window and ts and ts[0] <= window[-1][0]:
+            raise ValueError(f"{symbol}: candles at {ts[0]} are not after the last recorded")
+        window.extend(zip(ts[-self._kept :], closes[-self._kept :], strict=True))
+
     def correlation(self, symbol_a: str, symbol_b: str) -> float | None:
         """Correlation of close-to-close returns over the last ``window`` aligned returns,
         or None while there are fewer than ``min_samples``."""

@@ -148,6 +148,10 @@ class RiskEngine:
         """Record a closed candle's close for the correlation check (O(1))."""
         self._tracker.on_candle(symbol, ts, close)
 
+    def skip(self, symbol: str, ts: list[int], closes: list[float]) -> None:
+        """Record candles a backtest did not feed one by one (in order, already checked)."""
+        self._tracker.extend(symbol, ts, closes)
+
     def correlation(self, symbol_a: str, symbol_b: str) -> float | None:
         """The two symbols' return correlation, or None while it is unknown."""
         return self._tracker.correlation(symbol_a, symbol_b)
