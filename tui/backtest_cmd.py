@@ -5,8 +5,13 @@ each CSV (one symbol per file, one timeframe for all) into columns through the
 content-hash cache, cuts them to ``--from``/``--to``, runs
 :class:`engine.backtest.driver.Backtest` synchronously in the main thread, and
 stores what it did as one session (mode ``backtest``): the session row first,
-then every unit of work in ONE transaction, then the session's end. It prints
-the results and ``session N``.
+then, after the run, the account's opening cash, every unit of work in ONE
+transaction, the equity points and the session's end. It prints the results
+and ``session N``.
+
+The store keeps one account (cash, open positions, trading state), so a
+backtest refuses a store that already holds one (from ``cma run`` or an earlier
+backtest): its units of work would overwrite that account.
 
 Every input a person can fix (a bad file, row or field, an empty date range,
 an unknown agent, a bad number) exits 2 with one ``cma: ...`` line before the
@@ -14,8 +19,9 @@ store is opened. On a terminal a one-line progress bar on stderr shows the
 percentage, the speed and the time left; piped, nothing but the results.
 
 Ctrl-C stops the run after the current candle: what was done is stored and
-printed with a note saying where it stopped (exit 0). A second Ctrl-C quits at
-once and stores nothing (exit 130).
+printed with a note saying where it stopped (exit 0). A second Ctrl-C during
+the run quits at once and stores nothing (exit 130). While the results are
+being stored, Ctrl-C is ignored: the store gets all of the run or none of it.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["ProgressLine", "backtest_command", "parse_when", "progress_text"]
 
 #: The forms ``--from`` and ``--to`` accept (UTC).
-WHEN_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M")
+WHEN_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M")
 #: At most this many redraws of the progress line per second.
 REDRAWS_PER_SECOND = 10
 _ERASE = "\r\x1b[K"
@@ -62,7 +68,8 @@ log = logging.getLogger("cma.backtest")
 
 
 def parse_when(option: str, text: str) -> int:
-    """``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM`` (UTC) as epoch ms; exit 2 naming ``option``."""
+    """``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM`` (UTC; a space for the T too, as the stop
+    note prints it) as epoch ms; exit 2 naming ``option``."""
     for form in WHEN_FORMATS:
         try:
             when = datetime.strptime(text.strip(), form).replace(tzinfo=UTC)
@@ -258,10 +265,16 @@ class ProgressLine:
         self._last = -math.inf
         self._drawn = False
         self.note = ""
+        self._noted = False
+
+    def say(self, note: str) -> None:
+        """Add ``note`` to the line from its next update on, drawn then at once. Safe in a
+        signal handler: it writes nothing itself."""
+        self.note, self._noted = note, True
 
     def start(self, label: str, unit: str = "candles") -> None:
         """Begin a new task: its speed and ETA count from now."""
-        self._label, self._unit, self.note = label, unit, ""
+        self._label, self._unit, self.note, self._noted = label, unit, "", False
         self._started = self._clock()
         self._last = -math.inf
 
@@ -271,10 +284,12 @@ class ProgressLine:
         if not self.enabled:
             return
         now = self._clock()
-        if now - self._last < 1.0 / REDRAWS_PER_SECOND:
+        if now - self._last < 1.0 / REDRAWS_PER_SECOND and not self._noted:
             return
-        self._last = now
-        width = _width(self.stream)
+        self._last, self._noted = now, False
+        # Two columns spare: the terminal echoes Ctrl-C as "^C" after the line, and a
+        # line it wrapped could no longer be erased by a carriage return.
+        width = _width(self.stream) - 2
         text = progress_text(self._label, done, total, now - self._started, width, unit=self._unit)
         if self.note:
             text = f"{text}  {self.note}"[: width - 1]
@@ -349,16 +364,20 @@ def load_all(request: Request, bar: ProgressLine) -> list[Columns]:
 
 
 class StopFlag:
-    """Set by the first SIGINT; the second raises KeyboardInterrupt (quit at once)."""
+    """Set by the first SIGINT; the second raises KeyboardInterrupt (quit at once),
+    unless :attr:`storing` (then every SIGINT is ignored)."""
 
     def __init__(self, on_first: Callable[[], None] = lambda: None) -> None:
         self.is_set = False
+        self.storing = False
         self._on_first = on_first
 
     def __call__(self) -> bool:
         return self.is_set
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.storing:
+            return
         if self.is_set:
             raise KeyboardInterrupt
         self.is_set = True
@@ -412,6 +431,14 @@ async def _backtest(
     except StoreFileError as exc:
         die(str(exc), exc.code)
     try:
+        if not (await store.load_state()).is_fresh:
+            # The store keeps ONE account (cash, open positions, trading state): a
+            # backtest's would overwrite it and break the store's reconciliation.
+            die(
+                f"the store {store.path} already holds an account (from cma run or an "
+                "earlier backtest), which the backtest's would overwrite; "
+                "pass --db with a new file"
+            )
         try:
             backtest = Backtest(
                 settings,
@@ -425,37 +452,51 @@ async def _backtest(
             die(str(exc))
         config = settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
         session_id = await store.begin_session("backtest", "replay", config, _now_ms())
-        run = await _run(backtest, store, session_id, bar, log_file)
-        if run.works:
-            await store.commit(*run.works)  # one transaction: all of it or none
-        await store.end_session(_now_ms())
+        run = await _run_and_store(backtest, store, session_id, settings, bar, log_file)
         return run, session_id
     finally:
         await store.close()
 
 
-async def _run(
-    backtest: Backtest, store: Store, session_id: int, bar: ProgressLine, log_file: Path | None
+async def _run_and_store(
+    backtest: Backtest,
+    store: Store,
+    session_id: int,
+    settings: Settings,
+    bar: ProgressLine,
+    log_file: Path | None,
 ) -> BacktestRun:
-    def stopping() -> None:
-        bar.note = "stopping (Ctrl-C again quits, storing nothing)"
-
-    flag = StopFlag(stopping)
+    """Run; then store the account, every unit of work (ONE transaction), the equity
+    points and the session's end. While the run goes, the first Ctrl-C stops it and
+    a second quits (the session row is removed); while storing, Ctrl-C is ignored:
+    the store then holds all of the run or none of it."""
+    flag = StopFlag(lambda: bar.say("stopping (Ctrl-C again quits, storing nothing)"))
     bar.start("backtest")
-    try:
-        with first_interrupt_stops(flag):
+    with first_interrupt_stops(flag):
+        try:
             run: BacktestRun = backtest.run(progress=bar.update, should_stop=flag)
-    except KeyboardInterrupt:
+        except KeyboardInterrupt:
+            flag.storing = True
+            bar.clear()
+            await store.run(_forget_session, session_id)
+            raise
+        except Exception as exc:
+            flag.storing = True
+            bar.clear()
+            log.exception("the backtest failed")
+            await store.run(_forget_session, session_id)
+            where = "" if log_file is None else f" (traceback in {_shown(log_file)})"
+            die(f"the backtest failed: {type(exc).__name__}: {exc}{where}", EXIT_FAIL)
+        flag.storing = True
         bar.clear()
-        await store.run(_forget_session, session_id)
-        raise
-    except Exception as exc:
-        bar.clear()
-        log.exception("the backtest failed")
-        await store.run(_forget_session, session_id)
-        where = "" if log_file is None else f" (traceback in {_shown(log_file)})"
-        die(f"the backtest failed: {type(exc).__name__}: {exc}{where}", EXIT_FAIL)
-    bar.clear()
+        first_ts = min(int(c.ts[0]) for c in backtest.columns)
+        await store.init_balance(run.currency, settings.risk.initial_cash, first_ts)
+        if run.works:
+            await store.commit(*run.works)  # one transaction: all of it or none
+        for point in run.points:  # the equity curve, as the live shell records it
+            store.record_equity(point)
+        await store.flush()
+        await store.end_session(_now_ms())
     return run
 
 
