@@ -450,10 +450,7 @@ async def _backtest(
             )
         except ValueError as exc:
             die(str(exc))
-        config = settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
-        session_id = await store.begin_session("backtest", "replay", config, _now_ms())
-        run = await _run_and_store(backtest, store, session_id, settings, bar, log_file)
-        return run, session_id
+        return await _run_and_store(backtest, store, settings, bar, log_file)
     finally:
         await store.close()
 
@@ -461,18 +458,20 @@ async def _backtest(
 async def _run_and_store(
     backtest: Backtest,
     store: Store,
-    session_id: int,
     settings: Settings,
     bar: ProgressLine,
     log_file: Path | None,
-) -> BacktestRun:
-    """Run; then store the account, every unit of work (ONE transaction), the equity
-    points and the session's end. While the run goes, the first Ctrl-C stops it and
-    a second quits (the session row is removed); while storing, Ctrl-C is ignored:
-    the store then holds all of the run or none of it."""
+) -> tuple[BacktestRun, int]:
+    """Begin the session, run; then store the account, every unit of work (ONE
+    transaction), the equity points and the session's end. From the session's
+    beginning to the run's end, the first Ctrl-C stops the run and a second quits
+    (the session row is removed); while storing, Ctrl-C is ignored: the store then
+    holds all of the run or none of it."""
     flag = StopFlag(lambda: bar.say("stopping (Ctrl-C again quits, storing nothing)"))
-    bar.start("backtest")
     with first_interrupt_stops(flag):
+        config = settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
+        session_id = await store.begin_session("backtest", "replay", config, _now_ms())
+        bar.start("backtest")
         try:
             run: BacktestRun = backtest.run(progress=bar.update, should_stop=flag)
         except KeyboardInterrupt:
@@ -497,7 +496,7 @@ async def _run_and_store(
             store.record_equity(point)
         await store.flush()
         await store.end_session(_now_ms())
-    return run
+    return run, session_id
 
 
 def _shown(path: Path) -> str:

@@ -9,9 +9,20 @@ a real SQLite store, piped, under tmux, and stopped with SIGINT.
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import shlex
 import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from shared_data import shared_data_dir
@@ -357,3 +368,321 @@ def test_the_first_sigint_sets_the_flag_and_the_second_interrupts() -> None:
             for _ in range(1000):  # the handler runs between bytecodes of this thread
                 pass
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ---------------------------------------------------------------- end to end: the real cma
+
+CMA = Path(sys.executable).with_name("cma")
+TILED = 1_000_000
+STOPPED = re.compile(r"^stopped at (\d{4}-\d\d-\d\d \d\d:\d\d) UTC: ([\d,]+) of ([\d,]+) candles$")
+BAR = re.compile(r"^backtest +\d+\.\d% \[[#-]+\] [\d,]+ candles/s +ETA \d+:\d\d")
+
+
+def cma_env(tmp_path: Path, cache: Path | None = None) -> dict[str, str]:
+    """The caller's environment without CMA_*, with every XDG folder under ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
+    for name in ("CONFIG", "DATA", "STATE"):
+        env[f"XDG_{name}_HOME"] = str(tmp_path / name.lower())
+    env["XDG_CACHE_HOME"] = str(cache or tmp_path / "cache")
+    return env
+
+
+def run_cma(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CMA), "backtest", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def one(db: Path, sql: str) -> Any:
+    [(value,)] = query(db, sql)
+    return value
+
+
+def has_session(db: Path) -> bool:
+    try:
+        return bool(db.exists() and one(db, "SELECT COUNT(*) FROM sessions"))
+    except sqlite3.OperationalError:  # created but not yet migrated
+        return False
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def tiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The BTC/USDT file tiled to a million candles, and a candle cache that holds it
+    (as XDG_CACHE_HOME), so a run starts at once."""
+    from engine.backtest.data import load_columns, save_csv, tile
+
+    root = tmp_path_factory.mktemp("tiled")
+    cache = root / "cache"
+    path = root / "tiled_BTC-USDT_1m.csv"
+    save_csv(tile(load_columns(shared(BTC), cache_dir=cache / "cma" / "candles"), TILED), path)
+    load_columns(path, cache_dir=cache / "cma" / "candles")
+    return path, cache
+
+
+USER_AGENTS = '''
+"""User agents for the backtest command's tests: no batch form."""
+
+import time
+
+from engine.agents.base import Agent
+from engine.models import AgentVote, Candle, Side
+
+
+class Every(Agent):
+    """Long on every 100th candle, short on the 50th after it."""
+
+    name = "every"
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__(symbol)
+        self.n = 0
+
+    def on_candle(self, candle: Candle) -> AgentVote | None:
+        self.n += 1
+        if self.n % 100 == 0:
+            return AgentVote(self.name, self.symbol, Side.LONG, 1.0, "hundredth")
+        if self.n % 100 == 50:
+            return AgentVote(self.name, self.symbol, Side.SHORT, 1.0, "fiftieth")
+        return None
+
+
+class Slow(Every):
+    """Every, at a millisecond a candle: a user agent far slower than the built-in ones."""
+
+    name = "slow"
+
+    def on_candle(self, candle: Candle) -> AgentVote | None:
+        time.sleep(0.001)
+        return super().on_candle(candle)
+'''
+
+
+def with_user_agents(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """``env`` with the module ``useragents`` (:data:`USER_AGENTS`) importable."""
+    folder = tmp_path / "agents"
+    folder.mkdir(exist_ok=True)
+    (folder / "useragents.py").write_text(USER_AGENTS, encoding="utf-8")
+    return {**env, "PYTHONPATH": str(folder)}
+
+
+def result_lines(out: str) -> list[str]:
+    """The printed results without the stop note and the session line."""
+    return [s for s in out.splitlines() if not STOPPED.match(s) and not s.startswith("session ")]
+
+
+def trade_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What a run stored, without the random ids."""
+    return {
+        "sessions": query(db, "SELECT id, mode, feed FROM sessions"),
+        "decisions": query(
+            db, "SELECT action, reason, size, latency_ms, decided_at, decided_by FROM decisions"
+        ),
+        "orders": query(
+            db, "SELECT symbol, side, type, qty, filled_qty, status, created_at FROM orders"
+        ),
+        "fills": query(db, "SELECT symbol, side, qty, price, fee, realized_pnl, ts FROM fills"),
+        "positions": query(
+            db,
+            "SELECT symbol, side, qty, entry_price, opened_at, closed_at, exit_price,"
+            " realized_pnl, fees, status FROM positions",
+        ),
+        "balances": query(db, "SELECT currency, cash, initial_cash FROM balances"),
+        "equity": query(db, "SELECT ts, session_id, equity, cash FROM equity"),
+        "events": query(db, "SELECT COUNT(*), kind FROM events GROUP BY kind ORDER BY kind"),
+    }
+
+
+def test_a_piped_backtest_prints_only_the_results_and_stores_one_session(tmp_path: Path) -> None:
+    db = tmp_path / "bt.db"
+    done = run_cma(
+        cma_env(tmp_path), "--data", str(shared(BTC)), "--db", str(db), "--approve", "all"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "\x1b" not in done.stdout and "\r" not in done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Backtest 2023-03-01 00:01 to 2023-03-22 00:00 UTC")
+    assert lines[1].startswith("30,240 candles of 1m; equity 100,000.00 -> ")
+    assert lines[-1] == "session 1"
+    [(mode, feed, started, ended, config)] = query(
+        db, "SELECT mode, feed, started_at, ended_at, config_json FROM sessions"
+    )
+    assert (mode, feed) == ("backtest", "replay")
+    assert ended is not None and started <= ended
+    settings = json.loads(config)
+    assert settings["feed"]["symbols"] == ["BTC/USDT"] and settings["feed"]["kind"] == "replay"
+    assert settings["agents"]["enabled"] == ["price_action", "momentum"]
+    for table in ("proposals", "decisions", "orders", "fills"):
+        assert one(db, f"SELECT COUNT(*) FROM {table}") > 0, table
+    assert one(db, "SELECT COUNT(*) FROM decisions WHERE action = 'approve'") > 0
+    assert one(db, "SELECT COUNT(*) FROM events WHERE session_id IS NOT 1") == 0
+    assert one(db, "SELECT COUNT(*) FROM equity WHERE session_id = 1") > 0
+    trades = int(re.search(r"^Trades +([\d,]+)", done.stdout, re.M)[1].replace(",", ""))  # type: ignore[index]
+    assert one(db, "SELECT COUNT(*) FROM positions WHERE status = 'closed'") == trades > 0
+    check = subprocess.run(
+        [str(CMA), "db", "check", "--db", str(db)],
+        env=cma_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_audit_stores_an_equity_point_for_every_candle(tmp_path: Path) -> None:
+    env = cma_env(tmp_path)
+    args = ["--data", str(shared(BTC)), "--agents", "sma_cross", "--approve", "all"]
+    thin, full = tmp_path / "thin.db", tmp_path / "full.db"
+    assert run_cma(env, *args, "--db", str(thin)).returncode == 0
+    assert run_cma(env, *args, "--db", str(full), "--audit").returncode == 0
+    assert one(full, "SELECT COUNT(*) FROM equity") == 30_240
+    assert one(thin, "SELECT COUNT(*) FROM equity") < 30_240
+
+
+def test_a_store_that_holds_an_account_is_refused_and_left_alone(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    first = run_cma(
+        cma_env(tmp_path), "--data", str(shared(BTC)), "--db", str(db), "--to", "2023-03-02"
+    )
+    assert first.returncode == 0, first.stderr
+    before = trade_rows(db)
+    again = run_cma(cma_env(tmp_path), "--data", str(shared(BTC)), "--db", str(db))
+    assert again.returncode == 2
+    assert again.stderr == (
+        f"cma: the store {db} already holds an account (from cma run or an earlier backtest),"
+        " which the backtest's would overwrite; pass --db with a new file\n"
+    )
+    assert trade_rows(db) == before
+
+
+def test_ctrl_c_stops_the_run_and_stores_exactly_what_was_done(
+    tmp_path: Path, tiled: tuple[Path, Path]
+) -> None:
+    path, cache = tiled
+    env = cma_env(tmp_path, cache)
+    db = tmp_path / "stopped.db"
+    args = ["--agents", "sma_cross", "--approve", "all"]
+    proc = subprocess.Popen(
+        [str(CMA), "backtest", "--data", str(path), "--db", str(db), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for("the run to begin its session", lambda: has_session(db))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert err == ""
+    match = STOPPED.match(out.splitlines()[0])
+    assert match, out
+    when, done = match[1], int(match[2].replace(",", ""))
+    assert match[3] == f"{TILED:,}" and 0 < done < TILED
+    assert out.splitlines()[-1] == "session 1"
+    assert one(db, "SELECT ended_at FROM sessions") is not None
+    assert one(db, "SELECT COUNT(*) FROM fills") > 0
+    # The stopped run stored exactly what a run over the candles it did stores.
+    # The stop note's time is where to cut: the first candle not done opens then.
+    whole = tmp_path / "whole.db"
+    cut = run_cma(env, "--data", str(path), "--db", str(whole), "--to", when, *args)
+    assert cut.returncode == 0, cut.stderr
+    assert f"\n{done:,} candles of 1m;" in f"\n{cut.stdout}"
+    assert result_lines(out) == result_lines(cut.stdout)
+    assert trade_rows(db) == trade_rows(whole)
+
+
+def test_a_user_agent_without_a_batch_form_backtests(tmp_path: Path) -> None:
+    env = with_user_agents(cma_env(tmp_path), tmp_path)
+    db = tmp_path / "user.db"
+    args = ["--agents", "useragents:Every,sma_cross", "--approve", "all", "--to", "2023-03-03"]
+    done = run_cma(env, "--data", str(shared(BTC)), "--db", str(db), *args)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^every +\d+ ", done.stdout, re.M), done.stdout
+    settings = json.loads(one(db, "SELECT config_json FROM sessions"))
+    assert settings["agents"]["enabled"] == ["sma_cross"]
+    assert settings["agents"]["user"] == ["useragents:Every"]
+    assert one(db, "SELECT COUNT(*) FROM proposals WHERE votes_json LIKE '%hundredth%'") > 0
+
+
+def test_a_second_ctrl_c_quits_at_once_storing_nothing(tmp_path: Path) -> None:
+    # A slow user agent: the run checks for a stop every 32,768 candles, so the
+    # second Ctrl-C surely comes while it runs.
+    db = tmp_path / "quit.db"
+    proc = subprocess.Popen(
+        [str(CMA), "backtest", "--data", str(shared(BTC)), "--db", str(db),
+         "--agents", "useragents:Slow", "--approve", "all"],
+        env=with_user_agents(cma_env(tmp_path), tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for("the run to begin its session", lambda: has_session(db))
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)  # two signals at once would reach the handler as one
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert out == "" and "Traceback" not in err
+    for table in ("sessions", "events", "proposals", "fills", "balances", "equity"):
+        assert one(db, f"SELECT COUNT(*) FROM {table}") == 0, table
+
+
+# ---------------------------------------------------------------- end to end: a terminal
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.slow
+def test_a_terminal_shows_the_progress_bar_and_it_is_erased(
+    tmp_path: Path, tiled: tuple[Path, Path]
+) -> None:
+    path, cache = tiled
+    env = cma_env(tmp_path, cache)
+    env["TERM"] = "xterm"
+    db, exit_file = tmp_path / "tty.db", tmp_path / "exit"
+    keep = ("PATH", "HOME", "TERM", "COVERAGE_PROCESS_CONFIG", "PYTHONPATH")
+    assigns = [f"{k}={shlex.quote(v)}" for k, v in env.items() if k in keep or k.startswith("XDG_")]
+    command = " ".join(
+        ["env", *assigns, str(CMA), "backtest", "--data", str(path), "--db", str(db),
+         "--agents", "sma_cross", "--approve", "all", f"; echo CMA-EXIT=$? > {exit_file}"]
+    )  # fmt: skip
+    name = f"cma-bt-{uuid.uuid4().hex[:8]}"
+    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command + "; sleep 60")
+    try:
+        bars: list[str] = []
+
+        def bar_shown() -> bool:
+            bars[:] = [
+                s for s in tmux("capture-pane", "-p", "-t", name).splitlines() if BAR.match(s)
+            ]
+            return bool(bars)
+
+        wait_for("the progress bar", bar_shown, timeout=120)
+        assert len(bars) == 1 and len(bars[0]) <= 78, bars
+        wait_for("cma to exit", exit_file.exists, timeout=300)
+        assert exit_file.read_text().strip() == "CMA-EXIT=0"
+        screen = tmux("capture-pane", "-p", "-t", name)
+        assert "candles/s" not in screen and "ETA" not in screen, screen
+        lines = screen.splitlines()
+        assert lines[0].startswith("Backtest 2023-03-01 00:01 to "), screen
+        assert "session 1" in lines
+        assert all(len(s) <= 80 for s in lines)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
