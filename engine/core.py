@@ -9,7 +9,7 @@ shell around them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
 
@@ -78,7 +78,11 @@ class TradingCore:
         self.signals = SignalPipeline.from_settings(settings, agent_classes, self.learning, tf_ms)
         self.desk = ApprovalDesk.from_settings(settings, clock)
         self.router = self.desk.router
-        self.execution = Execution(market, self.account, self.learning, new_work)
+        self.execution = Execution(
+            market, self.account, self.learning, new_work, brackets=settings.strategy.brackets
+        )
+        #: What a proposal against an open position does (``strategy.on_opposite``).
+        self.on_opposite = settings.strategy.on_opposite
         #: Market time: the end of the last batch (what decisions and messages carry).
         self.market_ts = 0
         self.candles_seen = 0
@@ -124,7 +128,16 @@ class TradingCore:
         )
         if messages:
             steps.append(Step(self.new_work(), list(messages)))
-        if proposal is None or self.risk.state is not TradingState.ACTIVE:
+        if proposal is None:
+            return steps
+        if self.on_opposite != "ignore":
+            held = self.portfolio.positions.get(symbol)
+            if held is not None and held.side is not proposal.side:
+                if not self.closing(symbol):
+                    steps.append(self.close_position(symbol, "opposite signal"))
+                if self.on_opposite == "exit":
+                    return steps
+        if self.risk.state is not TradingState.ACTIVE:
             return steps  # no new entries: nothing to propose
         preview = self.size_entry(proposal, None, proposal.created_at, record=False)
         if not preview.allowed:
@@ -256,11 +269,17 @@ class TradingCore:
     ) -> RiskCheck:
         """The risk engine's answer for an entry (its pre-checks, then the limits and
         the sizer); a bad input is a denial, never an error."""
+        positions: Mapping[str, Position] = self.portfolio.positions
+        committed = self.execution.committed_positions()
+        if self.on_opposite == "reverse" and self.execution.tracker.closing(proposal.symbol):
+            # Reversing: the position is on its way out (its exit fills first).
+            positions = {k: v for k, v in positions.items() if k != proposal.symbol}
+            committed = [p for p in committed if p.symbol != proposal.symbol]
         return self.risk.check_entry(
             proposal,
             size,
-            positions=self.portfolio.positions,
-            committed=self.execution.committed_positions(),
+            positions=positions,
+            committed=committed,
             marks=self.marks,
             edge=self.learning.edge(proposal),
             ts=now,
@@ -294,7 +313,9 @@ class TradingCore:
         self, work: UnitOfWork, proposal_id: str, size: Decimal | None, by: By
     ) -> tuple[Proposal, list[EngineEvent], OrderIntent | None]:
         p = self.desk.claim(proposal_id)
-        now = self.market_ts
+        # A policy decides on the candle that made the proposal, before the batch ends:
+        # the decision is dated at that candle's close, not the batch before.
+        now = max(self.market_ts, p.created_at)
         rd = self.size_entry(p, size, now, human=by == "human")
         reason = None if rd.allowed else rd.reason
         intent = self.execution.entry_intent(
@@ -340,7 +361,7 @@ class TradingCore:
     ) -> tuple[Proposal, list[EngineEvent]]:
         p = self.desk.claim(proposal_id)
         decision = self.desk.decide(
-            p, DecisionAction.REJECT, self.market_ts, by, reason=reason.value
+            p, DecisionAction.REJECT, max(self.market_ts, p.created_at), by, reason=reason.value
         )
         event = work.decision_made(decision, p.symbol, p.side, None)
         self.desk.done(p.id)

@@ -98,8 +98,12 @@ class Execution:
         account: Account,
         learning: LearningAgent,
         new_work: Callable[[], UnitOfWork],
+        *,
+        brackets: bool = True,
     ) -> None:
         self.market = market
+        #: Whether positions get their proposal's stop and take-profit (``strategy.brackets``).
+        self.brackets = brackets
         self.account = account
         self.learning = learning
         self.new_work = new_work
@@ -133,7 +137,10 @@ class Execution:
     def send_entry(self, intent: OrderIntent, proposal: Proposal) -> None:
         """Track an entry and hand it to the paper market (its bracket goes with it)."""
         self.tracker.track(Working(intent, "entry", proposal))
-        self.market.accept(intent, proposal.stop, proposal.take_profit)
+        if self.brackets:
+            self.market.accept(intent, proposal.stop, proposal.take_profit)
+        else:
+            self.market.accept(intent)
 
     def send_exit(self, intent: OrderIntent, reason: str) -> None:
         self.tracker.track(Working(intent, "exit", None, reason))
@@ -233,10 +240,11 @@ class Execution:
         else:
             order = self.tracker.pop(fill.client_order_id)
             proposal = order.proposal if order is not None else None
+            levels = proposal if proposal is not None and self.brackets else None
             outcome = self.portfolio.apply_fill(
                 fill,
-                stop=proposal.stop if proposal is not None else None,
-                take_profit=proposal.take_profit if proposal is not None else None,
+                stop=levels.stop if levels is not None else None,
+                take_profit=levels.take_profit if levels is not None else None,
                 proposal_id=proposal.id if proposal is not None else None,
                 reason=order.reason if order is not None else "",
             )

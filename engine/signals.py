@@ -9,7 +9,7 @@ and trading goes on with the others. The learning agent sees every candle.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -56,8 +56,11 @@ class SignalPipeline:
         synth: Synthesizer,
         learning: LearningAgent,
         tf_ms: int,
+        params: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         self.agent_classes = list(agent_classes)
+        #: Each agent's settings by name (``agents.params``), passed to its constructor.
+        self.params = {} if params is None else params
         self.synth = synth
         self.learning = learning
         self.tf_ms = tf_ms
@@ -84,7 +87,8 @@ class SignalPipeline:
             ttl_ms=int(settings.approval.ttl_seconds * 1000),
             allow_shorts=settings.broker.shorts_allowed(),
         )
-        return cls(agent_classes, Synthesizer(params, learning.weight), learning, tf_ms)
+        synth = Synthesizer(params, learning.weight)
+        return cls(agent_classes, synth, learning, tf_ms, settings.agents.params)
 
     def on_candle(
         self, candle: Candle, *, propose: bool, message_ts: int
@@ -192,7 +196,7 @@ class SignalPipeline:
         agents: list[Agent] = []
         for cls in self.agent_classes:
             try:
-                agents.append(cls(symbol))
+                agents.append(cls(symbol, **self.params.get(getattr(cls, "name", ""), {})))
             except Exception as exc:
                 name = getattr(cls, "name", cls.__name__)
                 messages.append(self._switch_off(agents, None, name, symbol, exc, ts))

@@ -422,8 +422,8 @@ def test_a_variable_for_an_unknown_section_is_an_error_naming_it(
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert str(err.value) == (
-        f"{name}: no section 'nope'; known: store, feed, agents, approval, risk, broker, "
-        "engine, ui, exchange"
+        f"{name}: no section 'nope'; known: store, feed, agents, approval, strategy, risk, "
+        "broker, engine, ui, exchange"
     )
 
 

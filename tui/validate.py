@@ -80,6 +80,7 @@ def check_agents(settings: Settings) -> list[Problem]:
             )
             continue
         names[cls.name] = field
+    problems += _check_params(settings, names)
     if not a.enabled and not a.user:
         problems.append(
             Problem("agents.enabled", [], "at least one agent must run (agents.enabled or .user)")
@@ -93,6 +94,35 @@ def check_agents(settings: Settings) -> list[Problem]:
                 f"only {agent_count} agents run, so no proposal could ever be made",
             )
         )
+    return problems
+
+
+def _check_params(settings: Settings, names: Mapping[str, str]) -> list[Problem]:
+    """Each ``agents.params`` table names a running agent, which accepts its settings."""
+    from engine.agents.loader import BUILTIN_AGENTS, load_agent_class
+
+    problems: list[Problem] = []
+    for name, params in settings.agents.params.items():
+        field = f"agents.params.{name}"
+        source = names.get(name)
+        if source is None:
+            problems.append(
+                Problem(
+                    field,
+                    dict(params),
+                    f"no running agent is named {name!r}; running: "
+                    f"{', '.join(sorted(names)) or 'none'}{_did_you_mean(name, names)}",
+                )
+            )
+            continue
+        if source == "agents.enabled":
+            cls = BUILTIN_AGENTS[name]
+        else:
+            cls = load_agent_class(settings.agents.user[int(source.rsplit(".", 1)[1])])
+        try:
+            cls(settings.feed.symbols[0], **params)
+        except Exception as exc:  # the agent's constructor says what is wrong
+            problems.append(Problem(field, dict(params), f"{type(exc).__name__}: {exc}"))
     return problems
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from engine.agents.base import Agent
+from engine.agents.base import Agent, BatchVotes, CandleColumns
 from engine.indicators import ATR, MACD, ROC, RSI, VolumeSurge
 from engine.models import AgentVote, Candle, Side
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["MomentumAgent"]
 
@@ -37,6 +41,9 @@ class MomentumAgent(Agent):
 
     Returns None while warming up (``slow + signal`` candles, 35 by default).
     A gap longer than ``rsi_period`` candles resets the state.
+
+    For backtests, ``batch_votes`` gives the same votes (the same strength
+    floats) over a whole series at once, and ``batch_rationale`` the same words.
     """
 
     name: ClassVar[str] = "momentum"
@@ -136,6 +143,26 @@ class MomentumAgent(Agent):
         vol_score = 0.0 if surge is None else _clip01((surge - 1.0) / 2.0)
         strength = 0.2 + 0.2 * (rsi_score + macd_score + roc_score + vol_score)
 
+        # 0.2 + 0.2 * (four scores in [0, 1]) lies in [0.2, 1]; AgentVote checks it (no clamping).
+        return AgentVote(
+            self.name,
+            self.symbol,
+            Side.LONG if direction > 0 else Side.SHORT,
+            strength,
+            self._rationale(direction, rsi_cross, prev_rsi, rsi, prev_hist, hist, roc, surge),
+        )
+
+    def _rationale(
+        self,
+        direction: int,
+        rsi_cross: bool,
+        prev_rsi: float,
+        rsi: float,
+        prev_hist: float,
+        hist: float,
+        roc: float,
+        surge: float | None,
+    ) -> str:
         turn = "up" if direction > 0 else "down"
         if rsi_cross:
             lead = f"RSI {prev_rsi:.1f}→{rsi:.1f} crossing {turn}"
@@ -144,11 +171,94 @@ class MomentumAgent(Agent):
             lead = f"MACD hist {prev_hist:+.4g}→{hist:+.4g} turning {turn}"
             hist_text = f"RSI {rsi:.1f}"
         vol_text = "vol n/a" if surge is None else f"vol {surge:.1f}x"
-        # 0.2 + 0.2 * (four scores in [0, 1]) lies in [0.2, 1]; AgentVote checks it (no clamping).
-        return AgentVote(
-            self.name,
-            self.symbol,
-            Side.LONG if direction > 0 else Side.SHORT,
-            strength,
-            f"{lead}, {hist_text}, ROC({self.roc_period}) {round(roc, 2) + 0.0:+.2f}%, {vol_text}",
+        return (
+            f"{lead}, {hist_text}, ROC({self.roc_period}) {round(roc, 2) + 0.0:+.2f}%, {vol_text}"
         )
+
+    def batch_votes(self, columns: CandleColumns) -> BatchVotes:
+        """The votes of ``on_candle`` on every candle of ``columns``, computed whole.
+
+        The indicators are ``engine.indicators.batch``'s whole-series forms (the
+        same floats as the incremental ones); the rule below is ``on_candle``'s,
+        written over arrays, in the same order of operations. Where a gap makes
+        the live agent reset (more than ``rsi_period`` candles missing, counted
+        as the engine counts them for ``on_gap``), every indicator starts afresh.
+        """
+        import numpy as np  # only a backtest pays for importing numpy
+
+        from engine.indicators.batch import (
+            macd_histogram_series,
+            missing_in,
+            previous,
+            roc_series,
+            rsi_series,
+            true_range_series,
+            volume_surge_series,
+            wilder_series,
+        )
+
+        close = np.asarray(columns.close, dtype=np.float64)
+        breaks = missing_in(columns) > self.rsi_period
+        rsi = rsi_series(close, self.rsi_period, breaks=breaks)
+        hist = macd_histogram_series(close, *self.macd_periods, breaks=breaks)
+        roc = roc_series(close, self.roc_period, breaks=breaks)
+        surge = volume_surge_series(columns.volume, self.volume_period, breaks=breaks)
+        atr = wilder_series(
+            true_range_series(columns.high, columns.low, close, breaks=breaks),
+            self.rsi_period,
+            breaks=breaks,
+        )
+        prev_rsi, prev_hist = previous(rsi, breaks), previous(hist, breaks)
+
+        ready = ~(np.isnan(rsi) | np.isnan(prev_rsi) | np.isnan(hist) | np.isnan(prev_hist))
+        ready &= ~np.isnan(roc) & (atr > 0.0)  # NaN > 0 is False: a warming ATR is not ready
+        up = (prev_rsi < self.oversold) & (self.oversold <= rsi)
+        down = ~up & (prev_rsi > self.overbought) & (self.overbought >= rsi)
+        rsi_dir = up.astype(np.int8) - down.astype(np.int8)
+        turn = ((prev_hist <= 0.0) & (hist > 0.0)).astype(np.int8)
+        turn -= ((prev_hist >= 0.0) & (hist < 0.0) & (turn == 0)).astype(np.int8)
+        macd_ok = (turn != 0) & (turn * roc > 0.0) & (surge >= self.min_volume)
+        against = macd_ok & (rsi_dir != 0) & (rsi_dir != turn)
+        direction = np.where(macd_ok, turn, rsi_dir).astype(np.int8)
+        direction[~ready | against] = 0
+
+        rsi_cross = rsi_dir != 0
+        sign = direction.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rsi_score = np.where(rsi_cross, 1.0, _clip(sign * (rsi - 50.0) / 25.0))
+            macd_score = _clip(sign * hist / (0.2 * atr))
+            roc_score = _clip(sign * roc * close / (100.0 * atr) / 2.0)
+            vol_score = np.where(np.isnan(surge), 0.0, _clip((surge - 1.0) / 2.0))
+            strength = 0.2 + 0.2 * (rsi_score + macd_score + roc_score + vol_score)
+        strength = np.where(direction != 0, strength, 0.0)
+        detail: dict[str, NDArray[Any]] = {
+            "rsi": rsi,
+            "hist": hist,
+            "roc": roc,
+            "surge": surge,
+            "rsi_cross": rsi_cross,
+        }
+        return BatchVotes(direction, strength, detail)
+
+    def batch_rationale(self, votes: BatchVotes, index: int) -> str:
+        """The rationale ``on_candle`` gives for the vote on candle ``index``."""
+        detail = votes.detail
+        rsi, hist = detail["rsi"], detail["hist"]
+        surge = float(detail["surge"][index])
+        return self._rationale(
+            int(votes.direction[index]),
+            bool(detail["rsi_cross"][index]),
+            float(rsi[index - 1]),
+            float(rsi[index]),
+            float(hist[index - 1]),
+            float(hist[index]),
+            float(detail["roc"][index]),
+            None if surge != surge else surge,
+        )
+
+
+def _clip(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``_clip01`` over an array: the same comparisons, so the same floats."""
+    import numpy as np  # only a backtest pays for importing numpy
+
+    return np.where(x < 0.0, 0.0, np.where(x > 1.0, 1.0, x))

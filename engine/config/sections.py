@@ -248,6 +248,18 @@ class AgentSettings(Section):
     """Stop distance in ATRs from the entry."""
     reward_risk: float = Field(default=2.0, gt=0, le=100)
     """Take-profit distance as a multiple of the stop distance."""
+    params: dict[str, dict[str, bool | int | float | str]] = Field(default_factory=dict)
+    """Settings per agent, by agent name, passed to its constructor: e.g.
+    [agents.params.sma_cross] with fast = 10 and slow = 30."""
+
+
+class StrategySettings(Section):
+    on_opposite: Literal["ignore", "exit", "reverse"] = "ignore"
+    """A proposal against an open position: ignore it (the risk manager denies it),
+    exit (close the position), or reverse (close it and enter the other way)."""
+    brackets: bool = True
+    """Give each position its proposal's stop and take-profit; false leaves exits to
+    the opposite signal and to you."""
 
 
 class EngineSettings(Section):
@@ -290,6 +302,8 @@ class Settings(BaseModel):
     """Market agents and synthesis."""
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings.model_construct)
     """The approval queue and its policy."""
+    strategy: StrategySettings = Field(default_factory=StrategySettings.model_construct)
+    """How entries and exits follow the signals."""
     risk: RiskLimits = Field(default_factory=RiskLimits.model_construct)
     """The paper account's cash, the sizing and the risk limits (``engine.risk.limits``)."""
     broker: BrokerSettings = Field(default_factory=BrokerSettings.model_construct)

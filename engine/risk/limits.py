@@ -11,6 +11,7 @@ validated on creation; a bad value raises ``pydantic.ValidationError`` (a
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -30,6 +31,12 @@ class RiskLimits(BaseModel):
 
     initial_cash: Decimal = Field(default=Decimal("100000"), gt=0, le=MAX_CASH)
     """Paper account's starting cash in the quote currency."""
+    sizing: Literal["kelly", "fraction"] = "kelly"
+    """kelly sizes each entry by the agents' record and the proposal's confidence;
+    fraction makes every entry equity_fraction of equity. The limits below apply
+    to both."""
+    equity_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    """With sizing = "fraction", each entry's share of equity (1.0 is all of it)."""
     kelly_multiplier: float = Field(default=0.25, gt=0.0, le=1.0)
     """Fraction of full Kelly to bet (0.25 is quarter Kelly)."""
     default_risk_fraction: float = Field(default=0.02, gt=0.0, le=1.0)

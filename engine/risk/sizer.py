@@ -108,7 +108,8 @@ def size_entry(
     """Size an entry at ``equity`` (> 0) given each symbol's exposure (notional).
 
     Kelly or the default fraction, per-position cap, stop risk, confidence (a
-    person's ``requested_qty`` replaces Kelly and confidence but keeps the caps),
+    person's ``requested_qty`` replaces Kelly and confidence but keeps the caps;
+    ``sizing = "fraction"`` replaces them with ``equity_fraction`` of equity),
     per-symbol exposure, total exposure, minimum notional. Call it in a decimal
     context of ``PRECISION`` digits (the risk engine does).
     """
@@ -119,6 +120,10 @@ def size_entry(
     if requested_qty is not None:
         notional = requested_qty * entry
         notes.append(f"requested {requested_qty}")
+    elif limits.sizing == "fraction":
+        fraction = limits.equity_fraction
+        notes.append(f"fixed {fraction:.2%}")
+        notional = to_decimal(fraction).quantize(_FRACTION_QUANTUM) * equity
     else:
         if edge is not None and edge.trades >= limits.min_trades_for_kelly:
             full = edge.kelly()
@@ -143,7 +148,7 @@ def size_entry(
         if notional > risk_cap:
             notional = risk_cap
             notes.append(f"stop risk {limits.max_risk_per_trade:.1%}")
-    if requested_qty is None:
+    if requested_qty is None and limits.sizing == "kelly":
         notional *= to_decimal(proposal.confidence)
         notes.append(f"confidence {proposal.confidence:.2f}")
 
