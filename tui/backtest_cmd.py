@@ -47,7 +47,6 @@ from tui.cli import EXIT_FAIL, EXIT_OK, die
 if TYPE_CHECKING:
     import sqlite3
 
-    from engine.agents.base import Agent
     from engine.backtest.data import Columns
     from engine.backtest.driver import Approval, ApprovalMode, Backtest, BacktestRun
     from engine.config import Settings
@@ -201,14 +200,6 @@ def _known() -> str:
     return ", ".join(sorted(BUILTIN_AGENTS))
 
 
-def agent_classes(settings: Settings) -> list[type[Agent]]:
-    """The classes of the settings' agents (already checked: they import and build)."""
-    from engine.agents.loader import BUILTIN_AGENTS, load_agent_class
-
-    a = settings.agents
-    return [BUILTIN_AGENTS[name] for name in a.enabled] + [load_agent_class(p) for p in a.user]
-
-
 # ---------------------------------------------------------------- the progress line
 
 
@@ -326,6 +317,7 @@ def load_all(request: Request, bar: ProgressLine) -> list[Columns]:
     """Each file's candles, cut to the request's dates; exit 2 naming the file on any
     problem (the file itself, a second file for one symbol, another timeframe, no
     candles in the range)."""
+    from engine.assembly import account_currency
     from engine.backtest.data import DataError, ReplayError, load_columns
 
     out: list[Columns] = []
@@ -357,6 +349,13 @@ def load_all(request: Request, bar: ProgressLine) -> list[Columns]:
             out.append(columns.between(request.start, request.end))
         except DataError as exc:
             die(f"{path.name}: {exc}")
+    by_quote: dict[str, list[Path]] = {}
+    for columns, path in zip(out, request.files, strict=True):
+        by_quote.setdefault(columns.symbol.rpartition("/")[2], []).append(path)
+    try:
+        account_currency([c.symbol for c in out], by_quote)
+    except ValueError as exc:  # one account holds one currency
+        die(str(exc))
     return out
 
 
@@ -422,6 +421,7 @@ async def _backtest(
     bar: ProgressLine,
     log_file: Path | None,
 ) -> tuple[BacktestRun, int]:
+    from engine.assembly import load_agents
     from engine.backtest.driver import Backtest
     from persistence.errors import StoreFileError
     from persistence.store import Store
@@ -443,7 +443,7 @@ async def _backtest(
             backtest = Backtest(
                 settings,
                 columns,
-                agent_classes=agent_classes(settings),
+                agent_classes=load_agents(settings),
                 approval=request.approval,
                 new_work=store.begin_work,
                 audit=request.audit,

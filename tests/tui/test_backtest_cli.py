@@ -174,6 +174,14 @@ def test_two_files_of_one_symbol_name_both(
     assert a.name in err and b.name in err and "BTC/USDT" in err
 
 
+def test_files_quoted_in_two_currencies_name_them(
+    tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    usdc = "binanceus_BTC-USDC_1m_2023-03.csv"
+    err = bad_input(capsys, db, "--data", str(small_csv(tmp_path)), str(shared(usdc)))
+    assert "USDT (test_BTC-USDT_1m_2023-03.csv)" in err and f"USDC ({usdc})" in err
+
+
 # ---------------------------------------------------------------- bad dates
 
 
