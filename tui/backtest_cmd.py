@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from engine.backtest.data import Columns
     from engine.backtest.driver import Approval, ApprovalMode, Backtest, BacktestRun
-    from engine.config import Settings
+    from engine.config import Check, Problem, Settings
     from persistence.store import Store
 
 __all__ = ["ProgressLine", "backtest_command", "parse_when", "progress_text"]
@@ -192,6 +192,33 @@ def _agent_names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
                 "and a user agent is named package.module:ClassName"
             )
     return tuple(builtin), tuple(user)
+
+
+def config_checks(request: Request) -> Check:
+    """:func:`tui.validate.check_settings`, but with ``--agents`` the config's
+    ``agents.params`` of agents it leaves out are no problem: a config that tunes
+    several agents backtests any one of them."""
+    from engine.agents.loader import load_agent_class
+    from tui.validate import check_settings
+
+    if request.agents is None:
+        return check_settings
+    builtin, user = request.agents
+    running = set(builtin)
+    for path in user:
+        try:
+            running.add(load_agent_class(path).name)
+        except Exception:  # check_settings names the path and says why
+            continue
+
+    def checks(settings: Settings) -> list[Problem]:
+        return [
+            p
+            for p in check_settings(settings)
+            if not (p.field.startswith("agents.params.") and p.field.split(".")[2] not in running)
+        ]
+
+    return checks
 
 
 def _known() -> str:
@@ -516,7 +543,7 @@ def backtest_command(args: argparse.Namespace) -> int:
     request = read_request(args)
     overrides = request.overrides()
     # The same checks as `cma run`: agents import and build, the config is whole.
-    settings = settings_from_args(args, check=True, **overrides)
+    settings = settings_from_args(args, check=config_checks(request), **overrides)
     bar = ProgressLine(sys.stderr)
     columns = load_all(request, bar)
     feed = {

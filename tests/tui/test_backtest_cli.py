@@ -292,6 +292,25 @@ def test_a_bad_config_exits_2_naming_the_field(
     assert not db.exists()
 
 
+def test_agents_params_of_an_agent_left_out_by_agents_are_no_problem(
+    tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tuned.toml"
+    config.write_text("[agents.params.sma_cross]\nfast = 5\nslow = 30\n", encoding="utf-8")
+    data = ["--data", str(small_csv(tmp_path, rows=600))]
+    code = cli.main(["backtest", "--config", str(config), "--db", str(db), *data,
+                     "--agents", "momentum"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and out.endswith("session 1\n"), out
+    # ...while params the running agent refuses are still a problem.
+    config.write_text("[agents.params.sma_cross]\nfast = 0\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["backtest", "--config", str(config), "--db", str(tmp_path / "other.db"), *data,
+                  "--agents", "sma_cross,momentum"])  # fmt: skip
+    assert exc.value.code == 2
+    assert "agents.params.sma_cross" in capsys.readouterr().err
+
+
 def test_without_data_argparse_says_data_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["backtest"])
