@@ -86,13 +86,31 @@ _STATUS_OF = {
 }
 
 
+#: Event kinds whose every field is also in a table row (see ``UnitOfWork(log=False)``).
+_PROJECTED = frozenset(
+    {
+        "ProposalCreated",
+        "DecisionMade",
+        "OrderSubmitted",
+        "OrderFilled",
+        "PositionOpened",
+        "PositionChanged",
+        "PositionClosed",
+    }
+)
+
+
 class UnitOfWork:
     """Collects the statements of one state change; see :mod:`engine.ports`."""
 
-    __slots__ = ("_session_id", "ops")
+    __slots__ = ("_log", "_session_id", "ops")
 
-    def __init__(self, session_id: int | None) -> None:
+    def __init__(self, session_id: int | None, *, log: bool = True) -> None:
         self._session_id = session_id
+        #: False: the events whose every field is in a table (proposals, decisions,
+        #: orders, fills, positions) go to their tables only, not also to the event
+        #: log. A backtest without its audit trail stores them so.
+        self._log = log
         self.ops: list[Op] = []
 
     def __len__(self) -> int:
@@ -100,6 +118,8 @@ class UnitOfWork:
 
     def event(self, event: E) -> E:
         """Append ``event`` to the log; return it so the caller emits what was stored."""
+        if not self._log and event.kind in _PROJECTED:
+            return event
         self.ops.append(
             (_INSERT_EVENT, (event.ts, self._session_id, event.kind, event_payload(event)))
         )
@@ -459,11 +479,13 @@ class Store:
             raise RuntimeError("store is closed")
         return _UnitOfWorkContext(self)
 
-    def begin_work(self) -> UnitOfWork:
-        """A fresh unit of work to fill synchronously; :meth:`commit` stores it."""
+    def begin_work(self, *, log: bool = True) -> UnitOfWork:
+        """A fresh unit of work to fill synchronously; :meth:`commit` stores it.
+        ``log=False`` leaves out of the event log what the tables hold (see
+        :class:`UnitOfWork`)."""
         if self._closed:
             raise RuntimeError("store is closed")
-        return UnitOfWork(self.session_id)
+        return UnitOfWork(self.session_id, log=log)
 
     async def commit(self, work: WorkPort, *more: WorkPort) -> None:
         """Store ``work`` and ``more`` (from :meth:`begin_work`), in order, as ONE

@@ -195,7 +195,11 @@ class _Symbol:
         gaps = np.zeros(self.n, dtype=bool)
         gaps[1:] = np.diff(self.ts) > tf_ms
         self.atr = atr_series(columns.high, columns.low, columns.close, 14, breaks=gaps)
+        #: The candles where an agent votes, how many vote and their summed strength.
         self.votes: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self.vote_count: NDArray[np.int16] = np.empty(0, dtype=np.int16)
+        self.vote_strength: NDArray[np.float64] = np.empty(0, dtype=np.float64)
+        self.agents: tuple[str, ...] = ()
         self.bracket_key: object = None
         self.bracket_next = -1
 
@@ -269,12 +273,16 @@ class _Run:
             for s in self.symbols:
                 batch = self.core.signals.batch(s.symbol)
                 assert batch is not None
-                voting = np.zeros(s.n, dtype=bool)
+                count = np.zeros(s.n, dtype=np.int16)
+                strength = np.zeros(s.n, dtype=np.float64)
                 for _, series in batch.sources:
-                    voting |= np.asarray(series.direction) != 0
-                where = np.flatnonzero(voting)
-                s.votes = where if s.batches is None else s.batches[where]
-            self.vote_batches = np.unique(np.concatenate([s.votes for s in self.symbols]))
+                    voted = np.asarray(series.direction) != 0
+                    count += voted
+                    strength += np.where(voted, np.asarray(series.strength), 0.0)
+                s.votes = np.flatnonzero(count)
+                s.vote_count = count[s.votes]
+                s.vote_strength = strength[s.votes]
+                s.agents = tuple(agent.name for agent, _ in batch.sources)
         # Closes carried forward over every batch, for the equity between fed batches.
         self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
 
@@ -410,10 +418,8 @@ class _Run:
         if self.market.working():
             return b + 1
         nxt = self.n_batches
-        v = self.vote_batches
-        k = int(np.searchsorted(v, b, side="right"))
-        if k < len(v):
-            nxt = int(v[k])
+        for s in self.symbols:
+            nxt = min(nxt, self._vote_event(s))
         if self._decisions:
             first = min(at for at, _ in self._decisions.values())
             nxt = min(nxt, int(np.searchsorted(self.ends, first, side="left")) + 1)
@@ -429,6 +435,33 @@ class _Run:
             if nxt <= b + 1:
                 return b + 1
         return self._equity_event(b + 1, nxt)
+
+    def _vote_event(self, s: _Symbol) -> int:
+        """The batch of ``s``'s next candle whose votes could make a proposal.
+
+        The synthesis's confidence is at most the heaviest agent weight times the
+        votes' summed strength over the agent count: a candle whose votes cannot
+        reach ``min_confidence`` even so (or are fewer than ``min_votes``) makes no
+        proposal whatever the weights, and the weights only change on candles fed.
+        """
+        params = self.core.signals.synth.params
+        weight = max((self.core.learning.weight(a, s.symbol) for a in s.agents), default=0.0)
+        if weight <= 0:
+            return self.n_batches
+        need = params.min_confidence * params.agent_count / weight * (1 - _WIDE)
+        votes = s.votes
+        k = int(np.searchsorted(votes, s.done, side="right"))
+        step = 64
+        while k < len(votes):
+            part = slice(k, k + step)
+            # NaN strength is a candidate too: fed, the agent gets its error.
+            ok = ~(s.vote_strength[part] < need) & (s.vote_count[part] >= params.min_votes)
+            where = np.flatnonzero(ok)
+            if len(where):
+                return s.batch_of(int(votes[k + int(where[0])]))
+            k += step
+            step *= 4
+        return self.n_batches
 
     def _bracket_event(self, s: _Symbol, limit: int) -> int:
         """The first batch before ``limit`` where ``s``'s bracket may trigger, or ``limit``."""

@@ -19,7 +19,7 @@ from engine.agents.sma_cross import SmaCrossAgent
 from engine.assembly import load_agents
 from engine.backtest.data import load_columns
 from engine.backtest.driver import Approval, Backtest, BacktestRun
-from engine.config import Settings
+from engine.config import Settings, load_settings
 from engine.models import QTY_QUANTUM, Proposal, Side
 from engine.risk.limits import RiskLimits
 from engine.risk.sizer import _FRACTION_QUANTUM, size_entry
@@ -28,30 +28,25 @@ from tui.validate import check_settings
 
 BTC = shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv"
 
-ALL_IN = {
-    "sizing": "fraction",
-    "equity_fraction": 1.0,
-    "max_position_fraction": 1.0,
-    "max_symbol_exposure": 1.0,
-    "max_total_exposure": 1.0,
-    "max_risk_per_trade": 1.0,
-    "max_daily_loss": 1.0,
-    "max_drawdown": 1.0,
-    "reduce_drawdown": 1.0,
-}
+RISK_KEYS = (
+    "sizing",
+    "equity_fraction",
+    "max_position_fraction",
+    "max_symbol_exposure",
+    "max_total_exposure",
+    "max_risk_per_trade",
+    "max_daily_loss",
+    "max_drawdown",
+    "reduce_drawdown",
+)
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sma_cross.toml"
+ALL_IN = dict(load_settings(EXAMPLE, {}).risk.model_dump(include=set(RISK_KEYS)))
 
 
 def textbook_settings(**strategy: Any) -> Settings:
-    return Settings(
-        agents={
-            "enabled": ("sma_cross",),
-            "min_confidence": 0.0,
-            "params": {"sma_cross": {"fast": 10, "slow": 20}},
-        },
-        strategy={"on_opposite": "reverse", "brackets": False, **strategy},
-        risk=ALL_IN,
-        broker={"fee_rate": 0, "slippage_bps": 0},
-    )
+    """The shipped example config (docs/examples/sma_cross.toml), ``strategy`` changed."""
+    s = load_settings(EXAMPLE, {})
+    return s.model_copy(update={"strategy": s.strategy.model_copy(update=strategy)})
 
 
 def run(settings: Settings, tmp_path: Path, n: int | None = None) -> BacktestRun:
