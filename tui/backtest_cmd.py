@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -472,7 +473,8 @@ async def _backtest(
                 columns,
                 agent_classes=load_agents(settings),
                 approval=request.approval,
-                new_work=store.begin_work,
+                # Without --audit the event log leaves out what the tables hold.
+                new_work=functools.partial(store.begin_work, log=request.audit),
                 audit=request.audit,
             )
         except ValueError as exc:

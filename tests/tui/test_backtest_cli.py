@@ -566,7 +566,7 @@ def test_a_piped_backtest_prints_only_the_results_and_stores_one_session(tmp_pat
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_audit_stores_an_equity_point_for_every_candle(tmp_path: Path) -> None:
+def test_audit_stores_every_event_and_an_equity_point_for_every_candle(tmp_path: Path) -> None:
     env = cma_env(tmp_path)
     args = ["--data", str(shared(BTC)), "--agents", "sma_cross", "--approve", "all"]
     thin, full = tmp_path / "thin.db", tmp_path / "full.db"
@@ -574,6 +574,13 @@ def test_audit_stores_an_equity_point_for_every_candle(tmp_path: Path) -> None:
     assert run_cma(env, *args, "--db", str(full), "--audit").returncode == 0
     assert one(full, "SELECT COUNT(*) FROM equity") == 30_240
     assert one(thin, "SELECT COUNT(*) FROM equity") < 30_240
+    # The audit trail: every event in the log, not only what the tables cannot hold.
+    logged = "SELECT COUNT(*) FROM events WHERE kind IN ('ProposalCreated', 'OrderFilled')"
+    assert one(full, logged) == one(full, "SELECT COUNT(*) FROM proposals") + one(
+        full, "SELECT COUNT(*) FROM fills"
+    )
+    assert one(thin, logged) == 0
+    assert one(thin, "SELECT COUNT(*) FROM fills") == one(full, "SELECT COUNT(*) FROM fills") > 0
 
 
 def test_a_store_that_holds_an_account_is_refused_and_left_alone(tmp_path: Path) -> None:
