@@ -391,8 +391,9 @@ def load_all(request: Request, bar: ProgressLine) -> list[Columns]:
 
 
 class StopFlag:
-    """Set by the first SIGINT; the second raises KeyboardInterrupt (quit at once),
-    unless :attr:`storing` (then every SIGINT is ignored)."""
+    """Set by the first SIGINT; the second raises KeyboardInterrupt (quit at once), and
+    so does SIGTERM or SIGHUP (the terminal went away); unless :attr:`storing`, when
+    every one of them is ignored."""
 
     def __init__(self, on_first: Callable[[], None] = lambda: None) -> None:
         self.is_set = False
@@ -405,21 +406,26 @@ class StopFlag:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.storing:
             return
-        if self.is_set:
+        if self.is_set or signum != signal.SIGINT:
             raise KeyboardInterrupt
         self.is_set = True
         self._on_first()
 
 
+#: The signals :func:`first_interrupt_stops` takes over.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def first_interrupt_stops(flag: StopFlag) -> Iterator[StopFlag]:
-    """While inside, SIGINT goes to ``flag`` (the run is synchronous in this thread: a
-    handler of the event loop would never run)."""
-    before = signal.signal(signal.SIGINT, flag._handle)
+    """While inside, SIGINT, SIGTERM and SIGHUP go to ``flag`` (the run is synchronous
+    in this thread: a handler of the event loop would never run)."""
+    before = {sig: signal.signal(sig, flag._handle) for sig in SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------- the run

@@ -397,6 +397,25 @@ def test_the_first_sigint_sets_the_flag_and_the_second_interrupts() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_hang_up_quits_at_once_unless_storing(sig: signal.Signals) -> None:
+    flag = StopFlag()
+    before = signal.getsignal(sig)
+    with first_interrupt_stops(flag):
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), sig)
+            for _ in range(1000):
+                pass
+        assert not flag()
+        flag.storing = True
+        os.kill(os.getpid(), sig)
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+        assert not flag()
+    assert signal.getsignal(sig) is before
+
+
 # ---------------------------------------------------------------- end to end: the real cma
 
 CMA = Path(sys.executable).with_name("cma")
@@ -651,9 +670,16 @@ def test_a_user_agent_without_a_batch_form_backtests(tmp_path: Path) -> None:
     assert one(db, "SELECT COUNT(*) FROM proposals WHERE votes_json LIKE '%hundredth%'") > 0
 
 
-def test_a_second_ctrl_c_quits_at_once_storing_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "signals",
+    [[signal.SIGINT, signal.SIGINT], [signal.SIGTERM], [signal.SIGHUP]],
+    ids=["second-ctrl-c", "term", "hang-up"],
+)
+def test_a_second_ctrl_c_or_a_hang_up_quits_at_once_storing_nothing(
+    tmp_path: Path, signals: list[signal.Signals]
+) -> None:
     # A slow user agent: the run checks for a stop every 32,768 candles, so the
-    # second Ctrl-C surely comes while it runs.
+    # second signal surely comes while it runs.
     db = tmp_path / "quit.db"
     proc = subprocess.Popen(
         [str(CMA), "backtest", "--data", str(shared(BTC)), "--db", str(db),
@@ -663,9 +689,9 @@ def test_a_second_ctrl_c_quits_at_once_storing_nothing(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         wait_for("the run to begin its session", lambda: has_session(db))
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.2)  # two signals at once would reach the handler as one
-        proc.send_signal(signal.SIGINT)
+        for sig in signals:
+            time.sleep(0.2)  # two signals at once would reach the handler as one
+            proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
