@@ -182,7 +182,8 @@ def _agent_names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if name in BUILTIN_AGENTS:
             builtin.append(name)
         elif ":" in name or "." in name:
-            user.append(name)  # imported, built and checked with the settings
+            _importable(name)  # then built and checked with the settings
+            user.append(name)
         else:
             import difflib
 
@@ -193,6 +194,18 @@ def _agent_names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
                 "and a user agent is named package.module:ClassName"
             )
     return tuple(builtin), tuple(user)
+
+
+def _importable(path: str) -> None:
+    """Exit 2 with one line unless ``path`` imports as a concrete agent class."""
+    from engine.agents.loader import load_agent_class
+
+    try:
+        load_agent_class(path)
+    except ValueError as exc:
+        die(f"--agents: {exc}")
+    except Exception as exc:  # the user's module ran and raised: say what
+        die(f"--agents: importing {path!r} raised {type(exc).__name__}: {exc}")
 
 
 def config_checks(request: Request) -> Check:

@@ -237,15 +237,22 @@ def test_a_misspelt_agent_gets_a_suggestion(
 def test_an_agent_path_that_does_not_import_is_named(
     tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(
-            ["backtest", "--db", str(db), "--data", str(small_csv(tmp_path)),
-             "--agents", "no_such_pkg.agents:Mine"]
-        )  # fmt: skip
-    err = capsys.readouterr().err
-    assert exc.value.code == 2
-    assert "no_such_pkg.agents:Mine" in err and "agents.user" in err
-    assert "Traceback" not in err and not db.exists()
+    data = ["--data", str(small_csv(tmp_path))]
+    err = bad_input(capsys, db, *data, "--agents", "momentum,no_such_pkg.agents:Mine")
+    assert err.startswith("cma: --agents: agent path 'no_such_pkg.agents:Mine': cannot import")
+    err = bad_input(capsys, db, *data, "--agents", "engine.agents.base:Agent")
+    assert "Agent is abstract" in err
+
+
+def test_an_agent_module_that_raises_is_named(
+    tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "raising_agents.py").write_text("raise RuntimeError('half written')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    err = bad_input(
+        capsys, db, "--data", str(small_csv(tmp_path)), "--agents", "raising_agents:Mine"
+    )
+    assert err == "cma: --agents: importing 'raising_agents:Mine' raised RuntimeError: half written"
 
 
 @pytest.mark.parametrize(
