@@ -335,6 +335,10 @@ def test_help_says_what_ctrl_c_does_and_the_exit_codes(capsys: pytest.CaptureFix
     for option in ("--data", "--from", "--to", "--agents", "--approve", "--threshold", "--delay",
                    "--reject-rate", "--seed", "--audit", "--config", "--db"):  # fmt: skip
         assert option in text
+    from engine.agents.loader import BUILTIN_AGENTS
+
+    for name in BUILTIN_AGENTS:  # the help names them without importing the agents
+        assert name in text
 
 
 # ---------------------------------------------------------------- the progress line
