@@ -155,7 +155,7 @@ class SignalPipeline:
                 return False
             if votes is None:
                 return False
-            sources.append((agent, votes))
+            sources.append((agent, votes.sparse()))
         self._agents[symbol] = agents
         self._batch[symbol] = BatchSignals(sources, atr)
         return True
