@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import logging
 import math
@@ -118,6 +119,11 @@ class Request:
     """What the command line asks for, checked (nothing loaded or opened yet)."""
 
     files: tuple[Path, ...]
+    #: Symbols whose candles come from a store (``--candles``), that store, and the
+    #: timeframe asked for (None: the files', or the one the store holds).
+    candles: tuple[str, ...]
+    candle_store: Path | None
+    timeframe: str | None
     start: int | None
     end: int | None
     approval: Approval
@@ -139,7 +145,30 @@ def read_request(args: argparse.Namespace) -> Request:
     """Check every option that needs no file or store; exit 2 with one line on the first
     problem."""
     from engine.backtest.driver import Approval
+    from engine.config import check_symbol
+    from engine.timeframes import TIMEFRAMES
 
+    if not args.data and args.candles is None:
+        die("give candles: --data FILE... (CSV files) or --candles SYMBOL,... (from a store)")
+    candles: list[str] = []
+    for name in (args.candles or "").split(","):
+        if not name.strip():
+            continue
+        try:
+            symbol = check_symbol(name.strip())
+        except ValueError as exc:
+            die(f"--candles: {exc}")
+        if symbol in candles:
+            die(f"--candles lists {symbol} twice")
+        candles.append(symbol)
+    if args.candles is not None and not candles:
+        die(f"--candles names no symbol, got {args.candles!r}")
+    if args.candles_from is not None and not candles:
+        die("--candles-from needs --candles SYMBOL,...")
+    if args.timeframe is not None and args.timeframe not in TIMEFRAMES:
+        die(f"--timeframe must be one of {', '.join(TIMEFRAMES)}, got {args.timeframe!r}")
+    if args.timeframe is not None and not candles:
+        die("--timeframe applies to --candles (a file's name says its timeframe)")
     start = parse_when("--from", args.start) if args.start is not None else None
     end = parse_when("--to", args.end) if args.end is not None else None
     if start is not None and end is not None and start >= end:
@@ -164,7 +193,17 @@ def read_request(args: argparse.Namespace) -> Request:
         seed=0 if args.seed is None else _seed(args.seed),
     )
     agents = None if args.agents is None else _agent_names(args.agents)
-    return Request(tuple(args.data), start, end, approval, agents, args.audit)
+    return Request(
+        tuple(args.data or ()),
+        tuple(candles),
+        args.candles_from,
+        args.timeframe,
+        start,
+        end,
+        approval,
+        agents,
+        args.audit,
+    )
 
 
 def _agent_names(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -355,47 +394,75 @@ def _width(stream: TextIO) -> int:
 
 
 def load_all(request: Request, bar: ProgressLine) -> list[Columns]:
-    """Each file's candles, cut to the request's dates; exit 2 naming the file on any
-    problem (the file itself, a second file for one symbol, another timeframe, no
-    candles in the range)."""
+    """Each file's and each stored symbol's candles, cut to the request's dates; exit 2
+    naming the file (or store) on any problem: the file itself, a second source for one
+    symbol, another timeframe, no candles in the range, two quote currencies."""
     from engine.assembly import account_currency
     from engine.backtest.data import DataError, ReplayError, load_columns
 
-    out: list[Columns] = []
-    seen: dict[str, Path] = {}
-    first: tuple[Path, str] | None = None
+    loaded: list[tuple[str, Columns]] = []
     for path in request.files:
         bar.start(f"loading {path.name}", unit="bytes")
         try:
-            columns = load_columns(path, progress=bar.update)
+            loaded.append((path.name, load_columns(path, progress=bar.update)))
         except ReplayError as exc:
             die(str(exc))
         finally:
             bar.clear()
+    if request.candles:
+        loaded += _stored(request, loaded[0][1].timeframe if loaded else None)
+    out: list[Columns] = []
+    seen: dict[str, str] = {}
+    for label, columns in loaded:
         if columns.symbol in seen:
-            earlier = seen[columns.symbol].name
             die(
-                f"{path.name}: a second file for {columns.symbol} (after {earlier});"
-                " give one file per symbol"
+                f"{label}: a second source for {columns.symbol} (after {seen[columns.symbol]});"
+                " give one per symbol"
             )
-        seen[columns.symbol] = path
-        if first is None:
-            first = (path, columns.timeframe)
-        elif columns.timeframe != first[1]:
+        seen[columns.symbol] = label
+        first_label, first = loaded[0]
+        if columns.timeframe != first.timeframe:
             die(
-                f"{path.name}: its candles are {columns.timeframe}, but {first[0].name}'s are "
-                f"{first[1]}; backtest one timeframe at a time"
+                f"{label}: its candles are {columns.timeframe}, but {first_label}'s are "
+                f"{first.timeframe}; backtest one timeframe at a time"
             )
         try:
             out.append(columns.between(request.start, request.end))
         except DataError as exc:
-            die(f"{path.name}: {exc}")
+            die(f"{label}: {exc}")
     by_quote: dict[str, list[Path]] = {}
-    for columns, path in zip(out, request.files, strict=True):
+    for columns, path in zip(out, request.files, strict=False):  # the files come first
         by_quote.setdefault(columns.symbol.rpartition("/")[2], []).append(path)
     try:
-        account_currency([c.symbol for c in out], by_quote)
+        account_currency([c.symbol for c in out], None if request.candles else by_quote)
     except ValueError as exc:  # one account holds one currency
+        die(str(exc))
+    return out
+
+
+def _stored(request: Request, files_timeframe: str | None) -> list[tuple[str, Columns]]:
+    """The ``--candles`` symbols from the store, at ``--timeframe``, else the files'
+    timeframe, else the one timeframe the store holds of each."""
+    from engine.backtest.data import DataError
+    from persistence.candles import load_store_columns, stored_series
+
+    store = request.candle_store
+    assert store is not None  # backtest_command fills it in
+    out: list[tuple[str, Columns]] = []
+    try:
+        held = stored_series(store)
+        for symbol in request.candles:
+            timeframe = request.timeframe or files_timeframe
+            if timeframe is None:
+                kept = [tf for s, tf, _ in held if s == symbol]
+                if len(kept) > 1:
+                    die(
+                        f"{store}: holds {symbol} candles of {', '.join(kept)}; "
+                        "choose one with --timeframe"
+                    )
+                timeframe = kept[0] if kept else "1m"  # none: the error names what is held
+            out.append((f"{symbol} in {store.name}", load_store_columns(store, symbol, timeframe)))
+    except DataError as exc:
         die(str(exc))
     return out
 
@@ -518,7 +585,8 @@ async def _run_and_store(
     flag = StopFlag(lambda: bar.say("stopping (Ctrl-C again quits, storing nothing)"))
     with first_interrupt_stops(flag):
         config = settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
-        session_id = await store.begin_session("backtest", "replay", config, _now_ms())
+        feed = "replay" if settings.feed.kind == "replay" else "store"
+        session_id = await store.begin_session("backtest", feed, config, _now_ms())
         bar.start("backtest")
         try:
             run: BacktestRun = backtest.run(progress=bar.update, should_stop=flag)
@@ -565,14 +633,19 @@ def backtest_command(args: argparse.Namespace) -> int:
     overrides = request.overrides()
     # The same checks as `cma run`: agents import and build, the config is whole.
     settings = settings_from_args(args, check=config_checks(request), **overrides)
+    if request.candles and request.candle_store is None:
+        # The store `cma run` keeps candles in: the config's, whatever --db says.
+        config_only = argparse.Namespace(config=getattr(args, "config", None))
+        store = settings_from_args(config_only).store.resolved_path()
+        request = dataclasses.replace(request, candle_store=store)
     bar = ProgressLine(sys.stderr)
     columns = load_all(request, bar)
-    feed = {
-        "kind": "replay",
-        "files": request.files,
+    feed: dict[str, Any] = {
         "symbols": tuple(c.symbol for c in columns),
         "timeframe": columns[0].timeframe,
     }
+    if request.files:
+        feed |= {"kind": "replay", "files": request.files}
     settings = settings_from_args(args, check=False, **{**overrides, "feed": feed})
     try:
         inspect_store(settings.store.resolved_path())

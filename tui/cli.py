@@ -205,10 +205,27 @@ def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         nargs="+",
-        required=True,
         metavar="FILE",
         help="candle CSV files, one symbol each, all of one timeframe "
         "(named like binance_BTC-USDT_1m_2023-03.csv)",
+    )
+    backtest.add_argument(
+        "--candles",
+        metavar="SYMBOL,...",
+        help="symbols whose candles a store kept (from cma run's sim or exchange feed), "
+        "with or instead of --data",
+    )
+    backtest.add_argument(
+        "--candles-from",
+        type=Path,
+        metavar="STORE",
+        help="the store to read --candles from (default: the config's store, which "
+        "cma run writes; --db is where the backtest goes)",
+    )
+    backtest.add_argument(
+        "--timeframe",
+        metavar="TF",
+        help="timeframe of --candles, e.g. 1m (default: the files', or the one the store holds)",
     )
     backtest.add_argument(
         "--from",

@@ -182,6 +182,107 @@ def test_files_quoted_in_two_currencies_name_them(
     assert "USDT (test_BTC-USDT_1m_2023-03.csv)" in err and f"USDC ({usdc})" in err
 
 
+# ---------------------------------------------------------------- candles in a store
+
+
+def candle_store(path: Path, csv: Path, timeframes: tuple[str, ...] = ("1m",)) -> Path:
+    """A real store holding ``csv``'s candles (as a feed keeps them) under ``timeframes``."""
+    import asyncio
+
+    from engine.backtest.data import load_columns
+    from engine.models import Candle
+    from persistence.store import Store
+
+    c = load_columns(csv, cache_dir=path.parent / "cache")
+    rows = zip(*(a.tolist() for a in (c.ts, c.open, c.high, c.low, c.close, c.volume)), strict=True)
+    candles = [Candle(c.symbol, *row) for row in rows]
+
+    async def build() -> None:
+        async with await Store.open(path) as store:
+            for timeframe in timeframes:
+                store.record_candles(timeframe, candles)
+            await store.flush()
+
+    asyncio.run(build())
+    return path
+
+
+def backtest_in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert cli.main(["backtest", *argv]) == 0
+    out, err = capsys.readouterr()
+    assert err == "", err
+    return out
+
+
+def test_candles_from_a_store_backtest_as_the_same_candles_from_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = small_csv(tmp_path, rows=3000)
+    store = candle_store(tmp_path / "kept.db", csv)
+    args = ["--agents", "sma_cross", "--approve", "all"]
+    from_file = backtest_in_process(
+        capsys, "--data", str(csv), "--db", str(tmp_path / "a.db"), *args
+    )
+    from_store = backtest_in_process(
+        capsys, "--candles", "BTC/USDT", "--candles-from", str(store),
+        "--db", str(tmp_path / "b.db"), *args,
+    )  # fmt: skip
+    assert from_file == from_store and "\n3,000 candles of 1m;" in from_file
+    a, b = trade_rows(tmp_path / "a.db"), trade_rows(tmp_path / "b.db")
+    assert a.pop("sessions") == [(1, "backtest", "replay")]
+    assert b.pop("sessions") == [(1, "backtest", "store")]
+    assert a == b and a["fills"]
+
+
+def test_candles_come_from_the_configs_store_whatever_db_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = candle_store(tmp_path / "data" / "cma" / "cma.db", small_csv(tmp_path, rows=600))
+    out = backtest_in_process(capsys, "--candles", "BTC/USDT", "--db", str(tmp_path / "bt.db"))
+    assert out.endswith("session 1\n") and "600 candles of 1m" in out
+    assert one(kept, "SELECT COUNT(*) FROM sessions") == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        ([], "give candles: --data FILE... (CSV files) or --candles SYMBOL,... (from a store)"),
+        (["--candles", ","], "--candles names no symbol"),
+        (["--candles", "btc"], "--candles: symbol must look like BASE/QUOTE"),
+        (["--candles", "BTC/USDT,BTC/USDT"], "--candles lists BTC/USDT twice"),
+        (["--candles-from", "x.db", "--data", "x.csv"], "--candles-from needs --candles"),
+        (["--timeframe", "1m", "--data", "x.csv"], "--timeframe applies to --candles"),
+        (["--candles", "BTC/USDT", "--timeframe", "7m"], "--timeframe must be one of 1m, 3m"),
+        (["--candles", "BTC/USDT", "--candles-from", "nowhere.db"], "nowhere.db: no such store"),
+    ],
+)
+def test_bad_candle_options_are_one_line(
+    db: Path, capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    assert said in bad_input(capsys, db, *argv)
+
+
+def test_a_symbol_the_store_lacks_is_named_with_what_it_holds(
+    tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = candle_store(tmp_path / "kept.db", small_csv(tmp_path), ("1m", "5m"))
+    err = bad_input(capsys, db, "--candles", "ETH/USDT", "--candles-from", str(store))
+    assert "no ETH/USDT" in err and "BTC/USDT 1m (60), BTC/USDT 5m (60)" in err
+    err = bad_input(capsys, db, "--candles", "BTC/USDT", "--candles-from", str(store))
+    assert err.endswith("holds BTC/USDT candles of 1m, 5m; choose one with --timeframe")
+
+
+def test_a_file_and_the_store_for_one_symbol_name_both(
+    tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = small_csv(tmp_path)
+    store = candle_store(tmp_path / "kept.db", csv)
+    err = bad_input(
+        capsys, db, "--data", str(csv), "--candles", "BTC/USDT", "--candles-from", str(store)
+    )
+    assert "BTC/USDT in kept.db: a second source for BTC/USDT (after test_BTC-USDT" in err
+
+
 # ---------------------------------------------------------------- bad dates
 
 
