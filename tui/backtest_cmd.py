@@ -2,7 +2,9 @@
 
 The command loads the settings as ``cma run`` does, resolves the agents, loads
 each CSV (one symbol per file, one timeframe for all) into columns through the
-content-hash cache, cuts them to ``--from``/``--to``, runs
+content-hash cache, and each ``--candles`` symbol from the store that kept it
+(the config's store unless ``--candles-from`` names another), cuts them to
+``--from``/``--to``, runs
 :class:`engine.backtest.driver.Backtest` synchronously in the main thread, and
 stores what it did as one session (mode ``backtest``): the session row first,
 then, after the run, the account's opening cash, every unit of work in ONE

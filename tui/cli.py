@@ -190,10 +190,10 @@ def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="backtest agents on candle files; prints the results and the session",
         description="Run the engine's agents, approval desk, risk and paper broker over "
-        "historical candles, as fast as they go, and store the run as a session "
-        "(mode backtest) in one transaction at the end. Prints the results and "
-        "'session N'. On a terminal a progress bar shows the percentage, candles/s "
-        "and the time left; piped, only the results are printed.",
+        "historical candles (CSV files, or candles a store kept), as fast as they go, "
+        "and store the run as a session (mode backtest) in one transaction at the end. "
+        "Prints the results and 'session N'. On a terminal a progress bar shows the "
+        "percentage, candles/s and the time left; piped, only the results are printed.",
         epilog="Ctrl-C stops the run after the current candle: what was done is stored "
         "and printed with a note saying where it stopped, and cma exits 0. A second "
         "Ctrl-C quits at once, storing nothing (exit 130). The store keeps one account, "
