@@ -210,6 +210,9 @@ class _Symbol:
         self.learn_next = -1
         self.learn_clear = -1
         self.vote_key = -1.0
+        #: The heaviest weight of this symbol's agents, at the records' version.
+        self.weight = 0.0
+        self.weight_at = -1
         self.vote_next = -1
 
     def batch_of(self, i: int) -> int:
@@ -219,7 +222,7 @@ class _Symbol:
         """The index of the first candle in ``batch`` or after it."""
         if self.batches is None:
             return batch
-        return int(np.searchsorted(self.batches, batch, side="left"))
+        return int(self.batches.searchsorted(batch, side="left"))
 
     def candle(self, i: int) -> Candle:
         c = self.columns
@@ -432,13 +435,13 @@ class _Run:
             nxt = min(nxt, self._vote_event(s))
         if self._decisions:
             first = min(at for at, _ in self._decisions.values())
-            nxt = min(nxt, int(np.searchsorted(self.ends, first, side="left")) + 1)
+            nxt = min(nxt, int(self.ends.searchsorted(first, side="left")) + 1)
         expiry = core.desk.next_expiry()
         if expiry is not None:
-            nxt = min(nxt, int(np.searchsorted(self.ends, expiry, side="left")))
+            nxt = min(nxt, int(self.ends.searchsorted(expiry, side="left")))
         if b >= self._next_day:
             day = int(self.ends[b]) // DAY_MS
-            self._next_day = int(np.searchsorted(self.ends, (day + 1) * DAY_MS, side="left"))
+            self._next_day = int(self.ends.searchsorted((day + 1) * DAY_MS, side="left"))
         nxt = min(nxt, self._next_day)
         if nxt <= b + 1:
             return b + 1
@@ -457,7 +460,10 @@ class _Run:
         proposal whatever the weights, and the weights only change on candles fed.
         """
         learning = self.core.learning
-        weight = max((learning.weight(a, s.symbol) for a in s.agents), default=0.0)
+        if s.weight_at != learning.version:
+            s.weight_at = learning.version
+            s.weight = max((learning.weight(a, s.symbol) for a in s.agents), default=0.0)
+        weight = s.weight
         # A candidate found at a heavier weight is still one (the bound only loosens).
         if weight <= s.vote_key and s.vote_next > s.done:
             return s.batch_of(s.vote_next) if s.vote_next < s.n else self.n_batches
@@ -467,7 +473,7 @@ class _Run:
             return self.n_batches
         need = params.min_confidence * params.agent_count / weight * (1 - _WIDE)
         votes = s.votes
-        k = int(np.searchsorted(votes, s.done, side="right"))
+        k = int(votes.searchsorted(s.done, side="right"))
         step = 64
         while k < len(votes):
             part = slice(k, k + step)
