@@ -13,7 +13,9 @@ and ``session N``.
 
 The store keeps one account (cash, open positions, trading state), so a
 backtest refuses a store that already holds one (from ``cma run`` or an earlier
-backtest): its units of work would overwrite that account.
+backtest): its units of work would overwrite that account. Without ``--db`` each
+backtest gets a new store of its own, in ``backtests/`` beside the configured
+store; the command prints its path.
 
 Every input a person can fix (a bad file, row or field, an empty date range,
 an unknown agent, a bad number) exits 2 with one ``cma: ...`` line before the
@@ -649,15 +651,36 @@ def backtest_command(args: argparse.Namespace) -> int:
     if request.files:
         feed |= {"kind": "replay", "files": request.files}
     settings = settings_from_args(args, check=False, **{**overrides, "feed": feed})
+    if getattr(args, "db", None) is None:
+        # A store keeps one account: each backtest gets a store of its own by default.
+        path = new_backtest_store(settings.store.resolved_path().parent / "backtests")
+        store_settings = settings.store.model_copy(update={"path": path})
+        settings = settings.model_copy(update={"store": store_settings})
     try:
         inspect_store(settings.store.resolved_path())
     except StoreFileError as exc:
         die(str(exc), exc.code)
     log_file = setup_logging(secrets=secrets_of(settings))
     run, session_id = asyncio.run(_backtest(settings, columns, request, bar, log_file))
+    for message in run.messages:  # an agent switched off, say: one line each, as headless
+        print(f"{message.level}: {message.text}", file=sys.stderr)
     if run.stopped:
         stop_ts = int(run.ts[-1]) if len(run.ts) else run.results.start_ts
         print(f"stopped at {_when(stop_ts)} UTC: {run.candles:,} of {run.total:,} candles")
     print(format_results(run.results), end="")
+    print(f"store {_shown(settings.store.resolved_path())}")
     print(f"session {session_id}")
     return EXIT_OK
+
+
+def new_backtest_store(folder: Path) -> Path:
+    """A store file no backtest has used, in ``folder`` (made 0700): named by the UTC
+    time, with a number added when two start in the same second."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = folder / f"backtest-{stamp}.db"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"backtest-{stamp}-{n}.db"
+    return path

@@ -196,9 +196,10 @@ def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
         "percentage, candles/s and the time left; piped, only the results are printed.",
         epilog="Ctrl-C stops the run after the current candle: what was done is stored "
         "and printed with a note saying where it stopped, and cma exits 0. A second "
-        "Ctrl-C quits at once, storing nothing (exit 130). The store keeps one account, "
-        "so it must not hold one yet (from cma run or an earlier backtest): give each "
-        "backtest a new --db file. Bad input (a file, a row, a date, an agent, a number) "
+        "Ctrl-C quits at once, storing nothing (exit 130). A store keeps one account, "
+        "so each backtest goes to a new store of its own in backtests/ beside the "
+        "configured one (its path is printed); a --db must not hold an account yet. "
+        "Bad input (a file, a row, a date, an agent, a number) "
         "exits 2 naming it.",
     )
     backtest.add_argument(

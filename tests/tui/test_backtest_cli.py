@@ -227,7 +227,8 @@ def test_candles_from_a_store_backtest_as_the_same_candles_from_a_file(
         capsys, "--candles", "BTC/USDT", "--candles-from", str(store),
         "--db", str(tmp_path / "b.db"), *args,
     )  # fmt: skip
-    assert from_file == from_store and "\n3,000 candles of 1m;" in from_file
+    assert result_lines(from_file) == result_lines(from_store)
+    assert "\n3,000 candles of 1m;" in from_file
     a, b = trade_rows(tmp_path / "a.db"), trade_rows(tmp_path / "b.db")
     assert a.pop("sessions") == [(1, "backtest", "replay")]
     assert b.pop("sessions") == [(1, "backtest", "store")]
@@ -619,12 +620,23 @@ class Every(Agent):
 
 
 class Slow(Every):
-    """Every, at a millisecond a candle: a user agent far slower than the built-in ones."""
+    """Every, at a second a candle: a run still inside one candle when a signal comes."""
 
     name = "slow"
 
     def on_candle(self, candle: Candle) -> AgentVote | None:
-        time.sleep(0.001)
+        time.sleep(1.0)
+        return super().on_candle(candle)
+
+
+class Raises(Every):
+    """Every, until its 500th candle, where it raises."""
+
+    name = "raises"
+
+    def on_candle(self, candle: Candle) -> AgentVote | None:
+        if self.n == 499:
+            raise RuntimeError("broken on purpose")
         return super().on_candle(candle)
 '''
 
@@ -638,8 +650,12 @@ def with_user_agents(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 
 def result_lines(out: str) -> list[str]:
-    """The printed results without the stop note and the session line."""
-    return [s for s in out.splitlines() if not STOPPED.match(s) and not s.startswith("session ")]
+    """The printed results without the stop note, the store and the session line."""
+    return [
+        s
+        for s in out.splitlines()
+        if not STOPPED.match(s) and not s.startswith(("session ", "store "))
+    ]
 
 
 def trade_rows(db: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -790,8 +806,8 @@ def test_a_user_agent_without_a_batch_form_backtests(tmp_path: Path) -> None:
 def test_a_second_ctrl_c_or_a_hang_up_quits_at_once_storing_nothing(
     tmp_path: Path, signals: list[signal.Signals]
 ) -> None:
-    # A slow user agent: the run checks for a stop every 32,768 candles, so the
-    # second signal surely comes while it runs.
+    # A user agent that takes a second a candle: the run checks for a stop between
+    # candles, so the second signal comes while the first is still unanswered.
     db = tmp_path / "quit.db"
     proc = subprocess.Popen(
         [str(CMA), "backtest", "--data", str(shared(BTC)), "--db", str(db),
@@ -863,3 +879,37 @@ def test_a_terminal_shows_the_progress_bars_and_they_are_erased(
         assert all(len(s) <= 80 for s in lines)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+
+
+# ---------------------------------------------------------------- where it stores, what it says
+
+
+def test_without_db_each_backtest_gets_a_store_of_its_own(tmp_path: Path) -> None:
+    env = cma_env(tmp_path)
+    data = small_csv(tmp_path, rows=400)
+    first = run_cma(env, "--data", str(data), "--approve", "all")
+    second = run_cma(env, "--data", str(data), "--approve", "all")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    folder = tmp_path / "data" / "cma" / "backtests"
+    assert len(list(folder.glob("backtest-*.db"))) == 2
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    printed = []
+    for out in (first.stdout, second.stdout):
+        lines = out.splitlines()
+        assert lines[-1] == "session 1" and lines[-2].startswith("store "), lines[-2:]
+        store = folder / Path(lines[-2].removeprefix("store ")).name
+        assert one(store, "SELECT mode FROM sessions") == "backtest"
+        printed.append(store)
+    assert printed[0] != printed[1]
+    assert not (tmp_path / "data" / "cma" / "cma.db").exists()  # the live store is left alone
+
+
+def test_an_agent_switched_off_is_said_on_stderr(tmp_path: Path) -> None:
+    env = with_user_agents(cma_env(tmp_path), tmp_path)
+    done = run_cma(
+        env, "--data", str(small_csv(tmp_path, rows=800)), "--db", str(tmp_path / "r.db"),
+        "--agents", "useragents:Raises,sma_cross", "--approve", "all",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "error: agent raises failed on BTC/USDT: RuntimeError: broken on purpose" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout.endswith("session 1\n")
