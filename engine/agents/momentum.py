@@ -19,10 +19,6 @@ def _clip01(x: float) -> float:
     return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
 
 
-#: Candles per block of the batch form's masks and scores.
-_BLOCK = 1 << 16
-
-
 class MomentumAgent(Agent):
     """Votes when momentum turns: an RSI reversal, or a MACD turn with follow-through.
 
@@ -191,6 +187,7 @@ class MomentumAgent(Agent):
         import numpy as np  # only a backtest pays for importing numpy
 
         from engine.indicators.batch import (
+            by_blocks,
             macd_histogram_series,
             missing_in,
             previous,
@@ -252,13 +249,9 @@ class MomentumAgent(Agent):
         # vote depends on its own row only): their memory does not grow with the series.
         rsi_, prev_rsi_, hist_, prev_hist_ = rsi, prev_rsi, hist, prev_hist
         roc_, atr_, surge_, close_ = roc, atr, surge, close
-        n = len(close)
-        direction = np.zeros(n, dtype=np.int8)
-        strength = np.zeros(n, dtype=np.float64)
-        rsi_cross = np.zeros(n, dtype=np.bool_)
-        for a in range(0, n, _BLOCK):
-            block = slice(a, a + _BLOCK)
-            direction[block], strength[block], rsi_cross[block] = block_votes(block)
+        direction, strength, rsi_cross = by_blocks(
+            block_votes, len(close), np.int8, np.float64, np.bool_
+        )
         detail: dict[str, NDArray[Any]] = {
             "rsi": rsi,
             "hist": hist,

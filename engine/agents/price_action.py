@@ -23,10 +23,6 @@ def _clip01(x: float) -> float:
 _BREAKOUT, _BREAKDOWN, _BULL_ENGULF, _LOWER_WICK, _BEAR_ENGULF, _UPPER_WICK = range(1, 7)
 
 
-#: Candles per block of the batch form's masks and scores.
-_BLOCK = 1 << 16
-
-
 class PriceActionAgent(Agent):
     """Votes on breakouts through support/resistance and on candles that reject them.
 
@@ -241,6 +237,7 @@ class PriceActionAgent(Agent):
         import numpy as np  # only a backtest pays for importing numpy
 
         from engine.indicators.batch import (
+            by_blocks,
             missing_in,
             previous,
             rolling_max_series,
@@ -320,13 +317,7 @@ class PriceActionAgent(Agent):
         o_, h_, lo_, c_ = o, h, lo, c
         surge_, resistance_, support_, atr_ = surge, resistance, support, atr
         prev_open_, prev_close_ = prev_open, prev_close
-        n = len(c)
-        direction = np.zeros(n, dtype=np.int8)
-        strength = np.zeros(n, dtype=np.float64)
-        kind = np.zeros(n, dtype=np.int8)
-        for a in range(0, n, _BLOCK):
-            block = slice(a, a + _BLOCK)
-            direction[block], strength[block], kind[block] = block_votes(block)
+        direction, strength, kind = by_blocks(block_votes, len(c), np.int8, np.float64, np.int8)
         detail: dict[str, NDArray[Any]] = {
             "kind": kind,
             "open": o,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.indicators._seed import _check_period
 
@@ -483,6 +483,8 @@ def volume_surge_series(
     return _piecewise(len(volume), breaks, piece)
 
 
+#: Rows per block of :func:`by_blocks`.
+_BLOCK = 1 << 16
 #: Resync blocks of the volume surge summed at once.
 _SURGE_ROWS = 32
 
@@ -544,3 +546,19 @@ def rolling_min_series(
     import numpy as np  # only a backtest pays for importing numpy
 
     return _rolling(values, period, breaks, np.minimum)
+
+
+def by_blocks(
+    part: Callable[[slice], tuple[NDArray[Any], ...]], n: int, *dtypes: Any
+) -> tuple[NDArray[Any], ...]:
+    """Arrays of ``n`` values of ``dtypes``, filled a block of rows at a time by
+    ``part(rows)``: for a rule where each row depends on its own inputs only, so its
+    masks and scores take the memory of a block, not of the series."""
+    import numpy as np  # only a backtest pays for importing numpy
+
+    outs = tuple(np.zeros(n, dtype=d) for d in dtypes)
+    for start in range(0, n, _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        for out, got in zip(outs, part(rows), strict=True):
+            out[rows] = got
+    return outs

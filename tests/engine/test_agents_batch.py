@@ -297,3 +297,19 @@ def test_batch_votes_are_the_votes_the_agent_gives_inside_the_pipeline(
     got = [agent.batch_vote(votes, i) for i in range(len(sparse))]
     assert got == want
     assert sum(v is not None for v in got) > 100
+
+
+def test_the_batch_forms_hold_across_their_blocks(tmp_path: Path) -> None:
+    """Masks and scores go a block of 65,536 candles at a time: a series of several
+    blocks (the BTC month tiled) still votes as on_candle does."""
+    from engine.backtest.data import tile
+    from engine.indicators.batch import by_blocks
+
+    month = load_columns(
+        shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv", cache_dir=tmp_path
+    )
+    columns = tile(month, 140_000)
+    for cls in (MomentumAgent, PriceActionAgent):
+        assert_batch_matches(cls, columns)
+    [squares] = by_blocks(lambda rows: (np.arange(140_000)[rows] ** 2,), 140_000, np.int64)
+    assert squares.tolist() == [i * i for i in range(140_000)]
