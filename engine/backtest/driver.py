@@ -62,7 +62,7 @@ class Approval:
 
     * ``threshold``: the auto policy, at ``threshold`` (None: the config's
       ``approval.auto_confidence``); below it a proposal is rejected.
-    * ``all``: every proposal is approved.
+    * ``all``: every proposal is approved (the risk manager may deny it).
     * ``person``: a simulated person decides each proposal ``delay_ms`` of market
       time after it is made, rejecting a share ``reject_rate`` of them (drawn from
       ``seed``); one whose time to live runs out first expires.
@@ -92,7 +92,7 @@ class BacktestRun:
     works: list[UnitOfWork]
     results: Results
     trades: list[ClosedTrade]
-    #: Candles fed (over all symbols) and how many there were.
+    #: Candles done, fed or counted (over all symbols), and how many there were.
     candles: int
     total: int
     #: True when ``should_stop`` ended it early (what was done is kept).
@@ -689,8 +689,8 @@ class _Run:
             candles=done,
             total=self.bt.total,
             stopped=stopped,
-            ts=np.array(ends),
-            equity=np.array(equity),
+            ts=ends,
+            equity=equity,
             final_equity=final,
             currency=self.currency,
             symbols=tuple(s.symbol for s in self.symbols),
