@@ -137,18 +137,19 @@ def bare_loop(opens: list[float], closes: list[float], cash: float) -> tuple[int
     n = len(closes)
     fast, slow, tie = FAST, SLOW, TIE
     sf = ss = 0.0
-    prev = 0  # the side the fast average was last on; 0 before any
     pos = 0.0  # signed quantity held
     pending = 0.0  # signed quantity to hold from the next open; 0.0: none
     entries = 0
-    for i in range(min(slow, n)):  # the warm-up: the windows fill
+    if n <= slow:
+        return 0, cash  # no cross before the windows fill
+    for i in range(slow):  # the warm-up: the windows fill
         c = closes[i]
         sf += c - closes[i - fast] if i >= fast else c
         ss += c
-    if n >= slow:
-        mf, ms = sf / fast, ss / slow
-        tol = abs(ms) * tie
-        prev = 1 if mf - ms > tol else -1 if mf - ms < -tol else 0
+    mf, ms = sf / fast, ss / slow
+    tol = abs(ms) * tie
+    # The side the fast average was last on (0: none yet; the first is no cross).
+    prev = 1 if mf - ms > tol else -1 if mf - ms < -tol else 0
     for c, cf, cs, o in zip(
         closes[slow:], closes[slow - fast : n - fast], closes[: n - slow], opens[slow:], strict=True
     ):
@@ -209,7 +210,8 @@ async def store_works(run: BacktestRun, db: Path, initial_cash: Decimal) -> floa
         await store.begin_session("backtest", "replay", "{}", int(run.ts[0]))
         await store.init_balance(run.currency, initial_cash, int(run.ts[0]))
         start = time.perf_counter()
-        await store.commit(*run.works)
+        if run.works:
+            await store.commit(*run.works)
         return time.perf_counter() - start
     finally:
         await store.close()
@@ -440,7 +442,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
-    return p.parse_args()
+    args = p.parse_args()
+    if args.candles < 2:
+        p.error("--candles must be at least 2 (memory is also measured at half of them)")
+    return args
 
 
 if __name__ == "__main__":
