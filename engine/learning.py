@@ -124,11 +124,16 @@ class LearningAgent:
     #: Candles seen per symbol (the clock the followed trades' ages are read on).
     _seen: dict[str, int] = field(default_factory=dict)
     _levels: dict[str, Levels] = field(default_factory=dict)
+    #: Counts the changes to the records (so a reader of the weights knows they moved).
+    version: int = 0
+    #: The pooled edge of each group of agents, at the records' version it was made at.
+    _edges: dict[tuple[str, ...], tuple[int, EdgeStats | None]] = field(default_factory=dict)
 
     # --- inputs ---------------------------------------------------------------
 
     def restore(self, rows: list[AgentRecordRow]) -> None:
         """Load the persisted record (after a restart)."""
+        self.version += 1
         for r in rows:
             self.records[(r.agent, r.symbol)] = Record(
                 r.trades, r.wins, r.sum_win, r.sum_loss,
@@ -246,6 +251,7 @@ class LearningAgent:
         self._add(symbol, agents, ret, counterfactual=False)
 
     def _add(self, symbol: str, agents: tuple[str, ...], ret: float, counterfactual: bool) -> None:
+        self.version += 1
         for agent in agents:
             for key in ((agent, symbol), (agent, OVERALL)):
                 rec = self.records.get(key)
@@ -271,11 +277,13 @@ class LearningAgent:
 
     def edge(self, proposal: Proposal) -> EdgeStats | None:
         """Kelly statistics of the agents behind ``proposal``, pooled over their records."""
+        agents = tuple(v.agent for v in proposal.votes if v.direction is proposal.side)
+        known = self._edges.get(agents)
+        if known is not None and known[0] == self.version:
+            return known[1]
         pooled = Record()
-        for v in proposal.votes:
-            if v.direction is not proposal.side:
-                continue
-            rec = self.records.get((v.agent, OVERALL))
+        for agent in agents:
+            rec = self.records.get((agent, OVERALL))
             if rec is None:
                 continue
             pooled.trades += rec.trades
@@ -286,7 +294,9 @@ class LearningAgent:
             pooled.cf_wins += rec.cf_wins
             pooled.cf_sum_win += rec.cf_sum_win
             pooled.cf_sum_loss += rec.cf_sum_loss
-        return pooled.edge()
+        edge = pooled.edge()
+        self._edges[agents] = (self.version, edge)
+        return edge
 
     def take_dirty(self) -> list[AgentRecordRow]:
         """Rows changed since the last call, for the store."""

@@ -18,8 +18,8 @@ from engine.agents.base import Agent, BatchVotes, CandleColumns
 from engine.config import Settings
 from engine.events import EngineMessage
 from engine.learning import LearningAgent
-from engine.models import AgentVote, Candle, Proposal
-from engine.synthesis import SynthesisParams, Synthesizer
+from engine.models import AgentVote, Candle, Proposal, Side
+from engine.synthesis import Lean, SynthesisParams, Synthesizer
 
 log = logging.getLogger("cma.engine")
 
@@ -155,7 +155,7 @@ class SignalPipeline:
                 return False
             if votes is None:
                 return False
-            sources.append((agent, votes))
+            sources.append((agent, votes.sparse()))
         self._agents[symbol] = agents
         self._batch[symbol] = BatchSignals(sources, atr)
         return True
@@ -172,6 +172,23 @@ class SignalPipeline:
         messages: list[EngineMessage],
         ts: int,
     ) -> list[AgentVote]:
+        # First the votes without their rationales: most candles' votes make no
+        # proposal, and only a proposal shows its votes' words.
+        lean: list[Lean] = []
+        for agent, series in batch.sources:
+            direction = series.direction[at]
+            if not direction:
+                continue
+            strength = float(series.strength[at])
+            if strength != strength:
+                lean = []  # NaN: let the agent's vote() say what is wrong
+                break
+            strength = 0.0 if strength < 0.0 else 1.0 if strength > 1.0 else strength
+            side = Side.LONG if direction > 0 else Side.SHORT
+            lean.append(Lean(agent.name, symbol, side, strength))
+        else:
+            if self.synth.decide(lean) is None:
+                return []
         votes: list[AgentVote] = []
         broken: list[tuple[Agent, Exception]] = []
         for agent, series in batch.sources:

@@ -5,10 +5,33 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple, Protocol
 
 from engine.ids import new_id
 from engine.indicators import ATR
 from engine.models import AgentVote, Candle, Proposal, Side, q_price, to_decimal
+
+
+class Lean(NamedTuple):
+    """A vote without its rationale, for :meth:`Synthesizer.decide`."""
+
+    agent: str
+    symbol: str
+    direction: Side
+    strength: float
+
+
+class VoteLike(Protocol):
+    """What synthesis reads of a vote (an ``AgentVote`` has it)."""
+
+    @property
+    def agent(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def direction(self) -> Side: ...
+    @property
+    def strength(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +89,12 @@ class Synthesizer:
         atr = atr_ind.value if atr_ind is not None else None
         return self.synthesize_at(candle, votes, size, now_ms, atr)
 
-    def synthesize_at(
-        self,
-        candle: Candle,
-        votes: Sequence[AgentVote],
-        size: Decimal,
-        now_ms: int,
-        atr: float | None,
-    ) -> Proposal | None:
-        """:meth:`synthesize` with the ATR given (a backtest's whole-series ATR, the same
-        floats as :meth:`on_candle` makes; NaN or None while warming up)."""
+    def decide(self, votes: Sequence[VoteLike]) -> tuple[Side, float] | None:
+        """The side and confidence ``votes`` make, or None (too few, too weak, a short
+        where shorts are off). Only the votes' agent, symbol, direction and strength
+        count: a backtest asks before it writes the votes' rationales."""
         p = self.params
         if len(votes) < p.min_votes:
-            return None
-        if atr is None or not atr > 0:
             return None
         long_score = short_score = 0.0
         for v in votes:
@@ -94,6 +109,25 @@ class Synthesizer:
         confidence = min(1.0, abs(long_score - short_score) / p.agent_count)
         if confidence < p.min_confidence:
             return None
+        return side, confidence
+
+    def synthesize_at(
+        self,
+        candle: Candle,
+        votes: Sequence[AgentVote],
+        size: Decimal,
+        now_ms: int,
+        atr: float | None,
+    ) -> Proposal | None:
+        """:meth:`synthesize` with the ATR given (a backtest's whole-series ATR, the same
+        floats as :meth:`on_candle` makes; NaN or None while warming up)."""
+        p = self.params
+        if atr is None or not atr > 0:
+            return None
+        decided = self.decide(votes)
+        if decided is None:
+            return None
+        side, confidence = decided
         entry = to_decimal(candle.close)
         distance = to_decimal(atr * p.stop_atr)
         stop = entry - distance * side.sign

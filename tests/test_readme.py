@@ -230,7 +230,7 @@ def check_replay(home: Home, demo: tuple[Home, Done]) -> None:
 
 
 CUSTOM = (
-    "PYTHONPATH=. CMA_AGENTS__USER=mypkg.agents:SmaCrossAgent cma run --headless "
+    "PYTHONPATH=. CMA_AGENTS__USER=mypkg.agents:EmaCrossAgent cma run --headless "
     "--policy auto --speed max --duration 20s"
 )
 
@@ -243,7 +243,7 @@ def check_custom_agent(home: Home, demo: tuple[Home, Done]) -> None:
     (pkg / "__init__.py").write_text("")
     (pkg / "agents.py").write_text(readme_block("python"))
     home.sh(bounded(CUSTOM)).ok()
-    assert count(home.store, "proposals", "votes_json LIKE '%sma_cross%'") > 0
+    assert count(home.store, "proposals", "votes_json LIKE '%ema_cross%'") > 0
     config = home.work / "agents.toml"
     config.write_text(readme_block("toml"))
     home.sh(f"PYTHONPATH=. cma config validate {config}").ok()
@@ -382,7 +382,7 @@ CHECKS: dict[str, Check] = {
     "cma db check": check_db_check,
     "cma db backup PATH": check_db_backup,
     "cma db info": check_db_info,
-    **{f"cma {name}": check_not_yet(name) for name in ("backtest", "optimize", "report")},
+    **{f"cma {name}": check_not_yet(name) for name in ("optimize", "report")},
     **{f"cma {name}": check_not_yet(name) for name in ("keys", "data")},
 }
 
@@ -390,6 +390,7 @@ CHECKS: dict[str, Check] = {
 ELSEWHERE: dict[str, str] = {
     "make run": "the install is what every test runs in; what it opens is the `cma` check",
     "make test": "the test run itself (lint, mypy and this suite)",
+    "cma backtest --data FILE...": "tests/tui/test_backtest_cli.py runs it end to end",
     "ssh trader@server": "a remote login: no test can make one; tmux below is what matters",
     "tmux new -A -s cma 'cd crypto-market-agents && .venv/bin/cma'": (
         "tests/tui/test_e2e_tmux.py drives the console in tmux, detached and reattached"

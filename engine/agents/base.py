@@ -52,7 +52,7 @@ class BatchVotes:
 
     direction: NDArray[np.int8]
     strength: NDArray[np.float64]
-    detail: Mapping[str, NDArray[Any]] = field(default_factory=dict)
+    detail: Mapping[str, NDArray[Any] | SparseDetail] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.direction)
@@ -63,6 +63,46 @@ class BatchVotes:
 
     def __len__(self) -> int:
         return len(self.direction)
+
+    def sparse(self) -> BatchVotes:
+        """These votes with each ``detail`` array kept only where a rationale may read it:
+        on the candles that vote and the candle before each (see
+        :meth:`Agent.batch_rationale`). A backtest keeps this form, so the detail of a
+        million candles does not stay in memory."""
+        import numpy as np  # only a backtest pays for importing numpy
+
+        voting = np.flatnonzero(np.asarray(self.direction) != 0)
+        keep = np.union1d(voting, voting[voting > 0] - 1)
+        detail = {
+            k: SparseDetail(keep, np.asarray(v)[keep], len(v)) for k, v in self.detail.items()
+        }
+        return BatchVotes(self.direction, self.strength, detail)
+
+
+class SparseDetail:
+    """A detail array's values at some candles only (:meth:`BatchVotes.sparse`);
+    reading any other candle raises IndexError naming it."""
+
+    __slots__ = ("_at", "_n", "_values")
+
+    def __init__(self, at: NDArray[np.int64], values: NDArray[Any], n: int) -> None:
+        self._at = at
+        self._values = values
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int) -> Any:
+        import numpy as np
+
+        k = int(np.searchsorted(self._at, index))
+        if k == len(self._at) or int(self._at[k]) != index:
+            raise IndexError(
+                f"detail of candle {index} was not kept: a batch rationale may read only "
+                "the voting candle and the one before it"
+            )
+        return self._values[k]
 
 
 class Agent(ABC):
@@ -112,7 +152,9 @@ class Agent(ABC):
       candle, as a :class:`BatchVotes` (direction +1/-1/0 and strength per
       candle). Override ``batch_rationale(votes, index)`` too, to write the
       rationale of one voting candle from ``votes.detail``: a backtest asks
-      for it only on the candles that vote. The batch form is an optimisation,
+      for it only on the candles that vote, and keeps the detail only at
+      those candles and the candle before each (``BatchVotes.sparse``), so
+      read nothing else there. The batch form is an optimisation,
       never a second rule: it must give exactly the votes ``on_candle`` gives,
       and ``engine.agents.testing.assert_batch_matches`` is the test that
       proves it. It runs on a fresh instance (its settings, none of the

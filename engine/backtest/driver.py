@@ -200,8 +200,20 @@ class _Symbol:
         self.vote_count: NDArray[np.int16] = np.empty(0, dtype=np.int16)
         self.vote_strength: NDArray[np.float64] = np.empty(0, dtype=np.float64)
         self.agents: tuple[str, ...] = ()
+        # What the searches found, kept while it holds: the next candidate candle for a
+        # key (the bracket's levels, the followed trades' levels, the weights' version),
+        # or that none comes before ``*_clear`` (exclusive).
         self.bracket_key: object = None
         self.bracket_next = -1
+        self.bracket_clear = -1
+        self.learn_key: object = None
+        self.learn_next = -1
+        self.learn_clear = -1
+        self.vote_key = -1.0
+        #: The heaviest weight of this symbol's agents, at the records' version.
+        self.weight = 0.0
+        self.weight_at = -1
+        self.vote_next = -1
 
     def batch_of(self, i: int) -> int:
         return i if self.batches is None else int(self.batches[i])
@@ -210,7 +222,7 @@ class _Symbol:
         """The index of the first candle in ``batch`` or after it."""
         if self.batches is None:
             return batch
-        return int(np.searchsorted(self.batches, batch, side="left"))
+        return int(self.batches.searchsorted(batch, side="left"))
 
     def candle(self, i: int) -> Candle:
         c = self.columns
@@ -266,6 +278,7 @@ class _Run:
         # The simulated person: proposal id -> (market time to decide, approve?).
         self._rng = random.Random(bt.approval.seed)
         self._decisions: dict[str, tuple[int, bool]] = {}
+        self._next_day = -1
         self.fast = not bt.audit and all(
             self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
         )
@@ -422,12 +435,14 @@ class _Run:
             nxt = min(nxt, self._vote_event(s))
         if self._decisions:
             first = min(at for at, _ in self._decisions.values())
-            nxt = min(nxt, int(np.searchsorted(self.ends, first, side="left")) + 1)
+            nxt = min(nxt, int(self.ends.searchsorted(first, side="left")) + 1)
         expiry = core.desk.next_expiry()
         if expiry is not None:
-            nxt = min(nxt, int(np.searchsorted(self.ends, expiry, side="left")))
-        day = int(self.ends[b]) // DAY_MS
-        nxt = min(nxt, int(np.searchsorted(self.ends, (day + 1) * DAY_MS, side="left")))
+            nxt = min(nxt, int(self.ends.searchsorted(expiry, side="left")))
+        if b >= self._next_day:
+            day = int(self.ends[b]) // DAY_MS
+            self._next_day = int(self.ends.searchsorted((day + 1) * DAY_MS, side="left"))
+        nxt = min(nxt, self._next_day)
         if nxt <= b + 1:
             return b + 1
         for s in self.symbols:
@@ -444,13 +459,21 @@ class _Run:
         reach ``min_confidence`` even so (or are fewer than ``min_votes``) makes no
         proposal whatever the weights, and the weights only change on candles fed.
         """
+        learning = self.core.learning
+        if s.weight_at != learning.version:
+            s.weight_at = learning.version
+            s.weight = max((learning.weight(a, s.symbol) for a in s.agents), default=0.0)
+        weight = s.weight
+        # A candidate found at a heavier weight is still one (the bound only loosens).
+        if weight <= s.vote_key and s.vote_next > s.done:
+            return s.batch_of(s.vote_next) if s.vote_next < s.n else self.n_batches
         params = self.core.signals.synth.params
-        weight = max((self.core.learning.weight(a, s.symbol) for a in s.agents), default=0.0)
+        s.vote_key, s.vote_next = weight, s.n
         if weight <= 0:
             return self.n_batches
         need = params.min_confidence * params.agent_count / weight * (1 - _WIDE)
         votes = s.votes
-        k = int(np.searchsorted(votes, s.done, side="right"))
+        k = int(votes.searchsorted(s.done, side="right"))
         step = 64
         while k < len(votes):
             part = slice(k, k + step)
@@ -458,7 +481,8 @@ class _Run:
             ok = ~(s.vote_strength[part] < need) & (s.vote_count[part] >= params.min_votes)
             where = np.flatnonzero(ok)
             if len(where):
-                return s.batch_of(int(votes[k + int(where[0])]))
+                s.vote_next = int(votes[k + int(where[0])])
+                return s.batch_of(s.vote_next)
             k += step
             step *= 4
         return self.n_batches
@@ -470,8 +494,12 @@ class _Run:
             return limit
         start = s.done + 1
         key = (bracket.side, bracket.stop, bracket.take_profit)
-        if s.bracket_key == key and s.bracket_next >= start:
-            return min(limit, s.batch_of(s.bracket_next))
+        if s.bracket_key == key:
+            if s.bracket_next >= start:
+                return min(limit, s.batch_of(s.bracket_next))
+            start = max(start, s.bracket_clear)
+        else:
+            s.bracket_key, s.bracket_next, s.bracket_clear = key, -1, -1
         end = s.first_at(limit)
         if start >= end:
             return limit
@@ -487,8 +515,9 @@ class _Run:
             hit |= highs >= level * (1 - _WIDE) if long else lows <= level * (1 + _WIDE)
         where = np.flatnonzero(hit)
         if not len(where):
+            s.bracket_clear = end
             return limit
-        s.bracket_key, s.bracket_next = key, start + int(where[0])
+        s.bracket_next = start + int(where[0])
         return min(limit, s.batch_of(s.bracket_next))
 
     def _learning_event(self, s: _Symbol, limit: int) -> int:
@@ -498,21 +527,27 @@ class _Run:
             return limit
         low, high, last = levels
         start = s.done + 1
-        end = s.first_at(limit)
-        if last is not None:
-            end = min(end, start + max(last, 1))
-            aged = start + max(last, 1) - 1
+        # The candle on which the oldest followed trade reaches its age limit.
+        aged = None if last is None else start + max(last, 1) - 1
+        key = (low, high, aged)
+        if s.learn_key == key:
+            if s.learn_next >= start:
+                return min(limit, s.batch_of(s.learn_next))
+            start = max(start, s.learn_clear)
         else:
-            aged = None
-        if start >= end:
-            return (
-                limit if aged is None or aged >= s.n else min(limit, s.batch_of(min(aged, s.n - 1)))
-            )
-        hit = (s.low[start:end] <= low) | (s.high[start:end] >= high)
-        where = np.flatnonzero(hit)
-        if len(where):
-            return min(limit, s.batch_of(start + int(where[0])))
-        if aged is not None and aged < s.n:
+            s.learn_key, s.learn_next, s.learn_clear = key, -1, -1
+        end = s.first_at(limit)
+        if aged is not None:
+            end = min(end, aged)
+        if start < end:
+            hit = (s.low[start:end] <= low) | (s.high[start:end] >= high)
+            where = np.flatnonzero(hit)
+            if len(where):
+                s.learn_next = start + int(where[0])
+                return min(limit, s.batch_of(s.learn_next))
+            s.learn_clear = end
+        if aged is not None and aged < s.n and end >= aged:
+            s.learn_next = aged
             return min(limit, s.batch_of(aged))
         return limit
 

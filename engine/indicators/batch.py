@@ -57,56 +57,11 @@ def atr_series(
     """``ATR(period).update(high[i], low[i], close[i])`` at every ``i`` (NaN warming up).
 
     ``breaks[i]`` True starts a fresh ATR at candle ``i`` (a gap before it: the
-    synthesizer drops its estimate rather than bridge one).
+    synthesizer drops its estimate rather than bridge one). Wilder's smoothing of
+    the true range, as ``ATR`` computes it.
     """
-    import numpy as np  # only a backtest pays for importing numpy
-
     _check_period(period)
-    n = len(close)
-    out = np.full(n, np.nan)
-    if n == 0:
-        return out
-    his, los, cls = high.tolist(), low.tolist(), close.tolist()
-    starts = set() if breaks is None else set(np.flatnonzero(breaks).tolist())
-    values = out.tolist()
-    prev: float | None = None
-    value: float | None = None
-    count = 0
-    total = 0.0
-    nan = float("nan")
-    for i in range(n):
-        if i in starts:
-            prev = value = None
-            count = 0
-            total = 0.0
-        h = his[i]
-        lo = los[i]
-        tr = h - lo
-        if prev is not None:
-            if h - prev > tr:
-                tr = h - prev
-            if prev - lo > tr:
-                tr = prev - lo
-        prev = cls[i]
-        if value is not None:
-            value = (value * (period - 1) + tr) / period
-            values[i] = value
-            continue
-        count += 1
-        total += tr
-        if count == period:
-            value = total / period
-            values[i] = value
-        else:
-            values[i] = nan
-    return np.array(values, dtype=np.float64)
-
-
-# --- the pieces between resets ----------------------------------------------------------
-#
-# Every function below takes ``breaks``: ``breaks[i]`` True starts a fresh indicator at
-# candle ``i``, as an agent that resets on a gap starts fresh ones. The series is cut
-# into pieces at the breaks and each piece computed alone (a break at 0 changes nothing).
+    return wilder_series(true_range_series(high, low, close, breaks=breaks), period, breaks=breaks)
 
 
 def _check_breaks(n: int, breaks: NDArray[np.bool_]) -> None:

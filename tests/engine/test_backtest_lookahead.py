@@ -58,7 +58,8 @@ def _history(columns: Columns, agents: tuple[str, ...], approval: Approval) -> l
     run = bt.run()
     rows = []
     for t in run.trades:
-        rows.append((t.entry_ts, "trade-open", t.side, t.qty, t.entry_price))
+        # Its quantity and price are the whole trade's, adds after the cut included.
+        rows.append((t.entry_ts, "trade-open", t.side))
         rows.append((t.exit_ts, "trade-close", t.exit_price, t.realized_pnl, t.fees))
     for work in works:
         for sql, params in work.ops:
