@@ -31,7 +31,8 @@ Run: ``.venv/bin/python benchmarks/backtest.py [--candles N] [--rounds N] [--bud
    arrays resident); RSS then, and peak RSS (VmHWM) after a default-agents
    backtest of them. Printed: the arrays' size and the growth beyond the RSS
    before the run. Target: at most 100 MiB at 1,000,000 candles. The same at
-   half the candles, so a reader sees whether it grows with them.
+   half the candles (a file of its own, tiled, saved and cached the same way),
+   so a reader sees whether it grows with them.
 6. The live per-candle path on the 30,240-candle file: the real
    ``engine.runtime.Engine`` on a ``ReplayFeed`` at full speed, default agents,
    auto policy, a real store in a temporary file; beside it the backtest of the
@@ -255,10 +256,9 @@ def rss() -> dict[str, int]:
     return out
 
 
-def memory_child(csv: Path, cache: Path, n: int) -> None:
+def memory_child(csv: Path, cache: Path) -> None:
     """The child's side of figure 5: print one JSON line of sizes, bytes."""
     columns = load_columns(csv, cache_dir=cache)
-    columns = columns.between(None, int(columns.ts[n])) if n < len(columns) else columns
     arrays = (columns.ts, columns.open, columns.high, columns.low, columns.close, columns.volume)
     for a in arrays:
         float(a.sum())  # touched: every page resident
@@ -287,13 +287,13 @@ def memory_child(csv: Path, cache: Path, n: int) -> None:
     )
 
 
-def memory(csv: Path, cache: Path, n: int) -> dict[str, int]:
+def memory(csv: Path, cache: Path) -> dict[str, int]:
+    """Figure 5 for the candles of ``csv`` (already cached), in a fresh subprocess."""
     out = subprocess.run(
         [
             sys.executable,
             __file__,
             "--memory-child",
-            str(n),
             "--csv",
             str(csv),
             "--cache",
@@ -408,9 +408,12 @@ def main(args: argparse.Namespace) -> None:
             f"   {'candles':>11} {'arrays MiB':>11} {'RSS before':>11} {'peak before':>12}"
             f" {'peak after':>11} {'growth MiB':>11}"
         )
+        half = work / f"tiled_BTC-USDT_1m_{n // 2}.csv"
+        save_csv(tile(btc, n // 2), half)
+        load_columns(half, cache_dir=cache)  # cached, as the full size is
         growth = {}
-        for size in (n, n // 2):
-            m = memory(csv, cache, size)
+        for size, path in ((n, csv), (n // 2, half)):
+            m = memory(path, cache)
             growth[size] = (m["peak"] - m["before"]) / MIB
             print(
                 f"   {m['candles']:>11,} {m['arrays'] / MIB:>11.1f} {m['before'] / MIB:>11.1f}"
@@ -439,7 +442,7 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--candles", type=int, default=1_000_000, help="tiled length")
     p.add_argument("--skip-live", action="store_true", help="leave out the live path (6.)")
-    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -450,7 +453,7 @@ def parse() -> argparse.Namespace:
 
 if __name__ == "__main__":
     ns = parse()
-    if ns.memory_child is not None:
-        memory_child(ns.csv, ns.cache, ns.memory_child)
+    if ns.memory_child:
+        memory_child(ns.csv, ns.cache)
     else:
         main(ns)
