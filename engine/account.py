@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 
 from engine.portfolio import Portfolio
 from engine.timeframes import DAY_MS
 
 #: Decimal digits for the loss fractions (exact enough for any equity the settings allow).
 _PRECISION = 60
+#: The arithmetic of :func:`loss_fraction` (a local context per call costs more than it).
+_CONTEXT = Context(prec=_PRECISION)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +47,8 @@ def loss_fraction(reference: Decimal | None, equity: Decimal) -> Decimal:
         return Decimal(0)
     if reference <= 0:
         return Decimal(1)
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
-        return max(Decimal(0), (reference - equity) / reference)
+    lost = _CONTEXT.divide(_CONTEXT.subtract(reference, equity), reference)
+    return lost if lost > 0 else _ZERO
 
 
 class Account:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from array import array
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import floor, isfinite, log10
@@ -73,20 +75,47 @@ class BatchVotes:
 
         voting = np.flatnonzero(np.asarray(self.direction) != 0)
         keep = np.union1d(voting, voting[voting > 0] - 1)
+        rows = KeptRows(array("q", keep.tolist()))
         detail = {
-            k: SparseDetail(keep, np.asarray(v)[keep], len(v)) for k, v in self.detail.items()
+            k: SparseDetail(rows, np.asarray(v)[keep], len(v)) for k, v in self.detail.items()
         }
         return BatchVotes(self.direction, self.strength, detail)
+
+
+class KeptRows:
+    """The candles a sparse detail keeps, ascending, shared by one agent's details: a
+    rationale reads several of them at one candle, so the last row found is kept."""
+
+    __slots__ = ("_at", "_last")
+
+    def __init__(self, at: array[int]) -> None:
+        self._at = at
+        self._last = (-1, -1)
+
+    def row(self, index: int) -> int:
+        """Where candle ``index`` is kept; IndexError naming it when it is not."""
+        last = self._last
+        if last[0] == index:
+            return last[1]
+        at = self._at
+        k = bisect_left(at, index)
+        if k == len(at) or at[k] != index:
+            raise IndexError(
+                f"detail of candle {index} was not kept: a batch rationale may read only "
+                "the voting candle and the one before it"
+            )
+        self._last = (index, k)
+        return k
 
 
 class SparseDetail:
     """A detail array's values at some candles only (:meth:`BatchVotes.sparse`);
     reading any other candle raises IndexError naming it."""
 
-    __slots__ = ("_at", "_n", "_values")
+    __slots__ = ("_n", "_rows", "_values")
 
-    def __init__(self, at: NDArray[np.int64], values: NDArray[Any], n: int) -> None:
-        self._at = at
+    def __init__(self, rows: KeptRows, values: NDArray[Any], n: int) -> None:
+        self._rows = rows
         self._values = values
         self._n = n
 
@@ -94,15 +123,7 @@ class SparseDetail:
         return self._n
 
     def __getitem__(self, index: int) -> Any:
-        import numpy as np
-
-        k = int(np.searchsorted(self._at, index))
-        if k == len(self._at) or int(self._at[k]) != index:
-            raise IndexError(
-                f"detail of candle {index} was not kept: a batch rationale may read only "
-                "the voting candle and the one before it"
-            )
-        return self._values[k]
+        return self._values[self._rows.row(index)]
 
 
 class Agent(ABC):

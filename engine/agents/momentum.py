@@ -19,6 +19,10 @@ def _clip01(x: float) -> float:
     return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
 
 
+#: Candles per block of the batch form's masks and scores.
+_BLOCK = 1 << 16
+
+
 class MomentumAgent(Agent):
     """Votes when momentum turns: an RSI reversal, or a MACD turn with follow-through.
 
@@ -210,27 +214,51 @@ class MomentumAgent(Agent):
         )
         prev_rsi, prev_hist = previous(rsi, breaks), previous(hist, breaks)
 
-        ready = ~(np.isnan(rsi) | np.isnan(prev_rsi) | np.isnan(hist) | np.isnan(prev_hist))
-        ready &= ~np.isnan(roc) & (atr > 0.0)  # NaN > 0 is False: a warming ATR is not ready
-        up = (prev_rsi < self.oversold) & (self.oversold <= rsi)
-        down = ~up & (prev_rsi > self.overbought) & (self.overbought >= rsi)
-        rsi_dir = up.astype(np.int8) - down.astype(np.int8)
-        turn = ((prev_hist <= 0.0) & (hist > 0.0)).astype(np.int8)
-        turn -= ((prev_hist >= 0.0) & (hist < 0.0) & (turn == 0)).astype(np.int8)
-        macd_ok = (turn != 0) & (turn * roc > 0.0) & (surge >= self.min_volume)
-        against = macd_ok & (rsi_dir != 0) & (rsi_dir != turn)
-        direction = np.where(macd_ok, turn, rsi_dir).astype(np.int8)
-        direction[~ready | against] = 0
+        def block_votes(
+            rows: slice,
+        ) -> tuple[NDArray[np.int8], NDArray[np.float64], NDArray[np.bool_]]:
+            """Direction, strength and RSI cross of the candles ``rows``: on_candle's rule."""
+            rsi, prev_rsi, hist, prev_hist = (
+                rsi_[rows],
+                prev_rsi_[rows],
+                hist_[rows],
+                prev_hist_[rows],
+            )
+            roc, atr, surge, close = roc_[rows], atr_[rows], surge_[rows], close_[rows]
+            ready = ~(np.isnan(rsi) | np.isnan(prev_rsi) | np.isnan(hist) | np.isnan(prev_hist))
+            ready &= ~np.isnan(roc) & (atr > 0.0)  # NaN > 0 is False: a warming ATR is not ready
+            up = (prev_rsi < self.oversold) & (self.oversold <= rsi)
+            down = ~up & (prev_rsi > self.overbought) & (self.overbought >= rsi)
+            rsi_dir = up.astype(np.int8) - down.astype(np.int8)
+            turn = ((prev_hist <= 0.0) & (hist > 0.0)).astype(np.int8)
+            turn -= ((prev_hist >= 0.0) & (hist < 0.0) & (turn == 0)).astype(np.int8)
+            macd_ok = (turn != 0) & (turn * roc > 0.0) & (surge >= self.min_volume)
+            against = macd_ok & (rsi_dir != 0) & (rsi_dir != turn)
+            direction = np.where(macd_ok, turn, rsi_dir).astype(np.int8)
+            direction[~ready | against] = 0
 
-        rsi_cross = rsi_dir != 0
-        sign = direction.astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rsi_score = np.where(rsi_cross, 1.0, _clip(sign * (rsi - 50.0) / 25.0))
-            macd_score = _clip(sign * hist / (0.2 * atr))
-            roc_score = _clip(sign * roc * close / (100.0 * atr) / 2.0)
-            vol_score = np.where(np.isnan(surge), 0.0, _clip((surge - 1.0) / 2.0))
-            strength = 0.2 + 0.2 * (rsi_score + macd_score + roc_score + vol_score)
-        strength = np.where(direction != 0, strength, 0.0)
+            rsi_cross = rsi_dir != 0
+            sign = direction.astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                rsi_score = np.where(rsi_cross, 1.0, _clip(sign * (rsi - 50.0) / 25.0))
+                macd_score = _clip(sign * hist / (0.2 * atr))
+                roc_score = _clip(sign * roc * close / (100.0 * atr) / 2.0)
+                vol_score = np.where(np.isnan(surge), 0.0, _clip((surge - 1.0) / 2.0))
+                strength = 0.2 + 0.2 * (rsi_score + macd_score + roc_score + vol_score)
+            strength = np.where(direction != 0, strength, 0.0)
+            return direction, strength, rsi_cross
+
+        # The masks and scores are made a block of candles at a time (each candle's
+        # vote depends on its own row only): their memory does not grow with the series.
+        rsi_, prev_rsi_, hist_, prev_hist_ = rsi, prev_rsi, hist, prev_hist
+        roc_, atr_, surge_, close_ = roc, atr, surge, close
+        n = len(close)
+        direction = np.zeros(n, dtype=np.int8)
+        strength = np.zeros(n, dtype=np.float64)
+        rsi_cross = np.zeros(n, dtype=np.bool_)
+        for a in range(0, n, _BLOCK):
+            block = slice(a, a + _BLOCK)
+            direction[block], strength[block], rsi_cross[block] = block_votes(block)
         detail: dict[str, NDArray[Any]] = {
             "rsi": rsi,
             "hist": hist,

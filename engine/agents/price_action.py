@@ -23,6 +23,10 @@ def _clip01(x: float) -> float:
 _BREAKOUT, _BREAKDOWN, _BULL_ENGULF, _LOWER_WICK, _BEAR_ENGULF, _UPPER_WICK = range(1, 7)
 
 
+#: Candles per block of the batch form's masks and scores.
+_BLOCK = 1 << 16
+
+
 class PriceActionAgent(Agent):
     """Votes on breakouts through support/resistance and on candles that reject them.
 
@@ -260,48 +264,69 @@ class PriceActionAgent(Agent):
         atr = previous(atr_now, breaks)
         prev_open, prev_close = previous(o, breaks), previous(c, breaks)
 
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            # NaN > 0 is False: no levels or ATR yet (or an ATR of 0) is no vote.
-            ready = ~(np.isnan(resistance) | np.isnan(support)) & (atr > 0.0)
-            has_surge = ~np.isnan(surge)
-            vol_score = np.where(has_surge, _clip((surge - 1.0) / 2.0), 0.0)
-            confirmed = surge >= self.min_volume
-            above = ready & (c > resistance)
-            below = ready & ~above & (c < support)
-            inside = ready & ~above & ~below
+        def block_votes(
+            rows: slice,
+        ) -> tuple[NDArray[np.int8], NDArray[np.float64], NDArray[np.int8]]:
+            """Direction, strength and kind of the candles ``rows``: on_candle's rule."""
+            o, h, lo, c = o_[rows], h_[rows], lo_[rows], c_[rows]
+            surge, resistance, support = surge_[rows], resistance_[rows], support_[rows]
+            atr, prev_open, prev_close = atr_[rows], prev_open_[rows], prev_close_[rows]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                # NaN > 0 is False: no levels or ATR yet (or an ATR of 0) is no vote.
+                ready = ~(np.isnan(resistance) | np.isnan(support)) & (atr > 0.0)
+                has_surge = ~np.isnan(surge)
+                vol_score = np.where(has_surge, _clip((surge - 1.0) / 2.0), 0.0)
+                confirmed = surge >= self.min_volume
+                above = ready & (c > resistance)
+                below = ready & ~above & (c < support)
+                inside = ready & ~above & ~below
 
-            rng = h - lo
-            inside &= (rng > 0.0) & ~np.isnan(prev_open) & ~np.isnan(prev_close)
-            body = np.abs(c - o)
-            near = self.near_atr * atr
-            strong_body = (body >= 0.6 * rng) & (body > np.abs(prev_close - prev_open))
-            at_support = inside & (lo <= support + near)
-            bull = at_support & strong_body & (prev_close < prev_open)
-            bull &= (prev_open <= c) & (o <= prev_close)
-            lower = np.minimum(o, c) - lo
-            lower_ok = at_support & _is_wick(lower, body, rng, atr)
-            at_resistance = inside & (h >= resistance - near)
-            bear = at_resistance & strong_body & (prev_close > prev_open)
-            bear &= (prev_open >= c) & (o >= prev_close)
-            upper = h - np.maximum(o, c)
-            upper_ok = at_resistance & _is_wick(upper, body, rng, atr)
+                rng = h - lo
+                inside &= (rng > 0.0) & ~np.isnan(prev_open) & ~np.isnan(prev_close)
+                body = np.abs(c - o)
+                near = self.near_atr * atr
+                strong_body = (body >= 0.6 * rng) & (body > np.abs(prev_close - prev_open))
+                at_support = inside & (lo <= support + near)
+                bull = at_support & strong_body & (prev_close < prev_open)
+                bull &= (prev_open <= c) & (o <= prev_close)
+                lower = np.minimum(o, c) - lo
+                lower_ok = at_support & _is_wick(lower, body, rng, atr)
+                at_resistance = inside & (h >= resistance - near)
+                bear = at_resistance & strong_body & (prev_close > prev_open)
+                bear &= (prev_open >= c) & (o >= prev_close)
+                upper = h - np.maximum(o, c)
+                upper_ok = at_resistance & _is_wick(upper, body, rng, atr)
 
-            kind = np.select(
-                [above & confirmed, below & confirmed, bull, lower_ok, bear, upper_ok],
-                [_BREAKOUT, _BREAKDOWN, _BULL_ENGULF, _LOWER_WICK, _BEAR_ENGULF, _UPPER_WICK],
-                0,
-            ).astype(np.int8)
-            breakout = 0.3 + 0.45 * _clip((c - resistance) / atr) + 0.25 * vol_score
-            breakdown = 0.3 + 0.45 * _clip((support - c) / atr) + 0.25 * vol_score
-            size = np.select([kind == _LOWER_WICK, kind == _UPPER_WICK], [lower, upper], body)
-            rejection = 0.2 + 0.3 * _clip(size / atr / 2.0) + 0.2 * vol_score
-        strength = np.select(
-            [kind == _BREAKOUT, kind == _BREAKDOWN, kind != 0],
-            [breakout, breakdown, rejection],
-            0.0,
-        )
-        long = (kind == _BREAKOUT) | (kind == _BULL_ENGULF) | (kind == _LOWER_WICK)
-        direction = np.where(long, 1, np.where(kind != 0, -1, 0)).astype(np.int8)
+                kind = np.select(
+                    [above & confirmed, below & confirmed, bull, lower_ok, bear, upper_ok],
+                    [_BREAKOUT, _BREAKDOWN, _BULL_ENGULF, _LOWER_WICK, _BEAR_ENGULF, _UPPER_WICK],
+                    0,
+                ).astype(np.int8)
+                breakout = 0.3 + 0.45 * _clip((c - resistance) / atr) + 0.25 * vol_score
+                breakdown = 0.3 + 0.45 * _clip((support - c) / atr) + 0.25 * vol_score
+                size = np.select([kind == _LOWER_WICK, kind == _UPPER_WICK], [lower, upper], body)
+                rejection = 0.2 + 0.3 * _clip(size / atr / 2.0) + 0.2 * vol_score
+            strength = np.select(
+                [kind == _BREAKOUT, kind == _BREAKDOWN, kind != 0],
+                [breakout, breakdown, rejection],
+                0.0,
+            )
+            long = (kind == _BREAKOUT) | (kind == _BULL_ENGULF) | (kind == _LOWER_WICK)
+            direction = np.where(long, 1, np.where(kind != 0, -1, 0)).astype(np.int8)
+            return direction, strength, kind
+
+        # The masks and scores are made a block of candles at a time (each candle's
+        # vote depends on its own row only): their memory does not grow with the series.
+        o_, h_, lo_, c_ = o, h, lo, c
+        surge_, resistance_, support_, atr_ = surge, resistance, support, atr
+        prev_open_, prev_close_ = prev_open, prev_close
+        n = len(c)
+        direction = np.zeros(n, dtype=np.int8)
+        strength = np.zeros(n, dtype=np.float64)
+        kind = np.zeros(n, dtype=np.int8)
+        for a in range(0, n, _BLOCK):
+            block = slice(a, a + _BLOCK)
+            direction[block], strength[block], kind[block] = block_votes(block)
         detail: dict[str, NDArray[Any]] = {
             "kind": kind,
             "open": o,

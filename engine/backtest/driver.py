@@ -16,7 +16,9 @@ transaction at the end (:attr:`BacktestRun.works`).
 
 from __future__ import annotations
 
+import ctypes
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -171,7 +173,8 @@ def _approval_settings(settings: Settings, approval: Approval) -> Settings:
     elif approval.mode == "all":
         changes = {"policy": "auto", "auto_confidence": 0.0}
     else:
-        changes = {"policy": "auto"}
+        # No person waits at a backtest: below the threshold is a rejection.
+        changes = {"policy": "auto", "below_confidence": "reject"}
         if approval.threshold is not None:
             changes["auto_confidence"] = approval.threshold
     return settings.model_copy(update={"approval": a.model_copy(update=changes)})
@@ -278,6 +281,8 @@ class _Run:
         # The simulated person: proposal id -> (market time to decide, approve?).
         self._rng = random.Random(bt.approval.seed)
         self._decisions: dict[str, tuple[int, bool]] = {}
+        self._approve_now: list[str] = []
+        self._now = 0
         self._next_day = -1
         self.fast = not bt.audit and all(
             self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
@@ -298,6 +303,7 @@ class _Run:
                 s.agents = tuple(agent.name for agent, _ in batch.sources)
         # Closes carried forward over every batch, for the equity between fed batches.
         self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
+        _give_back_memory()
 
     def _carried(self, s: _Symbol) -> NDArray[np.float64]:
         assert s.batches is not None
@@ -310,7 +316,9 @@ class _Run:
         return carried
 
     def _clock(self) -> float:
-        return self.core.market_ts / 1000
+        """Market time, in seconds, for the desk's latencies: a proposal is shown at the
+        close of the candle that made it, and a person decides between batches."""
+        return self._now / 1000
 
     # --- the run -----------------------------------------------------------------------
 
@@ -355,8 +363,10 @@ class _Run:
         core = self.core
         if b > 0:
             core.market_ts = int(self.ends[b - 1])
+        self._now = core.market_ts
         if self._decisions:
             self._decide(core.market_ts)
+        self._now = int(self.ends[b])
         for s in self.symbols:
             i = s.done + 1
             if i >= s.n or s.batch_of(i) != b:
@@ -366,6 +376,8 @@ class _Run:
                 batch.at = i
             self._take(core.on_candle(s.candle(i)))
             s.done = i
+            if self._approve_now:
+                self._approve_all()
         self._take(core.after_batch(int(self.ends[b])))
 
     def _take(self, steps: list[Step]) -> None:
@@ -381,6 +393,8 @@ class _Run:
                     self._voters[p.id] = tuple(v.agent for v in p.votes if v.direction is p.side)
                     if self.bt.approval.mode == "person":
                         self._schedule(p.id, p.created_at)
+                    elif self.bt.approval.mode == "all":
+                        self._approve_now.append(p.id)
                 elif isinstance(event, PositionOpened):
                     pid = event.position.proposal_id
                     voters = self._voters.pop(pid, ()) if pid is not None else ()
@@ -402,6 +416,19 @@ class _Run:
                     )
 
     # --- the simulated person ----------------------------------------------------------
+
+    def _approve_all(self) -> None:
+        """``all``: a proposal the auto policy left waiting (one the risk manager would
+        not size) is approved too, on its candle; the risk manager then denies it."""
+        pending, self._approve_now = self._approve_now, []
+        for pid in pending:
+            if not self.core.desk.is_pending(pid):
+                continue
+            try:
+                step = self.core.approve(pid, None, "policy")
+            except CommandError:
+                continue
+            self._take([step])
 
     def _schedule(self, proposal_id: str, created_at: int) -> None:
         a = self.bt.approval
@@ -654,6 +681,18 @@ class _Run:
             symbols=tuple(s.symbol for s in self.symbols),
             points=points,
         )
+
+
+def _give_back_memory() -> None:
+    """Hand the batch forms' freed scratch arrays back to the system (glibc keeps freed
+    heap memory otherwise, and a million candles' scratch is a few hundred MiB)."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to ask
+        return
 
 
 def _thin(points: list[EquityUpdated], keep: int) -> list[EquityUpdated]:

@@ -446,27 +446,31 @@ def volume_surge_series(
             return out
         # after[k]: the running sum after update k (and after a resync there).
         after = np.empty(m, dtype=np.float64)
-        terms = np.empty(2 * m - period + 1, dtype=np.float64)
-        terms[0] = 0.0
-        terms[1 : period + 1] = v[:period]
-        terms[period + 1 :: 2] = -v[: m - period]
-        terms[period + 2 :: 2] = v[period:]
         # Resyncs cut the accumulation: each block of `every` updates restarts from
         # Python's sum of the window (as VolumeSurge does), one cumsum row per block.
         ends = range(every - 1, m, every)
         starts = np.array([sum(v[e - period + 1 : e + 1].tolist()) for e in ends])
         first_end = min(every, m) - 1
-        sums = np.cumsum(terms[: _term_index(first_end, period) + 1])
-        after[: first_end + 1] = sums[_term_positions(0, first_end, period)]
-        if m > every:
-            # Updates from `every` on: two terms each, 2 * every per block, padded.
-            rows = -(-(m - every) // every)
-            tail = np.zeros(rows * 2 * every, dtype=np.float64)
-            tail[: 2 * (m - every)] = terms[_term_index(every - 1, period) + 1 :]
-            block = np.empty((rows, 2 * every + 1), dtype=np.float64)
-            block[:, 0] = starts[:rows]
-            block[:, 1:] = tail.reshape(rows, 2 * every)
-            after[every:] = np.cumsum(block, axis=1)[:, 2::2].ravel()[: m - every]
+        first = min(m, first_end + 1)
+        terms = np.empty(_term_index(first_end, period) + 1, dtype=np.float64)
+        terms[0] = 0.0
+        terms[1 : period + 1] = v[:period]
+        terms[period + 1 :: 2] = -v[: first - period]
+        terms[period + 2 :: 2] = v[period:first]
+        after[: first_end + 1] = np.cumsum(terms)[_term_positions(0, first_end, period)]
+        # Updates from `every` on: two terms each (-oldest, +newest), 2 * every per
+        # block, a few blocks at a time so the memory does not grow with the series.
+        rows = -(-(m - every) // every) if m > every else 0
+        for r0 in range(0, rows, _SURGE_ROWS):
+            r1 = min(rows, r0 + _SURGE_ROWS)
+            lo, hi = every + r0 * every, min(m, every + r1 * every)
+            flat = np.zeros((r1 - r0) * 2 * every, dtype=np.float64)
+            flat[0 : 2 * (hi - lo) : 2] = -v[lo - period : hi - period]
+            flat[1 : 2 * (hi - lo) : 2] = v[lo:hi]
+            block = np.empty((r1 - r0, 2 * every + 1), dtype=np.float64)
+            block[:, 0] = starts[r0:r1]
+            block[:, 1:] = flat.reshape(r1 - r0, 2 * every)
+            after[lo:hi] = np.cumsum(block, axis=1)[:, 2::2].ravel()[: hi - lo]
         after[every - 1 :: every] = starts
         total = after[period - 1 : m - 1]  # the sum before each update from `period` on
         zero = np.concatenate([[0], np.cumsum(v == 0.0)])
@@ -477,6 +481,10 @@ def volume_surge_series(
         return out
 
     return _piecewise(len(volume), breaks, piece)
+
+
+#: Resync blocks of the volume surge summed at once.
+_SURGE_ROWS = 32
 
 
 def _term_index(k: int, period: int) -> int:

@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 from shared_data import shared_data_dir
 
+from engine.agents.base import CandleColumns
+from engine.agents.sma_cross import SmaCrossAgent
 from engine.assembly import account_currency, load_agents
 from engine.backtest.data import load_columns
 from engine.backtest.driver import Approval, Backtest, BacktestRun
 from engine.config import Settings
 from engine.feeds.replay import ReplayFeed
 from engine.runtime import Engine
-from persistence.store import Store
+from persistence.store import Store, UnitOfWork
 
 DATA = shared_data_dir()
 BTC = DATA / "binanceus_BTC-USDT_1m_2023-03.csv"
@@ -49,7 +51,7 @@ QUERIES = {
 
 def settings_for(files: list[Path], agents: tuple[str, ...]) -> Settings:
     return Settings(
-        approval={"policy": "auto", "auto_confidence": 0.5},
+        approval={"policy": "auto", "auto_confidence": 0.5, "below_confidence": "reject"},
         agents={"enabled": agents},
         feed={"kind": "replay", "files": tuple(files), "speed": "max"},
     )
@@ -152,3 +154,34 @@ async def test_quiet_batches_counted_not_fed_change_nothing(
     assert fast.final_equity == every.final_equity
     assert [t.exit_ts for t in fast.trades] == [t.exit_ts for t in every.trades]
     assert fast.equity.tolist() == pytest.approx(every.equity.tolist(), rel=1e-9)
+
+
+class PlainCross(SmaCrossAgent):
+    """The SMA cross as a user might write it: no batch form."""
+
+    name = "plain_cross"
+
+    def batch_votes(self, columns: CandleColumns) -> None:
+        return None
+
+
+async def test_an_agent_without_a_batch_form_backtests_candle_by_candle(tmp_path: Path) -> None:
+    """Slower, and the same trades as the batch form gives."""
+    columns = load_columns(BTC, cache_dir=tmp_path).between(None, 1677628800000 + 6_000 * 60_000)
+    runs = []
+    for cls in (SmaCrossAgent, PlainCross):
+        settings = Settings(agents={"enabled": ()})
+        run = Backtest(
+            settings,
+            [columns],
+            agent_classes=[cls],
+            approval=Approval("all"),
+            new_work=lambda: UnitOfWork(None),
+        ).run()
+        runs.append(run)
+    batch, plain = runs
+    assert len(batch.trades) > 10
+    assert [(t.entry_ts, t.exit_ts, t.qty, t.exit_price) for t in plain.trades] == [
+        (t.entry_ts, t.exit_ts, t.qty, t.exit_price) for t in batch.trades
+    ]
+    assert plain.final_equity == batch.final_equity
