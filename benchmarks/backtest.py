@@ -35,8 +35,9 @@ Run: ``.venv/bin/python benchmarks/backtest.py [--candles N] [--rounds N] [--bud
    so a reader sees whether it grows with them.
 6. The live per-candle path on the 30,240-candle file: the real
    ``engine.runtime.Engine`` on a ``ReplayFeed`` at full speed, default agents,
-   auto policy, a real store in a temporary file; beside it the backtest of the
-   same file and settings, their ratio, and whether the final equities agree.
+   auto policy (rejecting below the threshold, as a backtest does), a real
+   store in a temporary file; beside it the backtest of the same file and
+   settings, their ratio, and whether the final equities agree.
    ``--skip-live`` leaves it out.
 
 Each timed figure is the best of ``--rounds`` (default 3), but a figure stops
@@ -311,8 +312,11 @@ def memory(csv: Path, cache: Path) -> dict[str, int]:
 
 
 def live_settings() -> Settings:
+    """The defaults, auto policy; below the threshold a proposal is rejected, as in a
+    backtest's threshold approval (live, it would otherwise wait for a person)."""
     return Settings(
-        approval={"policy": "auto"}, feed={"kind": "replay", "files": (BTC,), "speed": "max"}
+        approval={"policy": "auto", "below_confidence": "reject"},
+        feed={"kind": "replay", "files": (BTC,), "speed": "max"},
     )
 
 
