@@ -235,6 +235,55 @@ CUSTOM = (
 )
 
 
+BACKTEST_SMA = (
+    "cma backtest --data ../shared/data/binanceus_BTC-USDT_1m_2023-03.csv "
+    "--config docs/examples/sma_cross.toml"
+)
+BACKTEST_PERSON = (
+    "cma backtest --data ../shared/data/binance_*-BTC_5m_2018-01.csv --from 2018-01-10 "
+    "--to 2018-01-20 --approve person --delay 2m --reject-rate 0.3"
+)
+
+
+def _backtest_store(home: Home, done: Done) -> Path:
+    """The store the backtest printed (its own, under the data folder's backtests/)."""
+    lines = done.out.splitlines()
+    assert lines[-1] == "session 1" and lines[-2].startswith("store "), done.out
+    store = Path(lines[-2].removeprefix("store "))
+    store = store if store.is_absolute() else home.root / "data" / "cma" / "backtests" / store.name
+    assert store.parent == home.root / "data" / "cma" / "backtests", store
+    return store
+
+
+def check_backtest_sma(home: Home, demo: tuple[Home, Done]) -> None:
+    """The textbook crossover: the whole month, every cross traded (a position opened at
+    each cross's next open, the opposite cross reversing it), no fees."""
+    done = home.sh(BACKTEST_SMA.replace("../shared/data", str(shared_data_dir())), cwd=ROOT).ok()
+    assert "30,240 candles of 1m" in done.out and "Fees paid" in done.out, done.out
+    store = _backtest_store(home, done)
+    assert rows(store, "SELECT mode FROM sessions") == [("backtest",)]
+    assert count(store, "positions") > 500
+    assert count(store, "fills", "CAST(fee AS REAL) != 0") == 0
+    assert count(store, "decisions", "action != 'approve'") == 0
+
+
+def check_backtest_person(home: Home, demo: tuple[Home, Done]) -> None:
+    """Ten symbols, ten days; a simulated person decides two minutes of market time after
+    each proposal and rejects about 30 % of them."""
+    command = BACKTEST_PERSON.replace("../shared/data", str(shared_data_dir()))
+    done = home.sh(command, cwd=ROOT).ok()
+    store = _backtest_store(home, done)
+    decided = rows(store, "SELECT action, latency_ms FROM decisions WHERE decided_by = 'human'")
+    assert len(decided) > 20
+    # Two minutes on, at the next 5-minute candle's close: five minutes after each.
+    assert {latency for _, latency in decided} == {300_000}
+    # About 30 % rejected: a few dozen decisions draw it loosely.
+    rejected = sum(action == "reject" for action, _ in decided) / len(decided)
+    assert 0.05 < rejected < 0.6, rejected
+    symbols = {s for (s,) in rows(store, "SELECT DISTINCT symbol FROM proposals")}
+    assert len(symbols) > 3 and all(s.endswith("/BTC") for s in symbols)
+
+
 def check_custom_agent(home: Home, demo: tuple[Home, Done]) -> None:
     """The custom agent, saved from the README's python block, loads and votes; the README's
     toml block is a valid config with it."""
@@ -376,6 +425,8 @@ CHECKS: dict[str, Check] = {
     "cma run --headless --speed 60": check_speed_60,
     REPLAY: check_replay,
     CUSTOM: check_custom_agent,
+    BACKTEST_SMA: check_backtest_sma,
+    BACKTEST_PERSON: check_backtest_person,
     "cma config show": check_config_show,
     "cma config validate [FILE]": check_config_validate,
     "cma config init": check_config_init,

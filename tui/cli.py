@@ -20,7 +20,6 @@ EXIT_NOT_YET = 3
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
-    "backtest": "backtest a session",
     "optimize": "optimize agent parameters",
     "report": "export session reports",
     "keys": "store exchange API keys in the keyring",
@@ -146,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--theme", help="console theme")
 
+    _add_backtest(sub, common)
+
     for name, what in NOT_YET.items():
         sub.add_parser(
             name,
@@ -182,11 +183,104 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``cma backtest``: its values are checked by the command (one ``cma:`` line each)."""
+    backtest = sub.add_parser(
+        "backtest",
+        parents=[common],
+        help="backtest agents on candle files; prints the results and the session",
+        description="Run the engine's agents, approval desk, risk and paper broker over "
+        "historical candles (CSV files, or candles a store kept), as fast as they go, "
+        "and store the run as a session (mode backtest) in one transaction at the end. "
+        "Prints the results and 'session N'. On a terminal a progress bar shows the "
+        "percentage, candles/s and the time left; piped, only the results are printed.",
+        epilog="Ctrl-C stops the run after the current candle: what was done is stored "
+        "and printed with a note saying where it stopped, and cma exits 0. A second "
+        "Ctrl-C quits at once, storing nothing (exit 130). A store keeps one account, "
+        "so each backtest goes to a new store of its own in backtests/ beside the "
+        "configured one (its path is printed); a --db must not hold an account yet. "
+        "Bad input (a file, a row, a date, an agent, a number) "
+        "exits 2 naming it.",
+    )
+    backtest.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="candle CSV files, one symbol each, all of one timeframe "
+        "(named like binance_BTC-USDT_1m_2023-03.csv)",
+    )
+    backtest.add_argument(
+        "--candles",
+        metavar="SYMBOL,...",
+        help="symbols whose candles a store kept (from cma run's sim or exchange feed), "
+        "with or instead of --data",
+    )
+    backtest.add_argument(
+        "--candles-from",
+        type=Path,
+        metavar="STORE",
+        help="the store to read --candles from (default: the config's store, which "
+        "cma run writes; --db is where the backtest goes)",
+    )
+    backtest.add_argument(
+        "--timeframe",
+        metavar="TF",
+        help="timeframe of --candles, e.g. 1m (default: the files', or the one the store holds)",
+    )
+    backtest.add_argument(
+        "--from",
+        dest="start",
+        metavar="DATE",
+        help="first candle time, UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM (default: the first candle)",
+    )
+    backtest.add_argument(
+        "--to",
+        dest="end",
+        metavar="DATE",
+        help="stop before this time, UTC: YYYY-MM-DD or "
+        "YYYY-MM-DDTHH:MM (default: after the last candle)",
+    )
+    backtest.add_argument(
+        "--agents",
+        metavar="NAME,...",
+        help="agents to run: built-in names (price_action, momentum, sma_cross) or "
+        "package.module:ClassName (default: the config's agents.enabled and agents.user)",
+    )
+    backtest.add_argument(
+        "--approve",
+        choices=["threshold", "all", "person"],
+        help="who approves proposals: threshold (approve at or above the confidence "
+        "threshold, the default), all, or person (a simulated person, --delay and "
+        "--reject-rate)",
+    )
+    backtest.add_argument(
+        "--threshold",
+        metavar="X",
+        help="confidence threshold, 0 to 1 (default: approval.auto_confidence)",
+    )
+    backtest.add_argument(
+        "--delay",
+        metavar="SECONDS",
+        help="the person's delay in market time, e.g. 30, 30s "
+        "or 5m (default 0); a proposal whose time to live runs out first expires",
+    )
+    backtest.add_argument(
+        "--reject-rate",
+        metavar="X",
+        help="share of proposals the person rejects, 0 to 1 (default 0)",
+    )
+    backtest.add_argument("--seed", metavar="N", help="seed of the person's rejections (default 0)")
+    backtest.add_argument(
+        "--audit", action="store_true", help="store the full per-event audit trail"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "db", "config", *NOT_YET}
+    commands = {"run", "db", "config", "backtest", *NOT_YET}
     if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
@@ -208,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.subcommands import db_command
 
             return db_command(args)
+        if command == "backtest":
+            from tui.backtest_cmd import backtest_command
+
+            return backtest_command(args)
         from tui.subcommands import run_command
 
         return run_command(args)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.config import (
+    Check,
     ConfigError,
     Settings,
     default_config_path,
@@ -23,20 +24,25 @@ if TYPE_CHECKING:
     import sqlite3
 
 
-def settings_from_args(args: argparse.Namespace, *, check: bool = False, **extra: Any) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, *, check: bool | Check = False, **extra: Any
+) -> Settings:
     """Load the configuration, with command-line overrides; exit 2 on a bad value.
 
-    ``check`` adds :func:`tui.validate.check_settings` (agents, key bindings):
+    ``check`` True adds :func:`tui.validate.check_settings` (agents, key bindings):
     what ``run``, ``config validate`` and ``config show`` need, and ``db`` not.
+    A function stands in for it (``backtest`` narrows it to the agents it runs).
     """
     overrides: dict[str, Any] = {k: dict(v) for k, v in extra.items()}
     if getattr(args, "db", None) is not None:
         overrides.setdefault("store", {})["path"] = args.db
-    checks = None
-    if check:
+    checks: Check | None = None
+    if check is True:
         from tui.validate import check_settings
 
         checks = check_settings
+    elif check is not False:
+        checks = check
     try:
         return load_settings(getattr(args, "config", None), checks=checks, **overrides)
     except ConfigError as exc:

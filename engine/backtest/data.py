@@ -293,7 +293,7 @@ def _store(folder: Path, cached: Path, table: Int64s) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, cached)
     except BaseException:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # the temporary file may never have been made
             os.unlink(tmp)
         raise
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import random
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,7 +32,13 @@ from engine.backtest.data import Columns
 from engine.backtest.metrics import ClosedTrade, Results, compute_results
 from engine.broker.paper import PaperBroker
 from engine.core import TradingCore
-from engine.events import EquityUpdated, PositionClosed, PositionOpened, ProposalCreated
+from engine.events import (
+    EngineMessage,
+    EquityUpdated,
+    PositionClosed,
+    PositionOpened,
+    ProposalCreated,
+)
 from engine.indicators.batch import atr_series
 from engine.models import Candle, RejectReason, Side, TradingState
 from engine.step import CommandError, Step
@@ -99,13 +106,15 @@ class BacktestRun:
     #: Exact equity points for the store's equity table: every candle time with
     #: ``audit``, else at most about 5,000 of the candles fed.
     points: list[EquityUpdated] = field(default_factory=list)
+    #: The engine's warnings and errors (an agent switched off, say), the first 100.
+    messages: list[EngineMessage] = field(default_factory=list)
 
 
 #: A float check that may find a level hit is this much wider than the level (the
 #: exact check, in Decimal, is the core's): a candidate only costs a candle fed.
 _WIDE = 1e-9
-#: Candles between two calls of ``progress`` and ``should_stop``.
-_REPORT_EVERY = 1 << 15
+#: Seconds between two calls of ``progress`` and ``should_stop``.
+_REPORT_SECONDS = 0.1
 #: Equity points (exact ones, at the candles fed) kept for the store without an audit.
 _KEPT_POINTS = 5_000
 
@@ -274,6 +283,7 @@ class _Run:
         self.core.proposing = True
         self.works: list[UnitOfWork] = []
         self.points: list[EquityUpdated] = []
+        self.messages: list[EngineMessage] = []
         self.equity = np.zeros(self.n_batches, dtype=np.float64)
         self.trades: list[ClosedTrade] = []
         self._voters: dict[str, tuple[str, ...]] = {}
@@ -330,15 +340,17 @@ class _Run:
         last = self.n_batches - 1
         b = 0
         stopped = False
-        next_report = _REPORT_EVERY
+        next_report = time.monotonic() + _REPORT_SECONDS
         done = 0
         while True:
             self._feed(b)
-            done = self._candles_done(b)
             if b >= last:
+                done = self._candles_done(b)
                 break
-            if done >= next_report:
-                next_report = done + _REPORT_EVERY
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + _REPORT_SECONDS
+                done = self._candles_done(b)
                 if progress is not None:
                     progress(done, self.bt.total)
                 if should_stop is not None and should_stop():
@@ -388,6 +400,9 @@ class _Run:
             for event in step.events:
                 if isinstance(event, EquityUpdated):
                     self.points.append(event)
+                elif isinstance(event, EngineMessage):
+                    if event.level in ("warning", "error") and len(self.messages) < 100:
+                        self.messages.append(event)
                 elif isinstance(event, ProposalCreated):
                     p = event.proposal
                     self._voters[p.id] = tuple(v.agent for v in p.votes if v.direction is p.side)
@@ -680,6 +695,7 @@ class _Run:
             currency=self.currency,
             symbols=tuple(s.symbol for s in self.symbols),
             points=points,
+            messages=self.messages,
         )
 
 
