@@ -20,6 +20,7 @@ import ctypes
 import random
 import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -208,9 +209,11 @@ class _Symbol:
         gaps[1:] = np.diff(self.ts) > tf_ms
         self.atr = atr_series(columns.high, columns.low, columns.close, 14, breaks=gaps)
         #: The candles where an agent votes, how many vote and their summed strength.
-        self.votes: NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        self.vote_count: NDArray[np.int16] = np.empty(0, dtype=np.int16)
-        self.vote_strength: NDArray[np.float64] = np.empty(0, dtype=np.float64)
+        # (Plain arrays: the driver walks them one candle at a time, from ``vote_at``.)
+        self.votes: array[int] = array("q")
+        self.vote_count: array[int] = array("h")
+        self.vote_strength: array[float] = array("d")
+        self.vote_at = 0
         self.agents: tuple[str, ...] = ()
         # What the searches found, kept while it holds: the next candidate candle for a
         # key (the bracket's levels, the followed trades' levels, the weights' version),
@@ -307,9 +310,10 @@ class _Run:
                     voted = np.asarray(series.direction) != 0
                     count += voted
                     strength += np.where(voted, np.asarray(series.strength), 0.0)
-                s.votes = np.flatnonzero(count)
-                s.vote_count = count[s.votes]
-                s.vote_strength = strength[s.votes]
+                where = np.flatnonzero(count)
+                s.votes = array("q", where.tolist())
+                s.vote_count = array("h", count[where].tolist())
+                s.vote_strength = array("d", strength[where].tolist())
                 s.agents = tuple(agent.name for agent, _ in batch.sources)
         # Closes carried forward over every batch, for the equity between fed batches.
         self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
@@ -470,7 +474,7 @@ class _Run:
     def _next_event(self, b: int) -> int:
         """The next batch after ``b`` where something can happen (see :class:`Backtest`)."""
         core = self.core
-        if self.market.working():
+        if self.market.has_working():
             return b + 1
         nxt = self.n_batches
         for s in self.symbols:
@@ -514,19 +518,17 @@ class _Run:
         if weight <= 0:
             return self.n_batches
         need = params.min_confidence * params.agent_count / weight * (1 - _WIDE)
-        votes = s.votes
-        k = int(votes.searchsorted(s.done, side="right"))
-        step = 64
-        while k < len(votes):
-            part = slice(k, k + step)
+        votes, strengths, counts = s.votes, s.vote_strength, s.vote_count
+        least, done, k, n = params.min_votes, s.done, s.vote_at, len(votes)
+        while k < n and votes[k] <= done:
+            k += 1
+        s.vote_at = k
+        while k < n:
             # NaN strength is a candidate too: fed, the agent gets its error.
-            ok = ~(s.vote_strength[part] < need) & (s.vote_count[part] >= params.min_votes)
-            where = np.flatnonzero(ok)
-            if len(where):
-                s.vote_next = int(votes[k + int(where[0])])
+            if not strengths[k] < need and counts[k] >= least:
+                s.vote_next = votes[k]
                 return s.batch_of(s.vote_next)
-            k += step
-            step *= 4
+            k += 1
         return self.n_batches
 
     def _bracket_event(self, s: _Symbol, limit: int) -> int:

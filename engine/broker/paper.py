@@ -99,6 +99,10 @@ class PaperBroker(Broker):
             return list(self._open.get(symbol, {}).values())
         return [i for orders in self._open.values() for i in orders.values()]
 
+    def has_working(self) -> bool:
+        """Whether any order waits for its fill."""
+        return any(self._open.values())
+
     def restore_bracket(
         self, symbol: str, side: Side, qty: Decimal, stop: Decimal | None, tp: Decimal | None
     ) -> None:
