@@ -9,7 +9,7 @@ and trading goes on with the others. The learning agent sees every candle.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -67,6 +67,9 @@ class SignalPipeline:
         self._agents: dict[str, list[Agent]] = {}
         self._last_ts: dict[str, int] = {}
         self._batch: dict[str, BatchSignals] = {}
+        #: Called after each agent's batch form is made (a backtest hands the scratch
+        #: memory back there, so the next agent's does not pile on top of it).
+        self.between_agents: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(
@@ -156,6 +159,9 @@ class SignalPipeline:
             if votes is None:
                 return False
             sources.append((agent, votes.sparse()))
+            del votes  # the whole detail goes before the next agent's is made
+            if self.between_agents is not None:
+                self.between_agents()
         self._agents[symbol] = agents
         self._batch[symbol] = BatchSignals(sources, atr)
         return True

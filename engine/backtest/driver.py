@@ -34,6 +34,7 @@ from engine.backtest.metrics import ClosedTrade, Results, compute_results
 from engine.broker.paper import PaperBroker
 from engine.core import TradingCore
 from engine.events import (
+    DecisionMade,
     EngineMessage,
     EquityUpdated,
     PositionClosed,
@@ -41,7 +42,7 @@ from engine.events import (
     ProposalCreated,
 )
 from engine.indicators.batch import atr_series
-from engine.models import Candle, RejectReason, Side, TradingState
+from engine.models import Candle, DecisionAction, RejectReason, Side, TradingState
 from engine.step import CommandError, Step
 from engine.timeframes import DAY_MS, timeframe_ms
 
@@ -105,7 +106,7 @@ class BacktestRun:
     currency: str
     symbols: tuple[str, ...] = field(default=())
     #: Exact equity points for the store's equity table: every candle time with
-    #: ``audit``, else at most about 5,000 of the candles fed.
+    #: ``audit``, else one for about every 200 candles (5,000 for a million).
     points: list[EquityUpdated] = field(default_factory=list)
     #: The engine's warnings and errors (an agent switched off, say), the first 100.
     messages: list[EngineMessage] = field(default_factory=list)
@@ -116,8 +117,8 @@ class BacktestRun:
 _WIDE = 1e-9
 #: Seconds between two calls of ``progress`` and ``should_stop``.
 _REPORT_SECONDS = 0.1
-#: Equity points (exact ones, at the candles fed) kept for the store without an audit.
-_KEPT_POINTS = 5_000
+#: Without an audit, the store gets an equity point for about every this many candles.
+_POINT_EVERY = 200
 
 
 class Backtest:
@@ -285,7 +286,13 @@ class _Run:
         )
         self.core.proposing = True
         self.works: list[UnitOfWork] = []
+        #: Equity points for the store: all with an audit, else the first fed in each
+        #: span of ``_POINT_EVERY`` candles of market time, counted from the epoch (so a
+        #: run cut short keeps the points the whole run keeps up to the cut).
         self.points: list[EquityUpdated] = []
+        self._point: EquityUpdated | None = None
+        self._keep_at = 0
+        self._keep_every = _POINT_EVERY * self.tf_ms
         self.messages: list[EngineMessage] = []
         self.equity = np.zeros(self.n_batches, dtype=np.float64)
         self.trades: list[ClosedTrade] = []
@@ -297,6 +304,7 @@ class _Run:
         self._approve_now: list[str] = []
         self._now = 0
         self._next_day = -1
+        self.core.signals.between_agents = _give_back_memory
         self.fast = not bt.audit and all(
             self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
         )
@@ -395,6 +403,8 @@ class _Run:
             if self._approve_now:
                 self._approve_all()
         self._take(core.after_batch(int(self.ends[b])))
+        if self._point is not None:  # the batch's exact equity (the last point of it)
+            self.equity[b] = float(self._point.equity)
 
     def _take(self, steps: list[Step]) -> None:
         for step in steps:
@@ -403,7 +413,11 @@ class _Run:
                 self.works.append(work)
             for event in step.events:
                 if isinstance(event, EquityUpdated):
-                    self.points.append(event)
+                    self._point = event
+                    if self.bt.audit or event.ts >= self._keep_at:
+                        self.points.append(event)
+                        every = self._keep_every
+                        self._keep_at = (event.ts // every + 1) * every
                 elif isinstance(event, EngineMessage):
                     if event.level in ("warning", "error") and len(self.messages) < 100:
                         self.messages.append(event)
@@ -414,6 +428,9 @@ class _Run:
                         self._schedule(p.id, p.created_at)
                     elif self.bt.approval.mode == "all":
                         self._approve_now.append(p.id)
+                elif isinstance(event, DecisionMade):
+                    if event.decision.action is not DecisionAction.APPROVE:
+                        self._voters.pop(event.decision.proposal_id, None)  # never held
                 elif isinstance(event, PositionOpened):
                     pid = event.position.proposal_id
                     voters = self._voters.pop(pid, ()) if pid is not None else ()
@@ -677,13 +694,11 @@ class _Run:
     def _finish(self, b: int, done: int, stopped: bool) -> BacktestRun:
         ends = self.ends[: b + 1]
         equity = self.equity[: b + 1]
-        # The batches fed have their exact equity point (the last of each batch).
-        fed = {p.ts: p for p in self.points}
-        idx = np.searchsorted(ends, np.fromiter(fed.keys(), dtype=np.int64, count=len(fed)))
-        equity[idx] = [float(p.equity) for p in fed.values()]
         final = self.core.account.equity()
         results = compute_results(ends, equity, self.trades, timeframe=self.tf_ms)
-        points = self.points if self.bt.audit else _thin(self.points, _KEPT_POINTS)
+        points = self.points
+        if self._point is not None and (not points or points[-1] is not self._point):
+            points.append(self._point)  # the last one, always
         return BacktestRun(
             works=self.works,
             results=results,
@@ -711,14 +726,3 @@ def _give_back_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to ask
         return
-
-
-def _thin(points: list[EquityUpdated], keep: int) -> list[EquityUpdated]:
-    """At most about ``keep`` of ``points``, evenly, with the first and the last."""
-    if len(points) <= keep:
-        return points
-    step = len(points) / keep
-    picked = [points[int(i * step)] for i in range(keep)]
-    if picked[-1] is not points[-1]:
-        picked.append(points[-1])
-    return picked
