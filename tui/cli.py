@@ -192,7 +192,7 @@ def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Run the engine's agents, approval desk, risk and paper broker over "
         "historical candles (CSV files, or candles a store kept), as fast as they go, "
         "and store the run as a session (mode backtest) in one transaction at the end. "
-        "Prints the results and 'session N'. On a terminal a progress bar shows the "
+        "Prints the results, the store and 'session N'. On a terminal a progress bar shows the "
         "percentage, candles/s and the time left; piped, only the results are printed.",
         epilog="Ctrl-C stops the run after the current candle: what was done is stored "
         "and printed with a note saying where it stopped, and cma exits 0. A second "
@@ -251,8 +251,8 @@ def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
         "--approve",
         choices=["threshold", "all", "person"],
         help="who approves proposals: threshold (approve at or above the confidence "
-        "threshold, the default), all, or person (a simulated person, --delay and "
-        "--reject-rate)",
+        "threshold and reject below it, the default), all (the risk manager may still "
+        "deny), or person (a simulated person, --delay and --reject-rate)",
     )
     backtest.add_argument(
         "--threshold",
