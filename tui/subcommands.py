@@ -220,9 +220,16 @@ def run_command(args: argparse.Namespace) -> int:
     # Refuse a foreign, damaged or too-new store before any UI starts (the console
     # would otherwise open and sit there with no engine).
     try:
-        inspect_store(settings.store.resolved_path())
+        info = inspect_store(settings.store.resolved_path())
     except StoreFileError as exc:
         die(str(exc), exc.code)
+    if info.schema_version and _holds_a_backtest(info.path):
+        die(
+            f"{info.path} holds a backtest's account (cma backtest wrote it): "
+            "it is for reading (cma db info, reports), not for trading on; "
+            "run on another --db",
+            EXIT_USAGE,
+        )
     from tui.logs import secrets_of, setup_logging
 
     # Once, for the console and the headless run alike; the settings' secrets are masked.
@@ -234,6 +241,21 @@ def run_command(args: argparse.Namespace) -> int:
     from tui.app import run_console
 
     return run_console(settings, duration=args.duration)
+
+
+def _holds_a_backtest(path: Path) -> bool:
+    """Whether the store's last session is a backtest (its account is history, not
+    one to trade on)."""
+    import sqlite3
+
+    from persistence.storefile import open_readonly
+
+    with open_readonly(path) as conn:
+        try:
+            row = conn.execute("SELECT mode FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+        except sqlite3.Error:  # a store from before sessions: no backtest in it
+            return False
+    return row is not None and row[0] == "backtest"
 
 
 def _run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -913,3 +913,19 @@ def test_an_agent_switched_off_is_said_on_stderr(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "error: agent raises failed on BTC/USDT: RuntimeError: broken on purpose" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout.endswith("session 1\n")
+
+
+def test_cma_run_refuses_a_store_a_backtest_wrote(tmp_path: Path) -> None:
+    """Its account is history (market time in the past): trading on it would mix the two."""
+    env = cma_env(tmp_path)
+    db = tmp_path / "bt.db"
+    done = run_cma(env, "--data", str(small_csv(tmp_path, rows=300)), "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    before = query(db, "SELECT COUNT(*), MAX(id) FROM sessions")
+    run = subprocess.run(
+        [str(CMA), "run", "--headless", "--duration", "2s", "--db", str(db)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "holds a backtest's account" in run.stderr and "Traceback" not in run.stderr
+    assert query(db, "SELECT COUNT(*), MAX(id) FROM sessions") == before
