@@ -17,6 +17,7 @@ transaction at the end (:attr:`BacktestRun.works`).
 from __future__ import annotations
 
 import ctypes
+import math
 import random
 import sys
 import time
@@ -191,6 +192,37 @@ def _approval_settings(settings: Settings, approval: Approval) -> Settings:
     return settings.model_copy(update={"approval": a.model_copy(update=changes)})
 
 
+@dataclass(slots=True)
+class _LevelSearch:
+    """The first candle of a symbol whose low is at or below ``low`` or whose high is at
+    or above ``high``, kept while the levels (``key``) hold: the candle found
+    (``next``), or that none comes before ``clear``; so no range is searched twice."""
+
+    key: object = None
+    next: int = -1
+    clear: int = -1
+
+    def first(
+        self, s: _Symbol, key: object, low: float, high: float, start: int, end: int
+    ) -> int | None:
+        """The first candle from ``start`` touching the levels (searched up to ``end``;
+        one found earlier may lie beyond it), or None before ``end``."""
+        if self.key == key:
+            if self.next >= start:
+                return self.next
+            start = max(start, self.clear)
+        else:
+            self.key, self.next, self.clear = key, -1, -1
+        if start >= end:
+            return None
+        where = np.flatnonzero((s.low[start:end] <= low) | (s.high[start:end] >= high))
+        if not len(where):
+            self.clear = end
+            return None
+        self.next = start + int(where[0])
+        return self.next
+
+
 class _Symbol:
     """One symbol's columns as the driver reads them."""
 
@@ -216,15 +248,10 @@ class _Symbol:
         self.vote_strength: array[float] = array("d")
         self.vote_at = 0
         self.agents: tuple[str, ...] = ()
-        # What the searches found, kept while it holds: the next candidate candle for a
-        # key (the bracket's levels, the followed trades' levels, the weights' version),
-        # or that none comes before ``*_clear`` (exclusive).
-        self.bracket_key: object = None
-        self.bracket_next = -1
-        self.bracket_clear = -1
-        self.learn_key: object = None
-        self.learn_next = -1
-        self.learn_clear = -1
+        # The next candle that may touch the bracket's levels, or the followed trades'.
+        self.bracket_search = _LevelSearch()
+        self.learn_search = _LevelSearch()
+        # The vote candidate found at the weight ``vote_key``.
         self.vote_key = -1.0
         #: The heaviest weight of this symbol's agents, at the records' version.
         self.weight = 0.0
@@ -553,33 +580,17 @@ class _Run:
         bracket = self.market.bracket(s.symbol)
         if bracket is None or (bracket.stop is None and bracket.take_profit is None):
             return limit
-        start = s.done + 1
+        # A long's stop is below and its target above; a short's the other way round.
+        below, above = (
+            (bracket.stop, bracket.take_profit)
+            if bracket.side is Side.LONG
+            else (bracket.take_profit, bracket.stop)
+        )
+        low = -math.inf if below is None else float(below) * (1 + _WIDE)
+        high = math.inf if above is None else float(above) * (1 - _WIDE)
         key = (bracket.side, bracket.stop, bracket.take_profit)
-        if s.bracket_key == key:
-            if s.bracket_next >= start:
-                return min(limit, s.batch_of(s.bracket_next))
-            start = max(start, s.bracket_clear)
-        else:
-            s.bracket_key, s.bracket_next, s.bracket_clear = key, -1, -1
-        end = s.first_at(limit)
-        if start >= end:
-            return limit
-        long = bracket.side is Side.LONG
-        hit = np.zeros(end - start, dtype=bool)
-        stop, tp = bracket.stop, bracket.take_profit
-        lows, highs = s.low[start:end], s.high[start:end]
-        if stop is not None:
-            level = float(stop)
-            hit |= lows <= level * (1 + _WIDE) if long else highs >= level * (1 - _WIDE)
-        if tp is not None:
-            level = float(tp)
-            hit |= highs >= level * (1 - _WIDE) if long else lows <= level * (1 + _WIDE)
-        where = np.flatnonzero(hit)
-        if not len(where):
-            s.bracket_clear = end
-            return limit
-        s.bracket_next = start + int(where[0])
-        return min(limit, s.batch_of(s.bracket_next))
+        hit = s.bracket_search.first(s, key, low, high, s.done + 1, s.first_at(limit))
+        return limit if hit is None else min(limit, s.batch_of(hit))
 
     def _learning_event(self, s: _Symbol, limit: int) -> int:
         """The first batch before ``limit`` where a followed trade of ``s`` may close."""
@@ -590,25 +601,13 @@ class _Run:
         start = s.done + 1
         # The candle on which the oldest followed trade reaches its age limit.
         aged = None if last is None else start + max(last, 1) - 1
-        key = (low, high, aged)
-        if s.learn_key == key:
-            if s.learn_next >= start:
-                return min(limit, s.batch_of(s.learn_next))
-            start = max(start, s.learn_clear)
-        else:
-            s.learn_key, s.learn_next, s.learn_clear = key, -1, -1
         end = s.first_at(limit)
         if aged is not None:
             end = min(end, aged)
-        if start < end:
-            hit = (s.low[start:end] <= low) | (s.high[start:end] >= high)
-            where = np.flatnonzero(hit)
-            if len(where):
-                s.learn_next = start + int(where[0])
-                return min(limit, s.batch_of(s.learn_next))
-            s.learn_clear = end
+        hit = s.learn_search.first(s, (low, high, aged), low, high, start, end)
+        if hit is not None:
+            return min(limit, s.batch_of(hit))
         if aged is not None and aged < s.n and end >= aged:
-            s.learn_next = aged
             return min(limit, s.batch_of(aged))
         return limit
 
