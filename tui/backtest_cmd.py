@@ -48,7 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tui.cli import EXIT_FAIL, EXIT_OK, die
+from tui.cli import EXIT_FAIL, EXIT_OK, die, seconds_of
 
 if TYPE_CHECKING:
     import sqlite3
@@ -96,11 +96,8 @@ def _fraction(option: str, text: str) -> float:
 
 def _delay_ms(text: str) -> int:
     """Market seconds (``90``, ``1.5``), or with a unit (``30s``, ``5m``, ``1h``), as ms."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    clean = text.strip().lower()
-    factor = units.get(clean[-1:])
     try:
-        seconds = float(clean[:-1] if factor is not None else clean) * (factor or 1.0)
+        seconds = seconds_of(text)
     except ValueError:
         seconds = math.nan
     if not 0.0 <= seconds <= 366 * 86_400:  # also refuses nan and inf

@@ -47,13 +47,21 @@ def _speed(value: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{exc}, got {value!r}") from None
 
 
+#: The units a duration may carry; none is seconds.
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds_of(text: str) -> float:
+    """``text`` as seconds: a number, or one with a unit (``30s``, ``5m``, ``1h``).
+    ValueError when it is neither."""
+    clean = text.strip().lower()
+    factor = _UNITS.get(clean[-1:])
+    return float(clean[:-1] if factor is not None else clean) * (factor or 1.0)
+
+
 def _duration(value: str) -> float:
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    text = value.strip().lower()
-    factor = units.get(text[-1:])
-    number = text[:-1] if factor is not None else text
     try:
-        seconds = float(number) * (factor or 1.0)
+        seconds = seconds_of(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must look like 20s, 5m or 1h, got {value!r}") from None
     if not seconds > 0:

@@ -253,10 +253,10 @@ class _Symbol:
         self.learn_search = _LevelSearch()
         # The vote candidate found at the weight ``vote_key``.
         self.vote_key = -1.0
+        self.vote_next = -1
         #: The heaviest weight of this symbol's agents, at the records' version.
         self.weight = 0.0
         self.weight_at = -1
-        self.vote_next = -1
 
     def batch_of(self, i: int) -> int:
         return i if self.batches is None else int(self.batches[i])
