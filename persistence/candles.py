@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from engine.backtest.data import Columns, DataError
+from persistence.errors import StoreFileError
+from persistence.storefile import inspect_store, open_readonly
 
 __all__ = ["load_store_columns", "stored_series"]
 
 
 def stored_series(path: Path) -> list[tuple[str, str, int]]:
     """The (symbol, timeframe, candle count) series the store at ``path`` holds."""
-    conn = _connect(path)
-    try:
+    with _reading(path) as conn:
         rows = conn.execute(
             "SELECT symbol, timeframe, COUNT(*) FROM candles GROUP BY symbol, timeframe"
             " ORDER BY symbol, timeframe"
         ).fetchall()
-    finally:
-        conn.close()
     return [(str(s), str(tf), int(n)) for s, tf, n in rows]
 
 
@@ -31,15 +32,12 @@ def load_store_columns(path: Path, symbol: str, timeframe: str) -> Columns:
     Raises :class:`DataError` naming the store and what it does hold when it holds
     none of them.
     """
-    conn = _connect(path)
-    try:
+    with _reading(path) as conn:
         rows = conn.execute(
             "SELECT ts, open, high, low, close, volume FROM candles"
             " WHERE symbol = ? AND timeframe = ? ORDER BY ts",
             (symbol, timeframe),
         ).fetchall()
-    finally:
-        conn.close()
     if not rows:
         held = ", ".join(f"{s} {tf} ({n:,})" for s, tf, n in stored_series(path)) or "none"
         raise DataError(f"{path}: no {symbol} {timeframe} candles in the store (it holds: {held})")
@@ -56,12 +54,16 @@ def load_store_columns(path: Path, symbol: str, timeframe: str) -> Columns:
     )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+@contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """The store at ``path``, read-only, the project's way (no file made or left beside
+    it); DataError naming it when it is missing or not a cma store with candles."""
     if not path.is_file():
         raise DataError(f"{path}: no such store file")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        conn.execute("SELECT 1 FROM candles LIMIT 1")
-    except sqlite3.Error as exc:
+        inspect_store(path, deep=False)
+        with open_readonly(path) as conn:
+            conn.execute("SELECT 1 FROM candles LIMIT 1")
+            yield conn
+    except (StoreFileError, sqlite3.Error) as exc:
         raise DataError(f"{path}: not a cma store with candles ({exc})") from None
-    return conn

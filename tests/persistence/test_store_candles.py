@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ async def test_stored_candles_load_as_columns_in_time_order(tmp_path: Path) -> N
     store.record_candles("1m", list(reversed(candles[:25])) + candles[25:])
     store.record_candles("5m", [Candle("ETH/USDT", T0, 1, 2, 0.5, 1.5, 3)])
     await store.close()
+    before = os.listdir(tmp_path)
 
     cols = load_store_columns(db, "BTC/USDT", "1m")
     assert (cols.symbol, cols.timeframe, len(cols)) == ("BTC/USDT", "1m", 50)
@@ -33,6 +35,8 @@ async def test_stored_candles_load_as_columns_in_time_order(tmp_path: Path) -> N
     assert stored_series(db) == [("BTC/USDT", "1m", 50), ("ETH/USDT", "5m", 1)]
     with pytest.raises(DataError, match=r"no BTC/USDT 5m candles .*BTC/USDT 1m \(50\)"):
         load_store_columns(db, "BTC/USDT", "5m")
+    # Read-only: nothing is made or left beside the store.
+    assert sorted(os.listdir(tmp_path)) == sorted(before)
 
 
 def test_a_missing_or_foreign_file_is_named(tmp_path: Path) -> None:
