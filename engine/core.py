@@ -182,9 +182,11 @@ class TradingCore:
         self.market_ts = now
         steps = [self.expire(p) for p in self.desk.due(now)]
         rows = self.learning.take_dirty()
-        if rows:
+        closed = self.learning.take_closed()
+        if rows or closed:
             work = self.new_work()
             work.agent_records(rows)
+            work.counterfactuals(closed)
             steps.append(Step(work))
         last = self._last_point
         if last is None or self._equity_moved or self.new_day(now):

@@ -283,4 +283,5 @@ class Execution:
                 self.tracker.held.pop(closed.symbol, None), closed.symbol, ret
             )
             work.agent_records(self.learning.take_dirty())
+            work.counterfactuals(self.learning.take_closed())
         return events

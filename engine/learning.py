@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from engine.models import Candle, Proposal, Side, stop_or_take_profit
-from engine.ports import AgentRecordRow
+from engine.ports import AgentRecordRow, CounterfactualRow
 from engine.risk import EdgeStats
 
 OVERALL = "*"
@@ -128,6 +128,8 @@ class LearningAgent:
     version: int = 0
     #: The pooled edge of each group of agents, at the records' version it was made at.
     _edges: dict[tuple[str, ...], tuple[int, EdgeStats | None]] = field(default_factory=dict)
+    #: Followed trades closed since the last :meth:`take_closed`, for the store.
+    _closed: list[CounterfactualRow] = field(default_factory=list)
 
     # --- inputs ---------------------------------------------------------------
 
@@ -201,14 +203,21 @@ class LearningAgent:
             hit = stop_or_take_profit(
                 f.side, f.stop, f.take_profit, candle.open, candle.high, candle.low
             )
-            exit_price = None if hit is None else hit[0]
-            if exit_price is None and seen - f.born >= MAX_HOLD_CANDLES:
-                exit_price = candle.close
-            if exit_price is None:
+            if hit is not None:
+                exit_price, reason = hit[0], hit[1].replace("-", "_")
+            elif seen - f.born >= MAX_HOLD_CANDLES:
+                exit_price, reason = candle.close, "time"
+            else:
                 keep.append(f)
                 continue
             ret = (exit_price - f.entry) / f.entry * f.side.sign
             self._add(f.symbol, f.agents, ret, counterfactual=True)
+            self._closed.append(
+                CounterfactualRow(
+                    f.proposal_id, symbol, f.side.value, f.agents, f.entry, exit_price, ret,
+                    reason, candle.ts,
+                )
+            )  # fmt: skip
             closed += 1
         if closed:
             self._followed[symbol] = deque(keep, maxlen=MAX_FOLLOWED)
@@ -310,6 +319,13 @@ class LearningAgent:
         ]  # fmt: skip
         self._dirty.clear()
         return rows
+
+    def take_closed(self) -> list[CounterfactualRow]:
+        """The followed trades closed since the last call, for the store."""
+        if not self._closed:  # nearly every candle
+            return []
+        closed, self._closed = self._closed, []
+        return closed
 
     @property
     def followed(self) -> int:

@@ -52,6 +52,25 @@ class AgentRecordRow:
 
 
 @dataclass(frozen=True, slots=True)
+class CounterfactualRow:
+    """How one declined (rejected or expired) proposal would have ended, followed on
+    paper by the learning agent with its own stop and take-profit."""
+
+    proposal_id: str
+    symbol: str
+    side: str  # 'long' or 'short'
+    #: The agents that voted the proposal's side.
+    agents: tuple[str, ...]
+    entry: float
+    exit_price: float
+    #: ``(exit - entry) / entry`` signed by the side: a fraction of the entry, no fees.
+    ret: float
+    exit_reason: str  # 'stop', 'take_profit' or 'time'
+    #: The open time (ms) of the candle it closed on.
+    closed_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class OpenIntent:
     """An order intent that has no final outcome yet (found on restart)."""
 
@@ -111,6 +130,7 @@ class UnitOfWork(Protocol):
     def trading_state_changed(self, event: TradingStateChanged) -> TradingStateChanged: ...
     def set_state(self, key: str, value: str) -> None: ...
     def agent_records(self, rows: Sequence[AgentRecordRow]) -> None: ...
+    def counterfactuals(self, rows: Sequence[CounterfactualRow]) -> None: ...
     def event(self, event: E) -> E: ...
 
 

@@ -187,6 +187,21 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: the learning agent's counterfactual outcome of each declined proposal, for the
+    # human edge of the reports (what the rejected and expired proposals would have earned).
+    """
+    CREATE TABLE counterfactuals (
+        proposal_id TEXT PRIMARY KEY REFERENCES proposals(id),
+        symbol      TEXT NOT NULL,
+        side        TEXT NOT NULL CHECK (side IN ('long', 'short')),
+        agents_json TEXT NOT NULL,
+        entry       REAL NOT NULL,
+        exit_price  REAL NOT NULL,
+        ret         REAL NOT NULL,
+        exit_reason TEXT NOT NULL CHECK (exit_reason IN ('stop', 'take_profit', 'time')),
+        closed_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 

@@ -48,7 +48,7 @@ from engine.models import (
     Proposal,
     Side,
 )
-from engine.ports import AgentRecordRow, OpenIntent, RecoveredState, StorePort
+from engine.ports import AgentRecordRow, CounterfactualRow, OpenIntent, RecoveredState, StorePort
 from engine.ports import UnitOfWork as WorkPort
 from engine.timeframes import DAY_MS
 from persistence.aio import Writer
@@ -347,6 +347,19 @@ class UnitOfWork:
                     (
                         r.agent, r.symbol, r.trades, r.wins, r.sum_win, r.sum_loss,
                         r.cf_trades, r.cf_wins, r.cf_sum_win, r.cf_sum_loss,
+                    ),
+                )
+            )  # fmt: skip
+
+    def counterfactuals(self, rows: Sequence[CounterfactualRow]) -> None:
+        for r in rows:
+            self.ops.append(
+                (
+                    "INSERT INTO counterfactuals (proposal_id, symbol, side, agents_json, entry,"
+                    " exit_price, ret, exit_reason, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.proposal_id, r.symbol, r.side, json.dumps(list(r.agents)), r.entry,
+                        r.exit_price, r.ret, r.exit_reason, r.closed_at,
                     ),
                 )
             )  # fmt: skip

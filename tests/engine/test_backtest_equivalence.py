@@ -12,6 +12,7 @@ batches (counted, not fed) must also change nothing against feeding every candle
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,6 +47,10 @@ QUERIES = {
     " opened_at, closed_at, exit_price, close_reason, realized_pnl, fees FROM positions"
     " ORDER BY opened_at, symbol",
     "denials": "SELECT ts, kind, payload FROM events WHERE kind = 'order_denied' ORDER BY seq",
+    # The learning agent's counterfactual of each declined proposal (the human edge).
+    "counterfactuals": "SELECT p.symbol, p.created_at, p.status, c.side, c.agents_json, c.entry,"
+    " c.exit_price, c.ret, c.exit_reason, c.closed_at FROM counterfactuals c"
+    " JOIN proposals p ON p.id = c.proposal_id ORDER BY c.closed_at, p.created_at, p.symbol",
 }
 
 
@@ -115,6 +120,21 @@ def without_ids(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     return out
 
 
+def assert_counterfactuals_match_the_record(db: Path) -> None:
+    """Each agent's stored counterfactual rows are the ones its record counted."""
+    import json
+
+    with closing(sqlite3.connect(db)) as conn:
+        counted = dict(
+            conn.execute("SELECT agent, cf_trades FROM agent_records WHERE symbol = '*'")
+        )
+        rows: dict[str, int] = {}
+        for (agents,) in conn.execute("SELECT agents_json FROM counterfactuals"):
+            for agent in json.loads(agents):
+                rows[agent] = rows.get(agent, 0) + 1
+    assert rows == {a: n for a, n in counted.items() if n}
+
+
 CASES = [
     pytest.param([BTC], ("price_action", "momentum"), id="default-agents-btc"),
     pytest.param([BTC], ("sma_cross",), id="sma-cross-btc"),
@@ -132,12 +152,14 @@ async def test_the_backtest_and_the_live_path_agree_to_the_unit(
     run = await backtest(settings, files, tmp_path / "bt.db", tmp_path / "cache")
     got, want = tables(tmp_path / "bt.db"), tables(tmp_path / "live.db")
     assert len(want["fills"]) > 4, "the case must trade to prove anything"
+    assert want["counterfactuals"], "the case must follow declined proposals to prove anything"
     for name in QUERIES:
         g, w = got[name], want[name]
         if name == "denials":
             g, w = without_ids(g), without_ids(w)
         assert g == w, f"{name}: the backtest differs from the live path"
     assert run.final_equity == live_equity
+    assert_counterfactuals_match_the_record(tmp_path / "bt.db")
     assert not run.stopped and run.candles == sum(
         len(load_columns(f, cache_dir=tmp_path / "cache")) for f in files
     )

@@ -246,3 +246,31 @@ async def test_an_expired_proposal_is_followed_and_a_closed_trade_counts_as_real
         )
         assert stored == [(1, 1, 1, 0)]
         await assert_checks_pass(engine)
+
+
+@pytest.mark.parametrize(
+    ("candles", "reason", "exit_price"),
+    [
+        ([bar(1, 100, 108.5, 99.5, 108)], "take_profit", 108.0),
+        ([bar(1, 100, 101, 95, 97)], "stop", 96.0),
+        ([bar(i, 100, 101, 99, 100.5) for i in range(1, MAX_HOLD_CANDLES + 1)], "time", 100.5),
+    ],
+)
+def test_each_closed_counterfactual_is_handed_to_the_store_once_with_how_it_ended(
+    candles: list[Candle], reason: str, exit_price: float
+) -> None:
+    agent = LearningAgent()
+    agent.follow(proposal(votes=(("momentum", Side.LONG), ("trend", Side.LONG))))
+    assert agent.take_closed() == []
+    for c in candles:
+        agent.on_candle(c)
+    (row,) = agent.take_closed()
+    assert (row.proposal_id, row.symbol, row.side, row.agents) == (
+        "prp-1",
+        BTC,
+        "long",
+        ("momentum", "trend"),
+    )
+    assert (row.exit_reason, row.exit_price, row.closed_at) == (reason, exit_price, candles[-1].ts)
+    assert row.ret == pytest.approx((exit_price - 100) / 100)
+    assert agent.take_closed() == []

@@ -169,6 +169,29 @@ async def test_migrations_set_user_version_and_reopening_applies_nothing(tmp_pat
     assert statements == ["PRAGMA user_version", "PRAGMA application_id"]
 
 
+async def test_a_store_of_the_first_schema_is_upgraded_on_open_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cma.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO balances (currency, cash, initial_cash, updated_at) VALUES (?, ?, ?, ?)",
+        ("USDT", str(CASH), str(CASH), T0),
+    )
+    conn.close()
+    async with await Store.open(path) as store:
+        assert await pragma(store, "user_version") == len(MIGRATIONS) == 2
+        assert (await store.load_state()).cash == CASH
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM counterfactuals").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
 async def test_a_database_with_a_newer_schema_is_refused_clearly(tmp_path: Path) -> None:
     path = tmp_path / "cma.db"
     conn = sqlite3.connect(path)
