@@ -76,6 +76,8 @@ class Engine(EngineViews):
         self._wall_clock = wall_clock
         #: Wall-clock seconds when this session began (the session row's start).
         self._session_started = wall_clock()
+        #: The session row's id in the store, once :meth:`start` has begun it.
+        self.session_id: int | None = None
         self._tf_ms = timeframe_ms(self.feed.timeframe)
         self.currency = account_currency(self.feed.symbols)
         self.core = TradingCore(
@@ -173,7 +175,7 @@ class Engine(EngineViews):
             self.feed.speed = None
         mode = "live" if self.broker.live else "paper"
         config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
-        await self.store.begin_session(
+        self.session_id = await self.store.begin_session(
             mode, self.feed_name, config, round(self._session_started * 1000)
         )
         self.store.set_reporter(self._emit)  # failed group commits reach the console

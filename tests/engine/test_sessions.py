@@ -28,7 +28,7 @@ class StepClock:
         return self.times.pop(0) if len(self.times) > 1 else self.times[0]
 
 
-async def run_session(db: Path, wall_clock: StepClock | None = None) -> None:
+async def run_session(db: Path, wall_clock: StepClock | None = None) -> int | None:
     store = await Store.open(db)
     try:
         feed = CraftedFeed({"BTC/USDT": [FLAT] * 5})
@@ -36,9 +36,11 @@ async def run_session(db: Path, wall_clock: StepClock | None = None) -> None:
             engine = Engine(settings(), store, feed)
         else:
             engine = Engine(settings(), store, feed, wall_clock=wall_clock)
+        assert engine.session_id is None
         await engine.start()
         await engine.wait()
         await engine.stop()
+        return engine.session_id
     finally:
         await store.close()
 
@@ -71,3 +73,12 @@ async def test_each_session_is_stamped_with_its_own_wall_clock_start_and_end(
         (1_800_000_000_000, 1_800_000_042_500),
         (1_800_003_600_000, 1_800_003_601_250),
     ]
+
+
+async def test_the_engine_knows_the_id_of_the_session_it_began(tmp_path: Path) -> None:
+    db = tmp_path / "cma.db"
+    first = await run_session(db)
+    second = await run_session(db)
+    with closing(sqlite3.connect(db)) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM sessions ORDER BY id")]
+    assert [first, second] == ids and first != second
