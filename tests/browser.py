@@ -18,12 +18,16 @@ ends, also when the test failed.
 No skip without chromium: ``Browser()`` raises :class:`ChromiumMissing`, so a
 missing install step fails the tests.
 
-The PNG decoder at the end is the standard library's zlib and struct; it is enough
+For the docs, ``python tests/browser.py PAGE.html SHOT.png [--color-scheme dark]``
+saves a screenshot taken the same way (see ``main``).
+
+The PNG decoder is the standard library's zlib and struct; it is enough
 for the screenshots Chromium takes (8-bit RGB or RGBA, not interlaced).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -34,6 +38,7 @@ import os
 import shutil
 import signal
 import struct
+import sys
 import tempfile
 import zlib
 from collections import Counter
@@ -100,6 +105,7 @@ class _Connection:
         self._socket = socket
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._awaited: set[asyncio.Future[dict[str, Any]]] = set()  # from next_event
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._reader = asyncio.create_task(self._read())
 
@@ -114,8 +120,10 @@ class _Connection:
             if not future.done():
                 future.set_result(params)
             self._listeners[method].remove(resolve)
+            self._awaited.discard(future)
 
         self.on(method, resolve)
+        self._awaited.add(future)
         return future
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -149,14 +157,14 @@ class _Connection:
                 else:
                     for listener in list(self._listeners.get(data.get("method", ""), [])):
                         listener(data.get("params", {}))
-        finally:
-            for future in self._pending.values():
+        finally:  # nothing waits for an answer that cannot come
+            for future in [*self._pending.values(), *self._awaited]:
                 if not future.done():
                     future.set_exception(BrowserError("the DevTools connection closed"))
 
     async def close(self) -> None:
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):  # the cancel just asked for
             await self._reader
         await self._socket.close()
 
@@ -343,7 +351,7 @@ class Browser:
         while loop.time() < deadline:
             if self._process.returncode is not None:
                 raise BrowserError(f"chromium exited ({self._process.returncode}): {self._log()}")
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):  # not written yet
                 lines = port_file.read_text().splitlines()
                 if len(lines) >= 2:  # written in full: the port, then the browser's path
                     return int(lines[0])
@@ -419,7 +427,7 @@ class Browser:
     async def close(self) -> None:
         """End the browser (all its processes) and remove its profile; safe to call twice."""
         for cdp in self._connections:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the browser may have dropped it already
                 await cdp.close()
         self._connections.clear()
         if self._http is not None:
@@ -427,13 +435,13 @@ class Browser:
             self._http = None
         if self._process is not None:
             if self._process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError):  # it ended on its own
                     self._process.terminate()
                 try:
                     async with asyncio.timeout(5):
                         await self._process.wait()
                 except TimeoutError:
-                    pass
+                    pass  # too slow to end: the SIGKILL below ends it
             with contextlib.suppress(ProcessLookupError):  # helpers left behind, if any
                 os.killpg(self._process.pid, signal.SIGKILL)
             await self._process.wait()
@@ -576,3 +584,42 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> bytearray:
         out[y * stride : (y + 1) * stride] = row
         previous = row
     return out
+
+
+# -- screenshots for the docs ----------------------------------------------------
+
+
+async def _save(page_path: Path, png_path: Path, args: argparse.Namespace) -> list[str]:
+    async with Browser() as browser:
+        page = await browser.open(
+            page_path, color_scheme=args.color_scheme, width=args.width, height=args.height
+        )
+        await page.save_screenshot(png_path, full_page=not args.window)
+        return page.problems()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Save a screenshot of a page; exit 1 (screenshot saved) if the page had problems."""
+    parser = argparse.ArgumentParser(
+        prog="tests/browser.py",
+        description="Screenshot a local HTML page in headless Chromium, offline.",
+    )
+    parser.add_argument("page", type=Path, help="the HTML file")
+    parser.add_argument("png", type=Path, help="where to write the PNG")
+    parser.add_argument("--color-scheme", choices=("light", "dark"), default="light")
+    parser.add_argument("--width", type=int, default=1280, help="CSS pixels (default 1280)")
+    parser.add_argument("--height", type=int, default=900, help="CSS pixels (default 900)")
+    parser.add_argument("--window", action="store_true", help="the window only, not the page")
+    args = parser.parse_args(argv)
+    if not args.page.is_file():
+        parser.error(f"page: no such file: {args.page}")
+    if args.width <= 0 or args.height <= 0:
+        parser.error("--width and --height must be positive")
+    problems = asyncio.run(_save(args.page, args.png, args))
+    for problem in problems:
+        print(f"tests/browser.py: {args.page}: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

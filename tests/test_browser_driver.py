@@ -10,6 +10,8 @@ serves the module (it starts in about 0.3 s); each test opens its own tabs.
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -31,6 +33,7 @@ from browser import (
 # The async tests share the module's event loop, where the module's browser runs.
 in_browser = pytest.mark.asyncio(loop_scope="module")
 
+BROWSER_PY = Path(__file__).with_name("browser.py")
 LIGHT_BG, DARK_BG = (250, 250, 245), (16, 20, 24)
 LIGHT_INK, DARK_INK = (20, 90, 160), (120, 200, 255)
 
@@ -242,6 +245,44 @@ async def test_a_browser_that_cannot_start_is_an_error_with_its_output(tmp_path:
     with pytest.raises(BrowserError, match=r"exited \(3\).*no display, no luck"):
         async with Browser(str(fake)):
             pass
+
+
+def test_the_command_line_saves_a_screenshot_for_the_docs(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "report.html", CHART)
+    shot = tmp_path / "docs" / "report.png"
+    shot.parent.mkdir()
+    command = [sys.executable, str(BROWSER_PY), str(page), str(shot)]
+    size = ["--width", "500", "--height", "300", "--window"]
+
+    done = subprocess.run(
+        [*command, "--color-scheme", "dark", *size], capture_output=True, text=True
+    )
+
+    assert (done.returncode, done.stderr) == (0, "")
+    image = decode_png(shot.read_bytes())
+    assert (image.width, image.height) == (500, 300)
+    assert image.pixel(450, 250) == (*DARK_BG, 255)
+
+
+def test_the_command_line_reports_the_page_s_problems(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "bad.html", "<script>console.error('no data')</script>")
+    shot = tmp_path / "bad.png"
+
+    done = subprocess.run(
+        [sys.executable, str(BROWSER_PY), str(page), str(shot)], capture_output=True, text=True
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == f"tests/browser.py: {page}: error (console): no data\n"
+    assert decode_png(shot.read_bytes()).width == 1280  # saved all the same
+
+    missing = subprocess.run(
+        [sys.executable, str(BROWSER_PY), str(tmp_path / "nothing.html"), str(shot)],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert "page: no such file" in missing.stderr
 
 
 # -- the PNG decoder on hand-made files, one per row filter ---------------------
