@@ -1,18 +1,21 @@
-"""The demo market is worth watching: the shipped agents find its edge, so the console
-keeps proposing sized trades, and an unattended auto run trades several symbols.
+"""The demo market is worth watching: its phases are what they say, the shipped agents
+find their edge, so the console keeps proposing sized trades, and an unattended auto
+run trades several symbols.
 
-Both tests run the real engine on the default settings' market (seed 7, the five
-default symbols, 1m candles), on a real SQLite store, with no mocks.
+The engine tests run the real engine on the default settings' market (seed 7, the
+five default symbols, 1m candles), on a real SQLite store, with no mocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import sqlite3
+import statistics
 import subprocess
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,6 +32,38 @@ MIN = 60_000
 #: 1m candles) goes live after its warm-up and then sees 1,200 candles per symbol.
 SESSION_BATCHES = 20 * 60
 QUARTER = SESSION_BATCHES // 4
+
+
+def test_trends_drift_their_way_while_drifts_and_ranges_go_nowhere() -> None:
+    """Two weeks of the market: per phase, the mean move in standard deviations (a trend's
+    signed its way), where prices went, and correlation in calm and in turbulence."""
+    feed = SimFeed(limit=14 * 24 * 60)
+    moves: dict[str, list[float]] = defaultdict(list)
+    btc_eth: dict[str, tuple[list[float], list[float]]] = {"calm": ([], []), "turbulent": ([], [])}
+    first: dict[str, float] = {}
+    low: dict[str, float] = {}
+    high: dict[str, float] = {}
+    for batch in feed.iter_batches():
+        for candle, phase in zip(batch, feed.phases, strict=True):
+            move = math.log(candle.close / candle.open)
+            kind = phase.split()[0]
+            moves[kind].append(-move if phase == "trend down" else move)
+            start = first.setdefault(candle.symbol, candle.open)
+            low[candle.symbol] = min(low.get(candle.symbol, math.inf), candle.low / start)
+            high[candle.symbol] = max(high.get(candle.symbol, 0.0), candle.high / start)
+        btc, eth = btc_eth[feed.regime]
+        btc.append(math.log(batch[0].close / batch[0].open))
+        eth.append(math.log(batch[1].close / batch[1].open))
+    drift = {k: statistics.mean(v) / statistics.pstdev(v) for k, v in moves.items()}
+    assert drift["trend"] > 0.15, drift
+    assert abs(drift["drift"]) < 0.02 and abs(drift["range"]) < 0.02, drift
+    # Time is shared between the phases: none is rare.
+    total = sum(len(v) for v in moves.values())
+    assert all(len(v) > 0.15 * total for v in moves.values()), {k: len(v) for k, v in moves.items()}
+    # Plausible prices: nowhere near zero or a hundredfold after two weeks.
+    assert min(low.values()) > 0.4 and max(high.values()) < 2.5, (low, high)
+    calm, turbulent = (statistics.correlation(*btc_eth[r]) for r in ("calm", "turbulent"))
+    assert turbulent > calm > 0.3, (calm, turbulent)
 
 
 def _phases(limit: int) -> dict[tuple[str, int], str]:
