@@ -15,7 +15,7 @@ On top of that each symbol goes through phases of its own, and two of them
 carry a modest edge that the shipped agents can find:
 
 * **trend** (about 30 % of the time): it opens with an impulse on heavy volume,
-  then drifts a fifth of a standard deviation per candle its way, with volume
+  then drifts a quarter of a standard deviation per candle its way, with volume
   on the candles that go with it and thin volume on the pullbacks. Momentum's
   MACD turns and price action's breakouts in its direction tend to pay; RSI
   reversals against it tend to lose.
@@ -26,11 +26,13 @@ carry a modest edge that the shipped agents can find:
   resistance tend to pay; breakouts mostly fail.
 * **drift** (about 25 %): the plain random walk, with no edge for anyone.
 
-Turbulence swamps the drift of a trend, and jumps ignore the phases. So an
-agent's record is a modest edge at best: after fees it is positive over a day
-or two, Kelly sizes it small, and the risk limits matter. A symbol's phase is
-``SimFeed.phases`` (the regime, ``SimFeed.regime``), for tests and curiosity;
-the engine never reads them.
+Turbulence swamps the drift of a trend, and jumps ignore the phases. So the
+edge is modest: with every proposal taken, the default agents end a few days of
+candles ahead after fees (each of five seeds tried), Kelly sizes price action
+small, and momentum's record, whose RSI reversals fight the trends, is
+sometimes flat, so some of its proposals come out at size 0. The risk limits
+still matter. A symbol's phase is ``SimFeed.phases`` (the regime,
+``SimFeed.regime``), for tests and curiosity; the engine never reads them.
 
 Everything comes from one ``random.Random(seed)`` in a fixed order, so the
 same seed and symbols always give the same candles.
@@ -115,7 +117,7 @@ _TREND_WITH_VOLUME = 1.6
 _TREND_AGAINST_VOLUME = 0.6
 # Range: half-width around the price where it began and pull back to that middle per
 # candle, in standard deviations.
-# A close beyond an edge is rejected: the candle closes back inside, below its open,
+# A close beyond an edge is rejected: the candle closes back inside, past its open,
 # with a wick reaching ``_RANGE_WICK`` (plus an exponential) beyond the edge, on volume.
 # Moves towards an edge come on thin volume.
 _RANGE_HALF_WIDTH = 7.0
@@ -277,7 +279,8 @@ class SimFeed(SyncFeed):
                         # Rejected: the candle reaches past the edge and closes back inside.
                         side = 1.0 if dev + r > 0.0 else -1.0
                         extreme = edge + beyond + s * (_RANGE_WICK + expo(1.0))
-                        # It closes back below its open, so never beyond the levels before it.
+                        # It closes back inside, past its own open, so never beyond the
+                        # levels of the candles before it (a rejection, not a breakout).
                         inside = min(side * dev, edge) - s * (0.2 + 0.6 * rand())
                         r = side * inside - dev
                         reach = side * (extreme - side * dev)
