@@ -71,6 +71,11 @@ def money(value: Decimal | None) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 
 
+def num(value: Decimal | None) -> str:
+    """An exact decimal without exponent notation (``1E-8`` is ``0.00000001``)."""
+    return "" if value is None else format(value, "f")
+
+
 def when(ms: int | None) -> str:
     if ms is None:
         return "n/a"
@@ -97,7 +102,9 @@ def _env(html: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(pct=pct, ratio=ratio, money=money, when=when, duration=duration, md=md_cell)
+    env.filters.update(
+        pct=pct, ratio=ratio, money=money, num=num, when=when, duration=duration, md=md_cell
+    )
     return env
 
 
