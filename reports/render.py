@@ -116,7 +116,8 @@ def _charts(report: Report) -> tuple[str, str]:
         "Drawdown",
         ts,
         [-p.drawdown for p in report.equity],
-        label=lambda v: f"{v * 100:.1f} %",
+        scale=100.0,
+        unit=" %",
         area=True,
     )
     return equity, drawdown

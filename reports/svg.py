@@ -10,7 +10,7 @@ first, lowest, highest and last points, so peaks and troughs stay drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from itertools import pairwise
@@ -64,6 +64,17 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return ticks
 
 
+def tick_labels(ticks: Sequence[float], scale: float = 1.0, unit: str = "") -> list[str]:
+    """The ticks as text with the fewest decimals (up to 8) that tells them apart."""
+    texts: list[str] = []
+    for decimals in range(9):
+        # round() first, and + 0.0: a tick of -0.0 reads 0, not -0.
+        texts = [f"{round(t * scale, decimals) + 0.0:,.{decimals}f}{unit}" for t in ticks]
+        if len(set(texts)) == len(texts):
+            break
+    return texts
+
+
 def _when(ms: float, span_ms: float) -> str:
     when = datetime.fromtimestamp(ms / 1000, UTC)
     return when.strftime("%H:%M" if span_ms < 86_400_000 else "%Y-%m-%d")
@@ -79,12 +90,13 @@ def line_chart(
     ts: Sequence[int],
     values: Sequence[float],
     *,
-    label: Callable[[float], str] = lambda v: f"{v:,.2f}",
+    scale: float = 1.0,
+    unit: str = "",
     area: bool = False,
 ) -> str:
     """An ``<svg id=chart_id>`` line chart of ``values`` over ``ts`` (ms, increasing).
-    ``label`` writes a y tick; ``area`` fills between the line and the top (for a
-    drawdown drawn downwards)."""
+    A y tick reads ``value * scale`` and ``unit`` (e.g. 100 and " %"); ``area`` fills
+    between the line and the top (for a drawdown drawn downwards)."""
     w, h = WIDTH, HEIGHT
     plot_w, plot_h = w - _LEFT - _RIGHT, h - _TOP - _BOTTOM
     parts = [
@@ -116,12 +128,13 @@ def line_chart(
     def py(v: float) -> float:
         return _TOP + (y1 - v) / (y1 - y0) * plot_h
 
-    for tick in nice_ticks(y0, y1):
+    ticks = nice_ticks(y0, y1)
+    for tick, text in zip(ticks, tick_labels(ticks, scale, unit), strict=True):
         yy = py(tick)
         parts.append(
             f'<line class="grid" x1="{_LEFT}" x2="{w - _RIGHT}" y1="{_num(yy)}" y2="{_num(yy)}"/>'
             f'<text class="tick" x="{_LEFT - 6}" y="{_num(yy + 4)}" text-anchor="end">'
-            f"{escape(label(tick))}</text>"
+            f"{escape(text)}</text>"
         )
     for i in range(5):
         xv = x0 + xspan * i / 4
