@@ -210,7 +210,7 @@ class HumanEdge:
     """Rejected or expired proposals with no counterfactual outcome yet (still followed
     on paper, or dropped)."""
     declined_by: dict[str, int]
-    """Declined proposals by who decided (human, auto, ttl, ...)."""
+    """Declined proposals by who decided (human, policy, engine)."""
 
 
 @dataclass(frozen=True, slots=True)
