@@ -116,3 +116,26 @@ def test_bad_input_exits_2_naming_the_argument(home: Path, tmp_path: Path) -> No
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     refused(cma(home, "--last", "--format", "md", "--output", str(blocker / "r.md")), "--output")
+
+
+def test_a_console_session_in_the_configured_store_is_session_n(tmp_path: Path) -> None:
+    """A headless ``cma run`` (the console's engine) writes the configured store; its
+    session is listed as ``1`` beside the backtests', and ``--last`` after a later
+    backtest picks the backtest."""
+    run = subprocess.run(
+        [CMA, "run", "--headless", "--policy", "auto", "--speed", "max", "--duration", "3s"],
+        env=clean_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    listed = cma(tmp_path, "--list")
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()[1:]
+    assert line.split()[:2] == ["1", "paper"]
+    done = cma(tmp_path, "1", "--format", "md")
+    assert done.returncode == 0, done.stderr
+    md = Path(done.stdout.strip()).read_text()
+    assert md.startswith("# Session 1: paper,") and "## The human edge" in md
+    backtest(tmp_path, None, "--approve", "all")
+    last = cma(tmp_path, "--last", "--format", "json")
+    assert last.returncode == 0, last.stderr
+    assert json.loads(Path(last.stdout.strip()).read_text())["session"]["kind"] == "backtest"
