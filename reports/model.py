@@ -205,7 +205,10 @@ class HumanEdge:
     overall: EdgeRow
     by_agent: tuple[EdgeRow, ...]
     approved_open: int
-    """Approved proposals with no closed trade yet."""
+    """Approved proposals whose position is still open."""
+    approved_no_trade: int
+    """Approved proposals that opened no position (the risk engine denied the order, or
+    it was never filled)."""
     declined_open: int
     """Rejected or expired proposals with no counterfactual outcome yet (still followed
     on paper, or dropped)."""
@@ -270,6 +273,7 @@ def human_edge(
     outcomes: Sequence[Outcome],
     *,
     approved_open: int = 0,
+    approved_no_trade: int = 0,
     declined_open: int = 0,
     declined_by: dict[str, int] | None = None,
 ) -> HumanEdge:
@@ -284,6 +288,7 @@ def human_edge(
         overall=_row(OVERALL, outcomes),
         by_agent=tuple(_row(name, per_agent[name]) for name in sorted(per_agent)),
         approved_open=approved_open,
+        approved_no_trade=approved_no_trade,
         declined_open=declined_open,
         declined_by=dict(sorted((declined_by or {}).items())),
     )
@@ -551,10 +556,19 @@ def _edge(
     for d in declined:
         key = d.decided_by or "unknown"
         by[key] = by.get(key, 0) + 1
-    approved = sum(1 for d in decisions if d.status == "approved")
+    approved = {d.proposal_id for d in decisions if d.status == "approved"}
+    traded = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT p.proposal_id FROM positions p JOIN proposals pr ON pr.id = p.proposal_id"
+            " WHERE pr.session_id = ? AND pr.status = 'approved'",
+            (session_id,),
+        )
+    }
     return human_edge(
         outcomes,
-        approved_open=max(approved - len(closed_approved), 0),
+        approved_open=len((traded & approved) - closed_approved),
+        approved_no_trade=len(approved - traded),
         declined_open=max(len(declined) - followed, 0),
         declined_by=by,
     )

@@ -118,6 +118,14 @@ def test_the_human_edge_counts_approved_trades_and_rejected_counterfactuals(
     assert edge.overall.expired.count == 0
     rejected = sum(1 for d in report.decisions if d.status == "rejected")
     assert edge.declined_open == rejected - len(cf)
+    approvals = sum(1 for d in report.decisions if d.status == "approved")
+    assert edge.approved_open + edge.approved_no_trade + len(approved) == approvals
+    open_now = rows(
+        db,
+        "SELECT COUNT(*) FROM positions p JOIN proposals pr ON pr.id = p.proposal_id"
+        " WHERE pr.session_id = 1 AND p.status = 'open'",
+    )[0][0]
+    assert edge.approved_open == open_now == report.open_positions
     assert edge.declined_by == {"human": rejected}
     for row in edge.by_agent:
         assert row.approved.count == sum(1 for t in approved if row.name in t.agents)
