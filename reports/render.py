@@ -86,6 +86,18 @@ def duration(ms: int | None) -> str:
     return "n/a" if ms is None else format_duration(ms)
 
 
+def latency(ms: int | None) -> str:
+    """``850 ms``, ``12.5 s``, ``20m 0s``."""
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    return f"{format_duration(minutes * 60_000)} {seconds}s"
+
+
 def md_cell(value: object) -> str:
     """A Markdown table cell: pipes escaped, line breaks as spaces."""
     text = "" if value is None else str(value)
@@ -103,7 +115,14 @@ def _env(html: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(
-        pct=pct, ratio=ratio, money=money, num=num, when=when, duration=duration, md=md_cell
+        pct=pct,
+        ratio=ratio,
+        money=money,
+        num=num,
+        when=when,
+        duration=duration,
+        latency=latency,
+        md=md_cell,
     )
     return env
 

@@ -194,3 +194,11 @@ def test_a_chart_of_one_point_or_none_still_draws_an_svg() -> None:
     assert one.startswith('<svg id="equity-chart"') and 'class="line"' in one
     none = line_chart("drawdown-chart", "Drawdown", [], [])
     assert "no data" in none and not parse(none).errors
+
+
+def test_latencies_read_as_people_say_them() -> None:
+    from reports.render import latency
+
+    assert [latency(x) for x in (None, 0, 850, 12_500, 1_200_000, 3_725_000)] == [
+        "", "0 ms", "850 ms", "12.5 s", "20m 0s", "1h 2m 5s",
+    ]  # fmt: skip
