@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import CMA, backtest, clean_env
+from report_helpers import CMA, backtest, clean_env
 
 
 def cma(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import CMA, clean_env
+from report_helpers import CMA, clean_env
 
 from engine.backtest.metrics import compute_results
 from reports import FORMATS, ReportError, build_report
