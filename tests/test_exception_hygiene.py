@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("engine", "persistence", "tui")
+PACKAGES = ("engine", "persistence", "reports", "tui")
 BROAD = {"Exception", "BaseException"}
 
 

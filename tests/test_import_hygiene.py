@@ -50,7 +50,7 @@ def _modules(package: str) -> list[str]:
     return sorted(names)
 
 
-CORE = _modules("engine") + _modules("persistence")
+CORE = _modules("engine") + _modules("persistence") + _modules("reports")
 
 
 def test_core_modules_were_found() -> None:

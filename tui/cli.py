@@ -21,7 +21,6 @@ EXIT_NOT_YET = 3
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
     "optimize": "optimize agent parameters",
-    "report": "export session reports",
     "keys": "store exchange API keys in the keyring",
     "data": "download and manage candle data",
 }
@@ -154,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--theme", help="console theme")
 
     _add_backtest(sub, common)
+    from tui.report_cmd import add_report_parser
+
+    add_report_parser(sub, common)
 
     for name, what in NOT_YET.items():
         sub.add_parser(
@@ -288,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "db", "config", "backtest", *NOT_YET}
+    commands = {"run", "db", "config", "backtest", "report", *NOT_YET}
     if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
@@ -314,6 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.backtest_cmd import backtest_command
 
             return backtest_command(args)
+        if command == "report":
+            from tui.report_cmd import report_command
+
+            return report_command(args)
         from tui.subcommands import run_command
 
         return run_command(args)

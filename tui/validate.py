@@ -26,10 +26,24 @@ if TYPE_CHECKING:
 
 def check_settings(settings: Settings) -> list[Problem]:
     """Every problem of ``settings`` that the field validators cannot see, each naming its field."""
-    problems = check_agents(settings)
+    problems = check_agents(settings) + check_report(settings)
     if settings.ui.keymap:
         problems += check_keymap(settings.ui.keymap)
     return problems
+
+
+def check_report(settings: Settings) -> list[Problem]:
+    """``report.dir``, when set, is a folder or can become one (nothing else is in the way)."""
+    folder = settings.report.dir
+    if folder is None:
+        return []
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "it is" if part == folder else f"{part} is"
+                return [Problem("report.dir", str(folder), f"must be a folder, but {what} a file")]
+            break
+    return []
 
 
 def check_agents(settings: Settings) -> list[Problem]:

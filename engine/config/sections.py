@@ -289,6 +289,35 @@ class ExchangeSettings(Section):
     """Loaded from the keyring, never from the file."""
 
 
+#: The formats a report is written in (``cma report --format`` and ``[report] formats``).
+REPORT_FORMATS = ("md", "html", "csv", "json")
+
+
+class ReportSettings(Section):
+    formats: tuple[Literal["md", "html", "csv", "json"], ...] = ("html",)
+    """Formats the console's e (export) writes: md, html, csv (a zip), json."""
+    dir: Path | None = None
+    """Folder reports go to. Default: reports/ beside the store (the data directory)."""
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError(f"must name at least one of {', '.join(REPORT_FORMATS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("must name each format once")
+        return value
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _dir(cls, value: Any) -> Any:
+        return _path_text(value)
+
+    def resolved_dir(self, store: StoreSettings) -> Path:
+        """``dir``, or ``reports/`` beside the store."""
+        return self.dir if self.dir is not None else store.resolved_path().parent / "reports"
+
+
 class Settings(BaseModel):
     """The whole configuration of one ``cma`` process (see :func:`load_settings`)."""
 
@@ -314,6 +343,8 @@ class Settings(BaseModel):
     """The console."""
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings.model_construct)
     """The exchange account for live trading."""
+    report: ReportSettings = Field(default_factory=ReportSettings.model_construct)
+    """Session reports (cma report, the console's e)."""
 
 
 def is_collection(annotation: Any) -> bool:
