@@ -20,12 +20,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/cma
 
-# The end-to-end tests drive the real console in tmux.
+# The end-to-end tests drive the real console in tmux; the report tests open the HTML
+# report in a headless Chromium (tests/browser.py). One apt-get installs whichever is
+# missing; `sudo env` because sudo drops the caller's environment.
 system-deps:
-	@command -v tmux >/dev/null 2>&1 || { \
-	  echo "installing tmux (needed by the end-to-end tests)"; \
+	@missing=; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing$$missing (needed by the end-to-end and browser tests)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tmux >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 # lint-imports checks the layer contracts in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
