@@ -58,6 +58,8 @@ class ConsoleCommands:
         #: Proposals with a decision in flight: id → (proposal, what is being done).
         self.inflight: dict[str, tuple[Proposal, str]] = {}
         self._labels: dict[Worker[Any], str] = {}
+        #: A report export is running (one at a time).
+        self._exporting = False
 
     # ---- dispatch ---------------------------------------------------------------
 
@@ -328,10 +330,49 @@ class ConsoleCommands:
         self._changed("risk", "status")
 
     def export_report(self) -> None:
+        """Write the running session's report in the configured formats, in a worker
+        thread: the engine goes on; the activity pane shows each file's path."""
+        engine = self._engine_or_warn()
+        if engine is None:
+            return
+        if engine.session_id is None:
+            self.app.notify("the session has not begun yet", severity="warning")
+            return
+        if self._exporting:
+            self.app.notify("a report is already being written", severity="warning")
+            return
+        self._exporting = True
+        self._start("export the report", self._export, engine, engine.session_id)
+
+    async def _export(self, engine: Engine, session_id: int) -> None:
+        import asyncio
+        from pathlib import Path
+
+        from engine.models import EngineMessage
+        from engine.runtime import CommandError
+        from reports.export import export_session
+        from reports.model import ReportError
+
+        settings = self.app.settings
+        folder = settings.report.resolved_dir(settings.store)
+        try:
+            # What the engine has queued (equity points, candles) goes into the store first.
+            await engine.store.flush()
+            paths = await asyncio.to_thread(
+                export_session, Path(engine.store.path), session_id, settings.report.formats, folder
+            )
+        except ReportError as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        finally:
+            self._exporting = False
+        for path in paths:
+            self.app.events.posted(
+                EngineMessage(ts=engine.market_ts, text=f"report written: {path}")
+            )
         self.app.notify(
-            "Report export is not available yet in this version.",
-            title="Export report",
-            severity="warning",
+            "\n".join(str(p) for p in paths), title="Report written", timeout=15, markup=False
         )
 
     # ---- outcomes ---------------------------------------------------------------

@@ -370,14 +370,53 @@ async def test_a_threshold_below_the_floor_needs_a_second_explicit_yes(tmp_path:
         assert (app.engine.policy, app.engine.auto_confidence) == ("auto", 0.015)
 
 
-async def test_e_says_report_export_is_not_available_yet(tmp_path: Path) -> None:
+async def test_e_exports_the_running_session_in_the_configured_formats_and_shows_the_paths(
+    tmp_path: Path,
+) -> None:
+    import json
+
     feed = SteppedFeed()
+    settings = make_settings(tmp_path / "cma.db", report={"formats": ["html", "json"]})
+    app = make_app(tmp_path, feed, settings)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await boot(app, pilot, feed)
+        assert app.engine is not None
+        await pilot.press("end", "a")  # one decision for the report to hold
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        written = sorted((tmp_path / "reports").iterdir())
+        assert [p.suffix for p in written] == [".html", ".json"]
+        lines = [entry.text for _, entry in app.events.activity]
+        for path in written:
+            assert f"report written: {path}" in lines
+        data = json.loads(written[1].read_text())
+        assert data["session"]["session_id"] == app.engine.session_id
+        assert [d["status"] for d in data["decisions"]].count("approved") == 1
+        assert written[0].read_text().startswith("<!DOCTYPE html>")
+        # The engine went on: it is not paused, and it takes the next candles.
+        seen = app.engine.core.candles_seen
+        await feed.advance(3)
+        await settle(app, pilot)
+        assert app.engine.status == "running" and app.engine.core.candles_seen > seen
+
+
+async def test_e_says_why_when_the_report_cannot_be_written(tmp_path: Path) -> None:
+    feed = SteppedFeed()
+    (tmp_path / "reports").write_text("a file where the folder should be")
     app = make_app(tmp_path, feed, make_settings(tmp_path / "cma.db"))
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await boot(app, pilot, feed, batches=5)
         await pilot.press("e")
-        await pilot.pause()
-        assert any("not available yet" in str(n.message) for n in app._notifications)
+        await settle(app, pilot)
+        messages = [str(n.message) for n in app._notifications]
+        assert any(
+            m.startswith("Could not export the report: cannot write to") for m in messages
+        ), messages
+        # A second try is not refused as "already being written".
+        await pilot.press("e")
+        await settle(app, pilot)
+        assert not any("already being written" in str(n.message) for n in app._notifications)
 
 
 async def test_closing_a_position_that_is_already_gone_says_why(tmp_path: Path) -> None:

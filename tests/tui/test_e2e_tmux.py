@@ -1,7 +1,7 @@
 """End to end: the real ``cma`` command in tmux at 80×24 with TERM=xterm.
 
 The test types keys with ``send-keys``, reads the screen with ``capture-pane``,
-approves a proposal, quits, and checks the store with ``cma db check``.
+approves a proposal, exports the report, quits, and checks the store with ``cma db check``.
 """
 
 from __future__ import annotations
@@ -95,6 +95,13 @@ def test_approve_a_proposal_and_quit_in_tmux(session: tuple[str, Path]) -> None:
             conn.close()
 
     wait_for("the stored approval", approved)
+    # e exports the session (html by default) beside the store, and says where.
+    tmux("send-keys", "-t", name, "e")
+    reports = tmp_path / "reports"
+    wait_for("the report", lambda: reports.is_dir() and any(reports.glob("session-*.html")))
+    wait_for("the report's notice", lambda: "Report written" in screen(name))
+    (html,) = reports.glob("session-*.html")
+    assert "<svg" in html.read_text()
     tmux("send-keys", "-t", name, "q")
     wait_for("the quit dialog", lambda: "Leave positions open" in screen(name))
     tmux("send-keys", "-t", name, "l")
