@@ -139,7 +139,10 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> StoreInfo:
     """
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    names = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    with _lenient_text(conn):  # a damaged page can hold names that are not UTF-8
+        names = {
+            str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
     objects = int(conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0])
     if app_id == 0:
         if version == 0 and objects == 0:
@@ -260,8 +263,21 @@ def _page_size(header: bytes) -> int:
     return size if 512 <= size <= 65536 and size & (size - 1) == 0 else 0
 
 
+@contextmanager
+def _lenient_text(conn: sqlite3.Connection) -> Iterator[None]:
+    """Text read on ``conn`` meanwhile is decoded with replacement characters where it is
+    not UTF-8 (a damaged file's names and messages), instead of raising."""
+    before = conn.text_factory
+    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
+    try:
+        yield
+    finally:
+        conn.text_factory = before
+
+
 def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
-    rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+    with _lenient_text(conn):
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
     if rows != ["ok"]:
         raise damaged(path, "; ".join(rows))
 

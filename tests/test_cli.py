@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from persistence.migrations import SCHEMA_VERSION
 from persistence.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +158,7 @@ def test_db_backup_is_a_checked_0600_copy_and_refuses_an_existing_destination(
     assert "FAIL" not in check.stdout
     info = cma(env, "db", "info", "--db", str(dest))
     assert info.returncode == 0, info.stderr
-    assert "schema  version 1" in info.stdout
+    assert f"schema  version {SCHEMA_VERSION}" in info.stdout
 
     before = dest.read_bytes()
     again = cma(env, "db", "backup", "--db", str(db), str(dest))

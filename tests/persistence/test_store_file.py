@@ -408,3 +408,22 @@ def test_after_a_refused_writer_removed_its_lock_file_the_next_is_still_exclusiv
     finally:
         os.close(stale)
         second.release()
+
+
+def test_a_damaged_table_name_that_is_not_utf8_is_refused_as_a_store_error(
+    tmp_path: Path,
+) -> None:
+    # A bit flipped inside sqlite_master's text made a name that is not UTF-8: reading the
+    # table names raised UnicodeDecodeError (a traceback) instead of naming the damage.
+    path = tmp_path / "cma.db"
+    conn = sqlite3.connect(path)
+    migrate(conn)
+    conn.close()
+    data = path.read_bytes()
+    name = b"agent_records"
+    assert name in data
+    path.write_bytes(data.replace(name, b"agent_r\xcecords"))
+    with pytest.raises(StoreFileError):
+        inspect_store(path)
+    with pytest.raises(StoreFileError):
+        connect_writer(path)
