@@ -42,7 +42,7 @@ from engine.events import (
     PositionOpened,
     ProposalCreated,
 )
-from engine.indicators.batch import atr_series
+from engine.indicators.batch import atr_series, sharing
 from engine.models import Candle, DecisionAction, RejectReason, Side, TradingState
 from engine.step import CommandError, Step
 from engine.timeframes import DAY_MS, timeframe_ms
@@ -238,9 +238,9 @@ class _Symbol:
         self.close = columns.close
         #: The last candle accounted for (fed or skipped).
         self.done = -1
-        gaps = np.zeros(self.n, dtype=bool)
-        gaps[1:] = np.diff(self.ts) > tf_ms
-        self.atr = atr_series(columns.high, columns.low, columns.close, 14, breaks=gaps)
+        self.tf_ms = tf_ms
+        #: The synthesis's ATR(14) at each candle, reset after a gap (see :meth:`make_atr`).
+        self.atr: NDArray[np.float64] = np.empty(0)
         #: The candles where an agent votes, how many vote and their summed strength.
         # (Plain arrays: the driver walks them one candle at a time, from ``vote_at``.)
         self.votes: array[int] = array("q")
@@ -257,6 +257,12 @@ class _Symbol:
         #: The heaviest weight of this symbol's agents, at the records' version.
         self.weight = 0.0
         self.weight_at = -1
+
+    def make_atr(self) -> None:
+        gaps = np.zeros(self.n, dtype=bool)
+        gaps[1:] = np.diff(self.ts) > self.tf_ms
+        c = self.columns
+        self.atr = atr_series(c.high, c.low, c.close, 14, breaks=gaps)
 
     def batch_of(self, i: int) -> int:
         return i if self.batches is None else int(self.batches[i])
@@ -298,7 +304,6 @@ class _Run:
                 _Symbol(c, np.searchsorted(self.ts, c.ts).astype(np.int64), self.tf_ms)
                 for c in cols
             ]
-        self.ends = self.ts + self.tf_ms
         self.n_batches = len(self.ts)
         self.market = PaperBroker(settings.broker.fee_rate, settings.broker.slippage_bps)
         self.currency = account_currency([c.symbol for c in cols])
@@ -331,10 +336,18 @@ class _Run:
         self._approve_now: list[str] = []
         self._now = 0
         self._next_day = -1
+        _map_big_arrays()
         self.core.signals.between_agents = _give_back_memory
-        self.fast = not bt.audit and all(
-            self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
-        )
+        # The synthesis's ATR and the agents' (the same ATR(14) of the same candles) are
+        # made once, here, and the agents' batch forms are handed it.
+        self.fast = False
+        if not bt.audit:
+            with sharing():
+                for s in self.symbols:
+                    s.make_atr()
+                self.fast = all(
+                    self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
+                )
         if self.fast:
             for s in self.symbols:
                 batch = self.core.signals.batch(s.symbol)
@@ -363,6 +376,14 @@ class _Run:
         carried = out[idx]
         carried[: int(s.batches[0])] = np.nan
         return carried
+
+    def _end(self, b: int) -> int:
+        """Market time at the end of batch ``b``: its candles' close."""
+        return int(self.ts[b]) + self.tf_ms
+
+    def _ending_at(self, t: int) -> int:
+        """The first batch that ends at market time ``t`` or later."""
+        return int(self.ts.searchsorted(t - self.tf_ms, side="left"))
 
     def _clock(self) -> float:
         """Market time, in seconds, for the desk's latencies: a proposal is shown at the
@@ -413,11 +434,11 @@ class _Run:
         """Feed batch ``b`` to the core, as the live shell feeds a batch."""
         core = self.core
         if b > 0:
-            core.market_ts = int(self.ends[b - 1])
+            core.market_ts = self._end(b - 1)
         self._now = core.market_ts
         if self._decisions:
             self._decide(core.market_ts)
-        self._now = int(self.ends[b])
+        self._now = self._end(b)
         for s in self.symbols:
             i = s.done + 1
             if i >= s.n or s.batch_of(i) != b:
@@ -429,7 +450,7 @@ class _Run:
             s.done = i
             if self._approve_now:
                 self._approve_all()
-        self._take(core.after_batch(int(self.ends[b])))
+        self._take(core.after_batch(self._end(b)))
         if self._point is not None:  # the batch's exact equity (the last point of it)
             self.equity[b] = float(self._point.equity)
 
@@ -525,13 +546,13 @@ class _Run:
             nxt = min(nxt, self._vote_event(s))
         if self._decisions:
             first = min(at for at, _ in self._decisions.values())
-            nxt = min(nxt, int(self.ends.searchsorted(first, side="left")) + 1)
+            nxt = min(nxt, self._ending_at(first) + 1)
         expiry = core.desk.next_expiry()
         if expiry is not None:
-            nxt = min(nxt, int(self.ends.searchsorted(expiry, side="left")))
+            nxt = min(nxt, self._ending_at(expiry))
         if b >= self._next_day:
-            day = int(self.ends[b]) // DAY_MS
-            self._next_day = int(self.ends.searchsorted((day + 1) * DAY_MS, side="left"))
+            day = self._end(b) // DAY_MS
+            self._next_day = self._ending_at((day + 1) * DAY_MS)
         nxt = min(nxt, self._next_day)
         if nxt <= b + 1:
             return b + 1
@@ -674,7 +695,7 @@ class _Run:
                         s = self.symbols[k]
                         close = self.closes[k][at] if self.closes is not None else s.close[at]
                         core.marks.set(s.symbol, float(close))
-                    self._take(core.observe(int(self.ends[at])))
+                    self._take(core.observe(self._end(at)))
         for s in self.symbols:
             end = s.first_at(hi)
             start = s.done + 1
@@ -691,7 +712,14 @@ class _Run:
     # --- the end -----------------------------------------------------------------------
 
     def _finish(self, b: int, done: int, stopped: bool) -> BacktestRun:
-        ends = self.ends[: b + 1]
+        # What only the run read goes first: the results' arrays do not pile on top of it.
+        for sym in self.symbols:
+            batch = self.core.signals.batch(sym.symbol)
+            if batch is not None:
+                batch.sources, batch.atr = [], []
+            sym.atr = np.empty(0)
+        self.closes = None
+        ends = self.ts[: b + 1] + self.tf_ms
         equity = self.equity[: b + 1]
         final = self.core.account.equity()
         results = compute_results(ends, equity, self.trades, timeframe=self.tf_ms)
@@ -715,13 +743,42 @@ class _Run:
         )
 
 
+#: glibc's ``mallopt`` parameter for the size from which a block is mapped on its own.
+_M_MMAP_THRESHOLD = -3
+#: That size: glibc's starting value, kept (see :func:`_map_big_arrays`).
+_MMAP_THRESHOLD = 128 * 1024
+
+
+def _libc() -> ctypes.CDLL | None:
+    """glibc, or None (another system, another C library)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def _map_big_arrays() -> None:
+    """Have glibc map every block from 128 KiB on by itself, so each freed array goes
+    back to the system at once. Left to itself, glibc raises that size to the largest
+    block freed so far (up to 32 MiB), after which a million candles' arrays come from
+    the heap, and a heap freed in the middle stays with the process: the arrays of a
+    backtest piled up there tens of MiB above what it holds at any time."""
+    libc = _libc()
+    try:
+        if libc is not None:
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    except AttributeError:  # not glibc: nothing to ask
+        return
+
+
 def _give_back_memory() -> None:
     """Hand the batch forms' freed scratch arrays back to the system (glibc keeps freed
     heap memory otherwise, and a million candles' scratch is a few hundred MiB)."""
-    if sys.platform != "linux":
-        return
+    libc = _libc()
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to ask
+        if libc is not None:
+            libc.malloc_trim(0)
+    except AttributeError:  # not glibc: nothing to ask
         return
