@@ -241,7 +241,8 @@ class _Symbol:
         self.tf_ms = tf_ms
         #: The synthesis's ATR(14) at each candle, reset after a gap (see :meth:`make_atr`).
         self.atr: NDArray[np.float64] = np.empty(0)
-        #: The candles where an agent votes, how many vote and their summed strength.
+        #: The candles where an agent votes, how many vote and the larger side's summed
+        #: strength.
         # (Plain arrays: the driver walks them one candle at a time, from ``vote_at``.)
         self.votes: array[int] = array("q")
         self.vote_count: array[int] = array("h")
@@ -251,10 +252,14 @@ class _Symbol:
         # The next candle that may touch the bracket's levels, or the followed trades'.
         self.bracket_search = _LevelSearch()
         self.learn_search = _LevelSearch()
-        # The vote candidate found at the weight ``vote_key``.
-        self.vote_key = -1.0
+        #: Each agent's vote on those candles: its strength clipped to [0, 1] (NaN kept),
+        #: negative for a short, 0 for none; in the order of ``agents``.
+        self.vote_sides: list[array[float]] = []
+        # The vote candidate found at the agents' weights ``vote_key``.
+        self.vote_key: tuple[float, ...] = ()
         self.vote_next = -1
-        #: The heaviest weight of this symbol's agents, at the records' version.
+        #: The weights of this symbol's agents and the heaviest, at the records' version.
+        self.weights: tuple[float, ...] = ()
         self.weight = 0.0
         self.weight_at = -1
 
@@ -353,15 +358,23 @@ class _Run:
                 batch = self.core.signals.batch(s.symbol)
                 assert batch is not None
                 count = np.zeros(s.n, dtype=np.int16)
-                strength = np.zeros(s.n, dtype=np.float64)
                 for _, series in batch.sources:
-                    voted = np.asarray(series.direction) != 0
-                    count += voted
-                    strength += np.where(voted, np.asarray(series.strength), 0.0)
+                    count += np.asarray(series.direction) != 0
                 where = np.flatnonzero(count)
+                # Each side's summed strength, clipped to [0, 1] as the pipeline clips
+                # (NaN stays NaN: such a candle is a candidate).
+                longs = np.zeros(len(where), dtype=np.float64)
+                shorts = np.zeros(len(where), dtype=np.float64)
+                for _, series in batch.sources:
+                    side = np.asarray(series.direction)[where]
+                    strength = np.clip(np.asarray(series.strength)[where], 0.0, 1.0)
+                    longs += np.where(side > 0, strength, 0.0)
+                    shorts += np.where(side < 0, strength, 0.0)
+                    signed = np.where(side > 0, strength, np.where(side < 0, -strength, 0.0))
+                    s.vote_sides.append(array("d", signed.tolist()))
                 s.votes = array("q", where.tolist())
                 s.vote_count = array("h", count[where].tolist())
-                s.vote_strength = array("d", strength[where].tolist())
+                s.vote_strength = array("d", np.maximum(longs, shorts).tolist())
                 s.agents = tuple(agent.name for agent, _ in batch.sources)
         # Closes carried forward over every batch, for the equity between fed batches.
         self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
@@ -565,24 +578,34 @@ class _Run:
     def _vote_event(self, s: _Symbol) -> int:
         """The batch of ``s``'s next candle whose votes could make a proposal.
 
-        The synthesis's confidence is at most the heaviest agent weight times the
-        votes' summed strength over the agent count: a candle whose votes cannot
-        reach ``min_confidence`` even so (or are fewer than ``min_votes``) makes no
-        proposal whatever the weights, and the weights only change on candles fed.
+        The synthesis's confidence is ``|long score - short score|`` over the agent
+        count, a score being the side's votes' weight times strength summed: it is at
+        most the larger score. A candle whose larger score cannot reach
+        ``min_confidence`` at the agents' weights now (or whose votes are fewer than
+        ``min_votes``) makes no proposal, and the weights only change on candles fed.
+        The heaviest weight times the larger side's summed strength
+        (``vote_strength``) bounds that score from above: the cheap first test.
         """
         learning = self.core.learning
         if s.weight_at != learning.version:
             s.weight_at = learning.version
-            s.weight = max((learning.weight(a, s.symbol) for a in s.agents), default=0.0)
-        weight = s.weight
-        # A candidate found at a heavier weight is still one (the bound only loosens).
-        if weight <= s.vote_key and s.vote_next > s.done:
+            s.weights = tuple(learning.weight(a, s.symbol) for a in s.agents)
+            s.weight = max(s.weights, default=0.0)
+        weights, weight = s.weights, s.weight
+        # A candidate found at heavier weights is still one (the bound only loosens).
+        key = s.vote_key
+        if (
+            s.vote_next > s.done
+            and len(key) == len(weights)
+            and all(w <= old for w, old in zip(weights, key, strict=True))
+        ):
             return s.batch_of(s.vote_next) if s.vote_next < s.n else self.n_batches
         params = self.core.signals.synth.params
-        s.vote_key, s.vote_next = weight, s.n
+        s.vote_key, s.vote_next = weights, s.n
         if weight <= 0:
             return self.n_batches
-        need = params.min_confidence * params.agent_count / weight * (1 - _WIDE)
+        need = params.min_confidence * params.agent_count * (1 - _WIDE)
+        loose = need / weight
         votes, strengths, counts = s.votes, s.vote_strength, s.vote_count
         least, done, k, n = params.min_votes, s.done, s.vote_at, len(votes)
         while k < n and votes[k] <= done:
@@ -590,7 +613,11 @@ class _Run:
         s.vote_at = k
         while k < n:
             # NaN strength is a candidate too: fed, the agent gets its error.
-            if not strengths[k] < need and counts[k] >= least:
+            if (
+                not strengths[k] < loose
+                and counts[k] >= least
+                and _may_reach(weights, s.vote_sides, k, need)
+            ):
                 s.vote_next = votes[k]
                 return s.batch_of(s.vote_next)
             k += 1
@@ -771,6 +798,21 @@ def _map_big_arrays() -> None:
             libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
     except AttributeError:  # not glibc: nothing to ask
         return
+
+
+def _may_reach(weights: tuple[float, ...], sides: list[array[float]], k: int, need: float) -> bool:
+    """Whether the larger side's weighted strength of vote candle ``k`` reaches ``need``
+    (or a strength is NaN: the agent, fed, gets its error)."""
+    longs = shorts = 0.0
+    for w, side in zip(weights, sides, strict=True):
+        x = side[k]
+        if x > 0.0:
+            longs += w * x
+        elif x < 0.0:
+            shorts -= w * x
+        elif x != x:
+            return True
+    return not (longs if longs > shorts else shorts) < need
 
 
 def _give_back_memory() -> None:
