@@ -64,38 +64,58 @@ def atr_series(
     the true range, as ``ATR`` computes it.
     """
     _check_period(period)
-    if _shared is None:
-        return wilder_series(
-            true_range_series(high, low, close, breaks=breaks), period, breaks=breaks
-        )
+    return _once(
+        "atr",
+        (high, low, close),
+        period,
+        breaks,
+        lambda h, lo, c: wilder_series(
+            true_range_series(h, lo, c, breaks=breaks), period, breaks=breaks
+        ),
+    )
+
+
+def _once(
+    name: str,
+    arrays: tuple[Any, ...],
+    period: int,
+    breaks: NDArray[np.bool_] | None,
+    make: Callable[..., NDArray[np.float64]],
+) -> NDArray[np.float64]:
+    """``make(*arrays)``; inside :func:`sharing`, made once for the same series ``name``
+    of the same arrays (the same memory), period and breaks, and handed out read-only."""
     import numpy as np  # only a backtest pays for importing numpy
 
-    inputs = tuple(np.asarray(x, dtype=np.float64) for x in (high, low, close))
+    inputs = tuple(np.asarray(x, dtype=np.float64) for x in arrays)
+    if _shared is None:
+        return make(*inputs)
     if breaks is not None:
         _check_breaks(len(inputs[0]), breaks)
+    # A break at the first candle starts nothing afresh: the same as none.
     fresh = () if breaks is None else tuple(int(i) for i in np.flatnonzero(breaks) if i > 0)
-    key = (*(_where(x) for x in inputs), period, fresh)
+    key = (name, *(_where(x) for x in inputs), period, fresh)
     known = _shared.get(key)
     if known is not None:
         return known[1]
-    out = wilder_series(true_range_series(*inputs, breaks=breaks), period, breaks=breaks)
+    out = make(*inputs)
     out.flags.writeable = False  # handed to every reader: none may change it
     # The inputs are kept with it, so their memory (which the key names) is not reused.
     _shared[key] = (inputs, out)
     return out
 
 
-#: The ATRs made inside :func:`sharing`, by where their inputs lie, period and breaks,
-#: with their inputs.
+#: The series made inside :func:`sharing`, by name, where their inputs lie, period and
+#: breaks, with their inputs.
 _shared: dict[tuple[object, ...], tuple[tuple[Any, ...], NDArray[np.float64]]] | None = None
 
 
 @contextmanager
 def sharing() -> Iterator[None]:
-    """Inside, :func:`atr_series` of the same arrays (the same memory), period and
-    breaks is computed once and handed out read-only to each caller: a backtest's
-    synthesis and its agents read the same ATR(14) of the same candles. Outside,
-    every call computes afresh and nothing is kept."""
+    """Inside, :func:`atr_series` and :func:`volume_surge_series` of the same arrays (the
+    same memory), period and breaks are computed once and handed out read-only to
+    each caller: a backtest's synthesis and its agents read the same ATR(14) of the
+    same candles, and both default agents the same volume surge. Outside, every call
+    computes afresh and nothing is kept."""
     global _shared
     outer = _shared
     if outer is None:
@@ -502,10 +522,15 @@ def volume_surge_series(
     additions in the same order) over the terms interleaved, ``-oldest``,
     ``+newest``, ...; the replacements are Python's ``sum`` of the same window.
     """
+    _check_period(period)
+    return _once("volume_surge", (volume,), period, breaks, lambda v: _surge(v, period, breaks))
+
+
+def _surge(
+    volume: NDArray[np.float64], period: int, breaks: NDArray[np.bool_] | None
+) -> NDArray[np.float64]:
     import numpy as np  # only a backtest pays for importing numpy
 
-    _check_period(period)
-    volume = np.asarray(volume, dtype=np.float64)
     every = 64 * period
 
     def piece(a: int, b: int) -> NDArray[np.float64]:

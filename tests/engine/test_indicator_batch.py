@@ -358,7 +358,7 @@ def test_previous_rows_is_previous_of_those_rows(n, start, size, breaks) -> None
 
 
 def test_sharing_makes_one_atr_for_the_same_candles_period_and_breaks(tmp_path) -> None:
-    from engine.indicators.batch import sharing
+    from engine.indicators.batch import sharing, volume_surge_series
 
     cols = load_columns(shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv", cache_dir=tmp_path)
     n = len(cols)
@@ -380,6 +380,11 @@ def test_sharing_makes_one_atr_for_the_same_candles_period_and_breaks(tmp_path) 
         at_first[0] = True
         no_breaks = atr_series(cols.high, cols.low, cols.close, 14)
         first_only = atr_series(cols.high, cols.low, cols.close, 14, breaks=at_first)
+        surge = volume_surge_series(cols.volume, 20, breaks=gap)
+        surge_again = volume_surge_series(np.asarray(cols.volume), 20, breaks=gap.copy())
+        surge_other = volume_surge_series(cols.volume, 14, breaks=gap)
+    assert surge_again is surge and surge_other is not surge
+    assert np.array_equal(surge, volume_surge_series(cols.volume, 20, breaks=gap), equal_nan=True)
     assert again is first
     assert first_only is no_breaks
     assert other_breaks is not first and other_period is not first and copied is not first
