@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from engine.agents.base import KeptRows, SparseDetail
 from engine.assembly import account_currency
 from engine.backtest.data import Columns
 from engine.backtest.metrics import ClosedTrade, Results, compute_results
@@ -341,7 +342,6 @@ class _Run:
         self._approve_now: list[str] = []
         self._now = 0
         self._next_day = -1
-        _map_big_arrays()
         self.core.signals.between_agents = _give_back_memory
         # The synthesis's ATR and the agents' (the same ATR(14) of the same candles) are
         # made once, here, and the agents' batch forms are handed it.
@@ -376,6 +376,9 @@ class _Run:
                 s.vote_count = array("h", count[where].tolist())
                 s.vote_strength = array("d", np.maximum(longs, shorts).tolist())
                 s.agents = tuple(agent.name for agent, _ in batch.sources)
+                # The synthesis reads the ATR only on a candle where an agent votes.
+                batch.atr = SparseDetail(KeptRows(s.votes), np.asarray(s.atr)[where], s.n)
+                s.atr = np.empty(0)
         # Closes carried forward over every batch, for the equity between fed batches.
         self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
         _give_back_memory()
@@ -746,6 +749,7 @@ class _Run:
                 batch.sources, batch.atr = [], []
             sym.atr = np.empty(0)
         self.closes = None
+        _give_back_memory()
         ends = self.ts[: b + 1] + self.tf_ms
         equity = self.equity[: b + 1]
         final = self.core.account.equity()
@@ -770,12 +774,6 @@ class _Run:
         )
 
 
-#: glibc's ``mallopt`` parameter for the size from which a block is mapped on its own.
-_M_MMAP_THRESHOLD = -3
-#: That size: glibc's starting value, kept (see :func:`_map_big_arrays`).
-_MMAP_THRESHOLD = 128 * 1024
-
-
 def _libc() -> ctypes.CDLL | None:
     """glibc, or None (another system, another C library)."""
     if sys.platform != "linux":
@@ -784,20 +782,6 @@ def _libc() -> ctypes.CDLL | None:
         return ctypes.CDLL("libc.so.6")
     except OSError:
         return None
-
-
-def _map_big_arrays() -> None:
-    """Have glibc map every block from 128 KiB on by itself, so each freed array goes
-    back to the system at once. Left to itself, glibc raises that size to the largest
-    block freed so far (up to 32 MiB), after which a million candles' arrays come from
-    the heap, and a heap freed in the middle stays with the process: the arrays of a
-    backtest piled up there tens of MiB above what it holds at any time."""
-    libc = _libc()
-    try:
-        if libc is not None:
-            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-    except AttributeError:  # not glibc: nothing to ask
-        return
 
 
 def _may_reach(weights: tuple[float, ...], sides: list[array[float]], k: int, need: float) -> bool:
