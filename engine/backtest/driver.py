@@ -259,6 +259,8 @@ class _Symbol:
         # The vote candidate found at the agents' weights ``vote_key``.
         self.vote_key: tuple[float, ...] = ()
         self.vote_next = -1
+        #: Whether that candidate holds at the weights now (none heavier than then).
+        self.vote_holds = False
         #: The weights of this symbol's agents and the heaviest, at the records' version.
         self.weights: tuple[float, ...] = ()
         self.weight = 0.0
@@ -594,17 +596,16 @@ class _Run:
             s.weight_at = learning.version
             s.weights = tuple(learning.weight(a, s.symbol) for a in s.agents)
             s.weight = max(s.weights, default=0.0)
+            key = s.vote_key
+            # A candidate found at heavier weights is still one (the bound only loosens).
+            s.vote_holds = len(key) == len(s.weights) and all(
+                w <= old for w, old in zip(s.weights, key, strict=True)
+            )
         weights, weight = s.weights, s.weight
-        # A candidate found at heavier weights is still one (the bound only loosens).
-        key = s.vote_key
-        if (
-            s.vote_next > s.done
-            and len(key) == len(weights)
-            and all(w <= old for w, old in zip(weights, key, strict=True))
-        ):
+        if s.vote_holds and s.vote_next > s.done:
             return s.batch_of(s.vote_next) if s.vote_next < s.n else self.n_batches
         params = self.core.signals.synth.params
-        s.vote_key, s.vote_next = weights, s.n
+        s.vote_key, s.vote_next, s.vote_holds = weights, s.n, True
         if weight <= 0:
             return self.n_batches
         need = params.min_confidence * params.agent_count * (1 - _WIDE)
