@@ -17,6 +17,7 @@ transaction at the end (:attr:`BacktestRun.works`).
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import random
 import sys
@@ -294,6 +295,17 @@ class _Symbol:
         )
 
 
+@dataclass(slots=True)
+class _MarketClock:
+    """Market time for the desk's latencies: a proposal is shown at the close of the
+    candle that made it, and a person decides between batches."""
+
+    now: int = 0
+
+    def seconds(self) -> float:
+        return self.now / 1000
+
+
 class _Run:
     """The state of one run of a :class:`Backtest`."""
 
@@ -313,6 +325,10 @@ class _Run:
                 for c in cols
             ]
         self.n_batches = len(self.ts)
+        # Not a method of the run: the core keeps it, and a core that refers back to
+        # the run would make a cycle that keeps every unit of work until the
+        # collector comes by, in the middle of whatever runs next.
+        self._market = _MarketClock()
         self.market = PaperBroker(settings.broker.fee_rate, settings.broker.slippage_bps)
         self.currency = account_currency([c.symbol for c in cols])
         self.core = TradingCore(
@@ -322,7 +338,7 @@ class _Run:
             agent_classes=bt.agent_classes,
             new_work=bt.new_work,
             market=self.market,
-            clock=self._clock,
+            clock=self._market.seconds,
         )
         self.core.proposing = True
         self.works: list[UnitOfWork] = []
@@ -342,7 +358,6 @@ class _Run:
         self._rng = random.Random(bt.approval.seed)
         self._decisions: dict[str, tuple[int, bool]] = {}
         self._approve_now: list[str] = []
-        self._now = 0
         self._next_day = -1
         self.core.signals.between_agents = _give_back_memory
         # The synthesis's ATR and the agents' (the same ATR(14) of the same candles) are
@@ -403,11 +418,6 @@ class _Run:
         """The first batch that ends at market time ``t`` or later."""
         return int(self.ts.searchsorted(t - self.tf_ms, side="left"))
 
-    def _clock(self) -> float:
-        """Market time, in seconds, for the desk's latencies: a proposal is shown at the
-        close of the candle that made it, and a person decides between batches."""
-        return self._now / 1000
-
     # --- the run -----------------------------------------------------------------------
 
     def go(
@@ -453,10 +463,10 @@ class _Run:
         core = self.core
         if b > 0:
             core.market_ts = self._end(b - 1)
-        self._now = core.market_ts
+        self._market.now = core.market_ts
         if self._decisions:
             self._decide(core.market_ts)
-        self._now = self._end(b)
+        self._market.now = self._end(b)
         for s in self.symbols:
             i = s.done + 1
             if i >= s.n or s.batch_of(i) != b:
@@ -775,6 +785,7 @@ class _Run:
         )
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     """glibc, or None (another system, another C library)."""
     if sys.platform != "linux":
