@@ -351,6 +351,9 @@ class _Run:
         self._keep_every = _POINT_EVERY * self.tf_ms
         self.messages: list[EngineMessage] = []
         self.equity = np.zeros(self.n_batches, dtype=np.float64)
+        self._equity_made: (
+            tuple[int, int, float, list[tuple[int, float]], NDArray[np.float64]] | None
+        ) = None
         self.trades: list[ClosedTrade] = []
         self._voters: dict[str, tuple[str, ...]] = {}
         self._opened: dict[str, tuple[str, ...]] = {}
@@ -686,13 +689,24 @@ class _Run:
     def _equity_between(
         self, lo: int, hi: int, held: list[tuple[int, float]]
     ) -> NDArray[np.float64]:
-        """Equity at batches ``lo``..``hi - 1`` (floats) with the positions held now."""
-        e = np.full(hi - lo, float(self.core.portfolio.cash))
+        """Equity at batches ``lo``..``hi - 1`` (floats) with the positions held now.
+
+        The last one made is kept: the search for the next event and the skip up to
+        it ask for the same batches (or fewer) with the same cash and positions."""
+        cash = float(self.core.portfolio.cash)
+        known = self._equity_made
+        if known is not None:
+            k_lo, k_hi, k_cash, k_held, k_e = known
+            if k_lo == lo and hi <= k_hi and k_cash == cash and k_held == held:
+                return k_e[: hi - lo]
+        e = np.full(hi - lo, cash)
         for k, qty in held:
             closes = (
                 self.closes[k][lo:hi] if self.closes is not None else self.symbols[0].close[lo:hi]
             )
             e += qty * closes
+        e.flags.writeable = False  # kept: its readers only read it
+        self._equity_made = (lo, hi, cash, held, e)
         return e
 
     def _equity_event(self, lo: int, hi: int) -> int:
