@@ -187,29 +187,24 @@ class MomentumAgent(Agent):
         import numpy as np  # only a backtest pays for importing numpy
 
         from engine.indicators.batch import (
+            atr_series,
             by_blocks,
             macd_histogram_series,
             missing_in,
-            previous,
+            previous_rows,
             roc_series,
             rsi_series,
-            true_range_series,
             volume_surge_series,
-            wilder_series,
         )
 
         close = np.asarray(columns.close, dtype=np.float64)
         breaks = missing_in(columns) > self.rsi_period
+        # The hungriest first (its scratch comes and goes before the others are kept).
+        surge = volume_surge_series(columns.volume, self.volume_period, breaks=breaks)
         rsi = rsi_series(close, self.rsi_period, breaks=breaks)
         hist = macd_histogram_series(close, *self.macd_periods, breaks=breaks)
         roc = roc_series(close, self.roc_period, breaks=breaks)
-        surge = volume_surge_series(columns.volume, self.volume_period, breaks=breaks)
-        atr = wilder_series(
-            true_range_series(columns.high, columns.low, close, breaks=breaks),
-            self.rsi_period,
-            breaks=breaks,
-        )
-        prev_rsi, prev_hist = previous(rsi, breaks), previous(hist, breaks)
+        atr = atr_series(columns.high, columns.low, close, self.rsi_period, breaks=breaks)
 
         def block_votes(
             rows: slice,
@@ -217,9 +212,9 @@ class MomentumAgent(Agent):
             """Direction, strength and RSI cross of the candles ``rows``: on_candle's rule."""
             rsi, prev_rsi, hist, prev_hist = (
                 rsi_[rows],
-                prev_rsi_[rows],
+                previous_rows(rsi_, breaks, rows),
                 hist_[rows],
-                prev_hist_[rows],
+                previous_rows(hist_, breaks, rows),
             )
             roc, atr, surge, close = roc_[rows], atr_[rows], surge_[rows], close_[rows]
             ready = ~(np.isnan(rsi) | np.isnan(prev_rsi) | np.isnan(hist) | np.isnan(prev_hist))
@@ -247,7 +242,7 @@ class MomentumAgent(Agent):
 
         # The masks and scores are made a block of candles at a time (each candle's
         # vote depends on its own row only): their memory does not grow with the series.
-        rsi_, prev_rsi_, hist_, prev_hist_ = rsi, prev_rsi, hist, prev_hist
+        rsi_, hist_ = rsi, hist
         roc_, atr_, surge_, close_ = roc, atr, surge, close
         direction, strength, rsi_cross = by_blocks(
             block_votes, len(close), np.int8, np.float64, np.bool_

@@ -237,14 +237,14 @@ class PriceActionAgent(Agent):
         import numpy as np  # only a backtest pays for importing numpy
 
         from engine.indicators.batch import (
+            atr_series,
             by_blocks,
             missing_in,
             previous,
+            previous_rows,
             rolling_max_series,
             rolling_min_series,
-            true_range_series,
             volume_surge_series,
-            wilder_series,
         )
 
         o = np.asarray(columns.open, dtype=np.float64)
@@ -255,11 +255,8 @@ class PriceActionAgent(Agent):
         surge = volume_surge_series(columns.volume, self.volume_period, breaks=breaks)
         resistance = previous(rolling_max_series(h, self.window, breaks=breaks), breaks)
         support = previous(rolling_min_series(lo, self.window, breaks=breaks), breaks)
-        atr_now = wilder_series(
-            true_range_series(h, lo, c, breaks=breaks), self.atr_period, breaks=breaks
-        )
+        atr_now = atr_series(h, lo, c, self.atr_period, breaks=breaks)
         atr = previous(atr_now, breaks)
-        prev_open, prev_close = previous(o, breaks), previous(c, breaks)
 
         def block_votes(
             rows: slice,
@@ -267,7 +264,8 @@ class PriceActionAgent(Agent):
             """Direction, strength and kind of the candles ``rows``: on_candle's rule."""
             o, h, lo, c = o_[rows], h_[rows], lo_[rows], c_[rows]
             surge, resistance, support = surge_[rows], resistance_[rows], support_[rows]
-            atr, prev_open, prev_close = atr_[rows], prev_open_[rows], prev_close_[rows]
+            atr = atr_[rows]
+            prev_open, prev_close = previous_rows(o_, breaks, rows), previous_rows(c_, breaks, rows)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 # NaN > 0 is False: no levels or ATR yet (or an ATR of 0) is no vote.
                 ready = ~(np.isnan(resistance) | np.isnan(support)) & (atr > 0.0)
@@ -316,7 +314,6 @@ class PriceActionAgent(Agent):
         # vote depends on its own row only): their memory does not grow with the series.
         o_, h_, lo_, c_ = o, h, lo, c
         surge_, resistance_, support_, atr_ = surge, resistance, support, atr
-        prev_open_, prev_close_ = prev_open, prev_close
         direction, strength, kind = by_blocks(block_votes, len(c), np.int8, np.float64, np.int8)
         detail: dict[str, NDArray[Any]] = {
             "kind": kind,

@@ -17,6 +17,8 @@ transaction at the end (:attr:`BacktestRun.works`).
 from __future__ import annotations
 
 import ctypes
+import functools
+import gc
 import math
 import random
 import sys
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from engine.agents.base import KeptRows, SparseDetail
 from engine.assembly import account_currency
 from engine.backtest.data import Columns
 from engine.backtest.metrics import ClosedTrade, Results, compute_results
@@ -42,7 +45,7 @@ from engine.events import (
     PositionOpened,
     ProposalCreated,
 )
-from engine.indicators.batch import atr_series
+from engine.indicators.batch import atr_series, sharing
 from engine.models import Candle, DecisionAction, RejectReason, Side, TradingState
 from engine.step import CommandError, Step
 from engine.timeframes import DAY_MS, timeframe_ms
@@ -174,7 +177,16 @@ class Backtest:
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> BacktestRun:
-        return _Run(self).go(progress, should_stop)
+        """Run it. The cyclic garbage collector is paused meanwhile: a run makes no
+        cycles (``tests/engine/test_backtest_release.py``), and the collector's passes
+        would only walk the units of work piling up, about 3 % of a run's time."""
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _Run(self).go(progress, should_stop)
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def _approval_settings(settings: Settings, approval: Approval) -> Settings:
@@ -238,10 +250,11 @@ class _Symbol:
         self.close = columns.close
         #: The last candle accounted for (fed or skipped).
         self.done = -1
-        gaps = np.zeros(self.n, dtype=bool)
-        gaps[1:] = np.diff(self.ts) > tf_ms
-        self.atr = atr_series(columns.high, columns.low, columns.close, 14, breaks=gaps)
-        #: The candles where an agent votes, how many vote and their summed strength.
+        self.tf_ms = tf_ms
+        #: The synthesis's ATR(14) at each candle, reset after a gap (see :meth:`make_atr`).
+        self.atr: NDArray[np.float64] = np.empty(0)
+        #: The candles where an agent votes, how many vote and the larger side's summed
+        #: strength.
         # (Plain arrays: the driver walks them one candle at a time, from ``vote_at``.)
         self.votes: array[int] = array("q")
         self.vote_count: array[int] = array("h")
@@ -251,12 +264,24 @@ class _Symbol:
         # The next candle that may touch the bracket's levels, or the followed trades'.
         self.bracket_search = _LevelSearch()
         self.learn_search = _LevelSearch()
-        # The vote candidate found at the weight ``vote_key``.
-        self.vote_key = -1.0
+        #: Each agent's vote on those candles: its strength clipped to [0, 1] (NaN kept),
+        #: negative for a short, 0 for none; in the order of ``agents``.
+        self.vote_sides: list[array[float]] = []
+        # The vote candidate found at the agents' weights ``vote_key``.
+        self.vote_key: tuple[float, ...] = ()
         self.vote_next = -1
-        #: The heaviest weight of this symbol's agents, at the records' version.
+        #: Whether that candidate holds at the weights now (none heavier than then).
+        self.vote_holds = False
+        #: The weights of this symbol's agents and the heaviest, at the records' version.
+        self.weights: tuple[float, ...] = ()
         self.weight = 0.0
         self.weight_at = -1
+
+    def make_atr(self) -> None:
+        gaps = np.zeros(self.n, dtype=bool)
+        gaps[1:] = np.diff(self.ts) > self.tf_ms
+        c = self.columns
+        self.atr = atr_series(c.high, c.low, c.close, 14, breaks=gaps)
 
     def batch_of(self, i: int) -> int:
         return i if self.batches is None else int(self.batches[i])
@@ -280,6 +305,17 @@ class _Symbol:
         )
 
 
+@dataclass(slots=True)
+class _MarketClock:
+    """Market time for the desk's latencies: a proposal is shown at the close of the
+    candle that made it, and a person decides between batches."""
+
+    now: int = 0
+
+    def seconds(self) -> float:
+        return self.now / 1000
+
+
 class _Run:
     """The state of one run of a :class:`Backtest`."""
 
@@ -298,8 +334,11 @@ class _Run:
                 _Symbol(c, np.searchsorted(self.ts, c.ts).astype(np.int64), self.tf_ms)
                 for c in cols
             ]
-        self.ends = self.ts + self.tf_ms
         self.n_batches = len(self.ts)
+        # Not a method of the run: the core keeps it, and a core that refers back to
+        # the run would make a cycle that keeps every unit of work until the
+        # collector comes by, in the middle of whatever runs next.
+        self._market = _MarketClock()
         self.market = PaperBroker(settings.broker.fee_rate, settings.broker.slippage_bps)
         self.currency = account_currency([c.symbol for c in cols])
         self.core = TradingCore(
@@ -309,7 +348,7 @@ class _Run:
             agent_classes=bt.agent_classes,
             new_work=bt.new_work,
             market=self.market,
-            clock=self._clock,
+            clock=self._market.seconds,
         )
         self.core.proposing = True
         self.works: list[UnitOfWork] = []
@@ -322,6 +361,9 @@ class _Run:
         self._keep_every = _POINT_EVERY * self.tf_ms
         self.messages: list[EngineMessage] = []
         self.equity = np.zeros(self.n_batches, dtype=np.float64)
+        self._equity_made: (
+            tuple[int, int, float, list[tuple[int, float]], NDArray[np.float64]] | None
+        ) = None
         self.trades: list[ClosedTrade] = []
         self._voters: dict[str, tuple[str, ...]] = {}
         self._opened: dict[str, tuple[str, ...]] = {}
@@ -329,27 +371,44 @@ class _Run:
         self._rng = random.Random(bt.approval.seed)
         self._decisions: dict[str, tuple[int, bool]] = {}
         self._approve_now: list[str] = []
-        self._now = 0
         self._next_day = -1
         self.core.signals.between_agents = _give_back_memory
-        self.fast = not bt.audit and all(
-            self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
-        )
+        # The synthesis's ATR and the agents' (the same ATR(14) of the same candles) are
+        # made once, here, and the agents' batch forms are handed it.
+        self.fast = False
+        if not bt.audit:
+            with sharing():
+                for s in self.symbols:
+                    s.make_atr()
+                self.fast = all(
+                    self.core.signals.use_batch(s.symbol, s.columns, s.atr) for s in self.symbols
+                )
         if self.fast:
             for s in self.symbols:
                 batch = self.core.signals.batch(s.symbol)
                 assert batch is not None
                 count = np.zeros(s.n, dtype=np.int16)
-                strength = np.zeros(s.n, dtype=np.float64)
                 for _, series in batch.sources:
-                    voted = np.asarray(series.direction) != 0
-                    count += voted
-                    strength += np.where(voted, np.asarray(series.strength), 0.0)
+                    count += np.asarray(series.direction) != 0
                 where = np.flatnonzero(count)
+                # Each side's summed strength, clipped to [0, 1] as the pipeline clips
+                # (NaN stays NaN: such a candle is a candidate).
+                longs = np.zeros(len(where), dtype=np.float64)
+                shorts = np.zeros(len(where), dtype=np.float64)
+                for _, series in batch.sources:
+                    side = np.asarray(series.direction)[where]
+                    strength = np.clip(np.asarray(series.strength)[where], 0.0, 1.0)
+                    longs += np.where(side > 0, strength, 0.0)
+                    shorts += np.where(side < 0, strength, 0.0)
+                    signed = np.where(side > 0, strength, np.where(side < 0, -strength, 0.0))
+                    s.vote_sides.append(array("d", signed.tolist()))
                 s.votes = array("q", where.tolist())
                 s.vote_count = array("h", count[where].tolist())
-                s.vote_strength = array("d", strength[where].tolist())
+                s.vote_strength = array("d", np.maximum(longs, shorts).tolist())
                 s.agents = tuple(agent.name for agent, _ in batch.sources)
+                # The synthesis reads the ATR only on a candle where an agent votes.
+                batch.atr = SparseDetail(KeptRows(s.votes), np.asarray(s.atr)[where], s.n)
+                s.atr = np.empty(0)
         # Closes carried forward over every batch, for the equity between fed batches.
         self.closes = [self._carried(s) for s in self.symbols] if len(self.symbols) > 1 else None
         _give_back_memory()
@@ -364,10 +423,13 @@ class _Run:
         carried[: int(s.batches[0])] = np.nan
         return carried
 
-    def _clock(self) -> float:
-        """Market time, in seconds, for the desk's latencies: a proposal is shown at the
-        close of the candle that made it, and a person decides between batches."""
-        return self._now / 1000
+    def _end(self, b: int) -> int:
+        """Market time at the end of batch ``b``: its candles' close."""
+        return int(self.ts[b]) + self.tf_ms
+
+    def _ending_at(self, t: int) -> int:
+        """The first batch that ends at market time ``t`` or later."""
+        return int(self.ts.searchsorted(t - self.tf_ms, side="left"))
 
     # --- the run -----------------------------------------------------------------------
 
@@ -413,11 +475,11 @@ class _Run:
         """Feed batch ``b`` to the core, as the live shell feeds a batch."""
         core = self.core
         if b > 0:
-            core.market_ts = int(self.ends[b - 1])
-        self._now = core.market_ts
+            core.market_ts = self._end(b - 1)
+        self._market.now = core.market_ts
         if self._decisions:
             self._decide(core.market_ts)
-        self._now = int(self.ends[b])
+        self._market.now = self._end(b)
         for s in self.symbols:
             i = s.done + 1
             if i >= s.n or s.batch_of(i) != b:
@@ -429,7 +491,7 @@ class _Run:
             s.done = i
             if self._approve_now:
                 self._approve_all()
-        self._take(core.after_batch(int(self.ends[b])))
+        self._take(core.after_batch(self._end(b)))
         if self._point is not None:  # the batch's exact equity (the last point of it)
             self.equity[b] = float(self._point.equity)
 
@@ -525,13 +587,13 @@ class _Run:
             nxt = min(nxt, self._vote_event(s))
         if self._decisions:
             first = min(at for at, _ in self._decisions.values())
-            nxt = min(nxt, int(self.ends.searchsorted(first, side="left")) + 1)
+            nxt = min(nxt, self._ending_at(first) + 1)
         expiry = core.desk.next_expiry()
         if expiry is not None:
-            nxt = min(nxt, int(self.ends.searchsorted(expiry, side="left")))
+            nxt = min(nxt, self._ending_at(expiry))
         if b >= self._next_day:
-            day = int(self.ends[b]) // DAY_MS
-            self._next_day = int(self.ends.searchsorted((day + 1) * DAY_MS, side="left"))
+            day = self._end(b) // DAY_MS
+            self._next_day = self._ending_at((day + 1) * DAY_MS)
         nxt = min(nxt, self._next_day)
         if nxt <= b + 1:
             return b + 1
@@ -544,24 +606,33 @@ class _Run:
     def _vote_event(self, s: _Symbol) -> int:
         """The batch of ``s``'s next candle whose votes could make a proposal.
 
-        The synthesis's confidence is at most the heaviest agent weight times the
-        votes' summed strength over the agent count: a candle whose votes cannot
-        reach ``min_confidence`` even so (or are fewer than ``min_votes``) makes no
-        proposal whatever the weights, and the weights only change on candles fed.
+        The synthesis's confidence is ``|long score - short score|`` over the agent
+        count, a score being the side's votes' weight times strength summed: it is at
+        most the larger score. A candle whose larger score cannot reach
+        ``min_confidence`` at the agents' weights now (or whose votes are fewer than
+        ``min_votes``) makes no proposal, and the weights only change on candles fed.
+        The heaviest weight times the larger side's summed strength
+        (``vote_strength``) bounds that score from above: the cheap first test.
         """
         learning = self.core.learning
         if s.weight_at != learning.version:
             s.weight_at = learning.version
-            s.weight = max((learning.weight(a, s.symbol) for a in s.agents), default=0.0)
-        weight = s.weight
-        # A candidate found at a heavier weight is still one (the bound only loosens).
-        if weight <= s.vote_key and s.vote_next > s.done:
+            s.weights = tuple(learning.weight(a, s.symbol) for a in s.agents)
+            s.weight = max(s.weights, default=0.0)
+            key = s.vote_key
+            # A candidate found at heavier weights is still one (the bound only loosens).
+            s.vote_holds = len(key) == len(s.weights) and all(
+                w <= old for w, old in zip(s.weights, key, strict=True)
+            )
+        weights, weight = s.weights, s.weight
+        if s.vote_holds and s.vote_next > s.done:
             return s.batch_of(s.vote_next) if s.vote_next < s.n else self.n_batches
         params = self.core.signals.synth.params
-        s.vote_key, s.vote_next = weight, s.n
+        s.vote_key, s.vote_next, s.vote_holds = weights, s.n, True
         if weight <= 0:
             return self.n_batches
-        need = params.min_confidence * params.agent_count / weight * (1 - _WIDE)
+        need = params.min_confidence * params.agent_count * (1 - _WIDE)
+        loose = need / weight
         votes, strengths, counts = s.votes, s.vote_strength, s.vote_count
         least, done, k, n = params.min_votes, s.done, s.vote_at, len(votes)
         while k < n and votes[k] <= done:
@@ -569,7 +640,11 @@ class _Run:
         s.vote_at = k
         while k < n:
             # NaN strength is a candidate too: fed, the agent gets its error.
-            if not strengths[k] < need and counts[k] >= least:
+            if (
+                not strengths[k] < loose
+                and counts[k] >= least
+                and _may_reach(weights, s.vote_sides, k, need)
+            ):
                 s.vote_next = votes[k]
                 return s.batch_of(s.vote_next)
             k += 1
@@ -624,13 +699,24 @@ class _Run:
     def _equity_between(
         self, lo: int, hi: int, held: list[tuple[int, float]]
     ) -> NDArray[np.float64]:
-        """Equity at batches ``lo``..``hi - 1`` (floats) with the positions held now."""
-        e = np.full(hi - lo, float(self.core.portfolio.cash))
+        """Equity at batches ``lo``..``hi - 1`` (floats) with the positions held now.
+
+        The last one made is kept: the search for the next event and the skip up to
+        it ask for the same batches (or fewer) with the same cash and positions."""
+        cash = float(self.core.portfolio.cash)
+        known = self._equity_made
+        if known is not None:
+            k_lo, k_hi, k_cash, k_held, k_e = known
+            if k_lo == lo and hi <= k_hi and k_cash == cash and k_held == held:
+                return k_e[: hi - lo]
+        e = np.full(hi - lo, cash)
         for k, qty in held:
             closes = (
                 self.closes[k][lo:hi] if self.closes is not None else self.symbols[0].close[lo:hi]
             )
             e += qty * closes
+        e.flags.writeable = False  # kept: its readers only read it
+        self._equity_made = (lo, hi, cash, held, e)
         return e
 
     def _equity_event(self, lo: int, hi: int) -> int:
@@ -674,7 +760,7 @@ class _Run:
                         s = self.symbols[k]
                         close = self.closes[k][at] if self.closes is not None else s.close[at]
                         core.marks.set(s.symbol, float(close))
-                    self._take(core.observe(int(self.ends[at])))
+                    self._take(core.observe(self._end(at)))
         for s in self.symbols:
             end = s.first_at(hi)
             start = s.done + 1
@@ -691,7 +777,15 @@ class _Run:
     # --- the end -----------------------------------------------------------------------
 
     def _finish(self, b: int, done: int, stopped: bool) -> BacktestRun:
-        ends = self.ends[: b + 1]
+        # What only the run read goes first: the results' arrays do not pile on top of it.
+        for sym in self.symbols:
+            batch = self.core.signals.batch(sym.symbol)
+            if batch is not None:
+                batch.sources, batch.atr = [], []
+            sym.atr = np.empty(0)
+        self.closes = None
+        _give_back_memory()
+        ends = self.ts[: b + 1] + self.tf_ms
         equity = self.equity[: b + 1]
         final = self.core.account.equity()
         results = compute_results(ends, equity, self.trades, timeframe=self.tf_ms)
@@ -715,13 +809,38 @@ class _Run:
         )
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, or None (another system, another C library)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def _may_reach(weights: tuple[float, ...], sides: list[array[float]], k: int, need: float) -> bool:
+    """Whether the larger side's weighted strength of vote candle ``k`` reaches ``need``
+    (or a strength is NaN: the agent, fed, gets its error)."""
+    longs = shorts = 0.0
+    for w, side in zip(weights, sides, strict=True):
+        x = side[k]
+        if x > 0.0:
+            longs += w * x
+        elif x < 0.0:
+            shorts -= w * x
+        elif x != x:
+            return True
+    return not (longs if longs > shorts else shorts) < need
+
+
 def _give_back_memory() -> None:
     """Hand the batch forms' freed scratch arrays back to the system (glibc keeps freed
     heap memory otherwise, and a million candles' scratch is a few hundred MiB)."""
-    if sys.platform != "linux":
-        return
+    libc = _libc()
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to ask
+        if libc is not None:
+            libc.malloc_trim(0)
+    except AttributeError:  # not glibc: nothing to ask
         return

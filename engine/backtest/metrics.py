@@ -378,11 +378,11 @@ def compute_results(
 
     start_ts, end_ts = int(t[0]), int(t[-1])
     periods = YEAR_MS / tf_ms
+    dd = drawdown(t, e)  # before the returns are made: its scratch is gone by then
     returns = per_candle_returns(e)
     start_equity = _money_of(equity[0], e[0])
     end_equity = _money_of(equity[-1], e[-1])
     total = float(e[-1] / e[0]) - 1.0
-    dd = drawdown(t, e)
 
     everything = _Tally()
     agents: dict[str, _Tally] = {}

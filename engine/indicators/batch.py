@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from engine.indicators._seed import _check_period
@@ -36,10 +37,12 @@ __all__ = [
     "missing_before",
     "missing_in",
     "previous",
+    "previous_rows",
     "roc_series",
     "rolling_max_series",
     "rolling_min_series",
     "rsi_series",
+    "sharing",
     "true_range_series",
     "volume_surge_series",
     "wilder_series",
@@ -61,7 +64,72 @@ def atr_series(
     the true range, as ``ATR`` computes it.
     """
     _check_period(period)
-    return wilder_series(true_range_series(high, low, close, breaks=breaks), period, breaks=breaks)
+    return _once(
+        "atr",
+        (high, low, close),
+        period,
+        breaks,
+        lambda h, lo, c: wilder_series(
+            true_range_series(h, lo, c, breaks=breaks), period, breaks=breaks
+        ),
+    )
+
+
+def _once(
+    name: str,
+    arrays: tuple[Any, ...],
+    period: int,
+    breaks: NDArray[np.bool_] | None,
+    make: Callable[..., NDArray[np.float64]],
+) -> NDArray[np.float64]:
+    """``make(*arrays)``; inside :func:`sharing`, made once for the same series ``name``
+    of the same arrays (the same memory), period and breaks, and handed out read-only."""
+    import numpy as np  # only a backtest pays for importing numpy
+
+    inputs = tuple(np.asarray(x, dtype=np.float64) for x in arrays)
+    if _shared is None:
+        return make(*inputs)
+    if breaks is not None:
+        _check_breaks(len(inputs[0]), breaks)
+    # A break at the first candle starts nothing afresh: the same as none.
+    fresh = () if breaks is None else tuple(int(i) for i in np.flatnonzero(breaks) if i > 0)
+    key = (name, *(_where(x) for x in inputs), period, fresh)
+    known = _shared.get(key)
+    if known is not None:
+        return known[1]
+    out = make(*inputs)
+    out.flags.writeable = False  # handed to every reader: none may change it
+    # The inputs are kept with it, so their memory (which the key names) is not reused.
+    _shared[key] = (inputs, out)
+    return out
+
+
+#: The series made inside :func:`sharing`, by name, where their inputs lie, period and
+#: breaks, with their inputs.
+_shared: dict[tuple[object, ...], tuple[tuple[Any, ...], NDArray[np.float64]]] | None = None
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """Inside, :func:`atr_series` and :func:`volume_surge_series` of the same arrays (the
+    same memory), period and breaks are computed once and handed out read-only to
+    each caller: a backtest's synthesis and its agents read the same ATR(14) of the
+    same candles, and both default agents the same volume surge. Outside, every call
+    computes afresh and nothing is kept."""
+    global _shared
+    outer = _shared
+    if outer is None:
+        _shared = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _shared = None
+
+
+def _where(x: NDArray[np.float64]) -> tuple[object, ...]:
+    """Where an array's values lie: the same tuple is the same values while it lives."""
+    return (x.__array_interface__["data"][0], x.shape, x.strides)
 
 
 def _check_breaks(n: int, breaks: NDArray[np.bool_]) -> None:
@@ -217,6 +285,28 @@ def previous(
     if breaks is not None:
         _check_breaks(len(prev), breaks)
         prev[breaks] = np.nan
+    return prev
+
+
+def previous_rows(
+    values: NDArray[np.float64], breaks: NDArray[np.bool_] | None, rows: slice
+) -> NDArray[np.float64]:
+    """``previous(values, breaks)[rows]`` (``rows`` a slice with a start, no step), made
+    for those rows alone: a block's worth of memory, not the series'."""
+    import numpy as np  # only a backtest pays for importing numpy
+
+    start, stop, _ = rows.indices(len(values))
+    prev = np.empty(max(stop - start, 0), dtype=np.float64)
+    if not len(prev):
+        return prev
+    if start == 0:
+        prev[0] = np.nan
+        prev[1:] = values[: stop - 1]
+    else:
+        prev[:] = values[start - 1 : stop - 1]
+    if breaks is not None:
+        _check_breaks(len(values), breaks)
+        prev[breaks[start:stop]] = np.nan
     return prev
 
 
@@ -432,10 +522,15 @@ def volume_surge_series(
     additions in the same order) over the terms interleaved, ``-oldest``,
     ``+newest``, ...; the replacements are Python's ``sum`` of the same window.
     """
+    _check_period(period)
+    return _once("volume_surge", (volume,), period, breaks, lambda v: _surge(v, period, breaks))
+
+
+def _surge(
+    volume: NDArray[np.float64], period: int, breaks: NDArray[np.bool_] | None
+) -> NDArray[np.float64]:
     import numpy as np  # only a backtest pays for importing numpy
 
-    _check_period(period)
-    volume = np.asarray(volume, dtype=np.float64)
     every = 64 * period
 
     def piece(a: int, b: int) -> NDArray[np.float64]:

@@ -10,6 +10,7 @@ checks before calling :func:`size_entry`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,6 +57,20 @@ class EdgeStats:
     avg_loss: float
 
     def __post_init__(self) -> None:
+        # The learning agent makes one per proposal: the common good input costs one
+        # test (it passes the checks below), a bad one gets its message.
+        t, w, win, loss = self.trades, self.win_rate, self.avg_win, self.avg_loss
+        if (
+            type(t) is int
+            and t >= 0
+            and type(w) is float
+            and 0.0 <= w <= 1.0
+            and type(win) is float
+            and 0.0 <= win < math.inf
+            and type(loss) is float
+            and 0.0 <= loss < math.inf
+        ):
+            return
         require_int("trades", self.trades, 0)
         require_unit("win_rate", self.win_rate, allow_zero=True)
         require_float("avg_win", self.avg_win, allow_zero=True)
@@ -97,6 +112,53 @@ def exposures_of(positions: Sequence[Position], marks: Mapping[str, Decimal]) ->
     return exposures
 
 
+class _Fixed(NamedTuple):
+    """What the sizer reads of one :class:`RiskLimits` on every entry, made once."""
+
+    position_fraction: Decimal
+    position_note: str
+    risk_per_trade: Decimal
+    risk_note: str
+    symbol_exposure: Decimal
+    total_exposure: Decimal
+    fixed_fraction: Decimal
+    fixed_note: str
+    default_fraction: Decimal
+    default_note: str
+
+
+#: The fixed figures of the limits sized against lately, by identity (limits are frozen).
+_FIXED: dict[int, tuple[RiskLimits, _Fixed]] = {}
+_FIXED_MAX = 64
+
+
+def _fixed(limits: RiskLimits) -> _Fixed:
+    known = _FIXED.get(id(limits))
+    if known is not None and known[0] is limits:
+        return known[1]
+    if len(_FIXED) >= _FIXED_MAX:
+        _FIXED.clear()
+    fixed = _Fixed(
+        position_fraction=to_decimal(limits.max_position_fraction),
+        position_note=f"position cap {limits.max_position_fraction:.1%}",
+        risk_per_trade=to_decimal(limits.max_risk_per_trade),
+        risk_note=f"stop risk {limits.max_risk_per_trade:.1%}",
+        symbol_exposure=to_decimal(limits.max_symbol_exposure),
+        total_exposure=to_decimal(limits.max_total_exposure),
+        fixed_fraction=_fraction(limits.equity_fraction),
+        fixed_note=f"fixed {limits.equity_fraction:.2%}",
+        default_fraction=_fraction(limits.default_risk_fraction),
+        default_note=f"default {limits.default_risk_fraction:.2%}",
+    )
+    _FIXED[id(limits)] = (limits, fixed)
+    return fixed
+
+
+def _fraction(fraction: float) -> Decimal:
+    # Float noise (0.25 × 0.4 = 0.09999999999999999) would cost a quantum of size.
+    return to_decimal(fraction).quantize(_FRACTION_QUANTUM)
+
+
 def size_entry(
     limits: RiskLimits,
     proposal: Proposal,
@@ -115,15 +177,15 @@ def size_entry(
     """
     entry = proposal.entry
     symbol = proposal.symbol
+    fixed = _fixed(limits)
     notes: list[str] = []
-    cap = to_decimal(limits.max_position_fraction) * equity
+    cap = fixed.position_fraction * equity
     if requested_qty is not None:
         notional = requested_qty * entry
         notes.append(f"requested {requested_qty}")
     elif limits.sizing == "fraction":
-        fraction = limits.equity_fraction
-        notes.append(f"fixed {fraction:.2%}")
-        notional = to_decimal(fraction).quantize(_FRACTION_QUANTUM) * equity
+        notes.append(fixed.fixed_note)
+        notional = fixed.fixed_fraction * equity
     else:
         if edge is not None and edge.trades >= limits.min_trades_for_kelly:
             full = edge.kelly()
@@ -134,34 +196,33 @@ def size_entry(
                     f"(win rate {edge.win_rate:.1%})"
                 )
             notes.append(f"Kelly {limits.kelly_multiplier:g}×{full:.3f}={fraction:.2%}")
+            notional = _fraction(fraction) * equity
         else:
-            fraction = limits.default_risk_fraction
-            notes.append(f"default {fraction:.2%}")
-        # Float noise (0.25 × 0.4 = 0.09999999999999999) would cost a quantum of size.
-        notional = to_decimal(fraction).quantize(_FRACTION_QUANTUM) * equity
+            notes.append(fixed.default_note)
+            notional = fixed.default_fraction * equity
     if notional > cap:
         notional = cap
-        notes.append(f"position cap {limits.max_position_fraction:.1%}")
+        notes.append(fixed.position_note)
     if proposal.stop > 0:
-        risk_cap = to_decimal(limits.max_risk_per_trade) * equity * entry
+        risk_cap = fixed.risk_per_trade * equity * entry
         risk_cap /= abs(entry - proposal.stop)
         if notional > risk_cap:
             notional = risk_cap
-            notes.append(f"stop risk {limits.max_risk_per_trade:.1%}")
+            notes.append(fixed.risk_note)
     if requested_qty is None and limits.sizing == "kelly":
         notional *= to_decimal(proposal.confidence)
         notes.append(f"confidence {proposal.confidence:.2f}")
 
     limit_hit: str | None = None
     held = exposures.get(symbol, Decimal(0))
-    symbol_room = to_decimal(limits.max_symbol_exposure) * equity - held
+    symbol_room = fixed.symbol_exposure * equity - held
     if notional > symbol_room:
         after = (held + notional) / equity
         limit_hit = f"{symbol} exposure {after:.1%} would exceed {limits.max_symbol_exposure:.1%}"
         notional = max(symbol_room, Decimal(0))
         notes.append(f"{symbol} exposure headroom")
     total = sum(exposures.values(), Decimal(0))
-    total_room = to_decimal(limits.max_total_exposure) * equity - total
+    total_room = fixed.total_exposure * equity - total
     if notional > total_room:
         after = (total + notional) / equity
         limit_hit = f"total exposure {after:.1%} would exceed {limits.max_total_exposure:.1%}"

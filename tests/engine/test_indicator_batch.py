@@ -336,3 +336,60 @@ def test_series_check_their_periods_and_breaks() -> None:
         true_range_series(x, x, x, breaks=np.zeros(6, dtype=bool))
     with pytest.raises(ValueError, match="breaks has 4 entries for 5 values"):
         previous(x, np.zeros(4, dtype=bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 40),
+    start=st.integers(0, 45),
+    size=st.integers(0, 45),
+    breaks=st.one_of(st.none(), st.lists(st.booleans(), min_size=40, max_size=40)),
+)
+def test_previous_rows_is_previous_of_those_rows(n, start, size, breaks) -> None:
+    from engine.indicators.batch import previous, previous_rows
+
+    values = np.arange(n, dtype=np.float64) * 1.5 + 1.0
+    mask = None if breaks is None else np.array(breaks[:n], dtype=bool)
+    rows = slice(start, start + size)
+    want = previous(values, mask)[rows]
+    got = previous_rows(values, mask, rows)
+    assert len(got) == len(want)
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_sharing_makes_one_atr_for_the_same_candles_period_and_breaks(tmp_path) -> None:
+    from engine.indicators.batch import sharing, volume_surge_series
+
+    cols = load_columns(shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv", cache_dir=tmp_path)
+    n = len(cols)
+    no_gap = np.zeros(n, dtype=bool)
+    gap = no_gap.copy()
+    gap[n // 2] = True
+    alone = atr_series(cols.high, cols.low, cols.close, 14, breaks=gap)
+    with sharing():
+        first = atr_series(cols.high, cols.low, cols.close, 14, breaks=gap)
+        # The same memory seen through another array, breaks given anew: the same ATR.
+        again = atr_series(
+            np.asarray(cols.high), cols.low, np.asarray(cols.close), 14, breaks=gap.copy()
+        )
+        other_breaks = atr_series(cols.high, cols.low, cols.close, 14, breaks=no_gap)
+        other_period = atr_series(cols.high, cols.low, cols.close, 10, breaks=gap)
+        copied = atr_series(cols.high.copy(), cols.low, cols.close, 14, breaks=gap)
+        # Breaks at the first candle and none at all start nothing afresh: the same.
+        at_first = no_gap.copy()
+        at_first[0] = True
+        no_breaks = atr_series(cols.high, cols.low, cols.close, 14)
+        first_only = atr_series(cols.high, cols.low, cols.close, 14, breaks=at_first)
+        surge = volume_surge_series(cols.volume, 20, breaks=gap)
+        surge_again = volume_surge_series(np.asarray(cols.volume), 20, breaks=gap.copy())
+        surge_other = volume_surge_series(cols.volume, 14, breaks=gap)
+    assert surge_again is surge and surge_other is not surge
+    assert np.array_equal(surge, volume_surge_series(cols.volume, 20, breaks=gap), equal_nan=True)
+    assert again is first
+    assert first_only is no_breaks
+    assert other_breaks is not first and other_period is not first and copied is not first
+    assert np.array_equal(first, alone, equal_nan=True)
+    assert not np.array_equal(other_breaks, first, equal_nan=True)
+    assert not first.flags.writeable  # every reader gets the one array: none may change it
+    after = atr_series(cols.high, cols.low, cols.close, 14, breaks=gap)
+    assert after is not first and after.flags.writeable
