@@ -403,6 +403,31 @@ def check_db_info(home: Home, demo: tuple[Home, Done]) -> None:
     assert re.search(r"^sessions +1$", done.out, re.M), done.out
 
 
+REPORT_LIST = "cma report --list"
+REPORT_LAST = "cma report --last --format html"
+
+
+def check_report_list(home: Home, demo: tuple[Home, Done]) -> None:
+    """The sessions: the demo's is session 1, a paper session on the demo market."""
+    demo_home, _ = demo
+    done = demo_home.sh(REPORT_LIST).ok()
+    header, first, *_ = done.out.splitlines()
+    assert header.split()[:3] == ["SESSION", "KIND", "MARKET"], done.out
+    assert first.split()[:2] == ["1", "paper"] and "BTC/USDT" in first, done.out
+
+
+def check_report_last(home: Home, demo: tuple[Home, Done]) -> None:
+    """The latest session as one HTML file in reports/ beside the store, its path printed,
+    with the human edge and both charts."""
+    demo_home, _ = demo
+    done = demo_home.sh(REPORT_LAST).ok()
+    path = Path(done.out.strip().splitlines()[-1])
+    assert path.parent == demo_home.store.parent / "reports" and path.suffix == ".html"
+    text = path.read_text()
+    assert "The human edge" in text
+    assert 'id="equity-chart"' in text and 'id="drawdown-chart"' in text
+
+
 def check_not_yet(name: str) -> Callable[[Home, tuple[Home, Done]], None]:
     def check(home: Home, demo: tuple[Home, Done]) -> None:
         """Says it is not available yet, and exits 3."""
@@ -433,6 +458,8 @@ CHECKS: dict[str, Check] = {
     "cma db check": check_db_check,
     "cma db backup PATH": check_db_backup,
     "cma db info": check_db_info,
+    REPORT_LIST: check_report_list,
+    REPORT_LAST: check_report_last,
     "cma optimize": check_not_yet("optimize"),
     **{f"cma {name}": check_not_yet(name) for name in ("keys", "data")},
 }
