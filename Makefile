@@ -30,7 +30,7 @@ system-deps:
 	[ -z "$$missing" ] || { \
 	  echo "installing$$missing (needed by the end-to-end and browser tests)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get update -qq || echo "apt-get update failed: installing from the package lists there are"; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 # lint-imports checks the layer contracts in pyproject.toml ([tool.importlinter]).

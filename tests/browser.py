@@ -324,6 +324,12 @@ class Browser:
             "--no-default-browser-check",
             "--hide-scrollbars",  # the page's width does not depend on its height
             "--mute-audio",
+            # No connections of the browser's own (updates, sync, field trials): the
+            # machine's network is closed, and nothing but the page should be asked for.
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-gpu",
         ]
         if os.geteuid() == 0:  # Chromium's sandbox refuses to run as root
             args.append("--no-sandbox")
