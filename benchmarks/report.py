@@ -15,6 +15,10 @@ Run: ``.venv/bin/python benchmarks/report.py [--candles N] [--rounds N] [--dir D
    and the human edge), then each format rendered and written by
    ``write_report``: seconds (best of ``--rounds``, default 3), the ratio to the
    baseline, and the file's size. Target: each format under a few seconds.
+4. The console while it exports: what the console's ``e`` does (every format
+   from one read, ``reports.export.export_session`` in a worker thread), with an
+   asyncio loop ticking every 10 ms meanwhile, as the console's would; the
+   loop's lag (median, p99, worst) beside the same loop with nothing to export.
 
 It prints figures; it is not a test and exits 0 unless something crashes.
 """
@@ -22,9 +26,11 @@ It prints figures; it is not a test and exits 0 unless something crashes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.backtest.data import load_columns, save_csv, tile  # noqa: E402
 from reports import FORMATS, build_report, write_report  # noqa: E402
+from reports.export import export_session  # noqa: E402
 from reports.model import Report  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -99,6 +106,40 @@ def baseline(db: Path, out: Path) -> int:
     return out.stat().st_size
 
 
+async def _lags(work: Callable[[], object] | None, ticks_after: int = 20) -> list[float]:
+    """The event loop's lag at each 10 ms tick (ms), while ``work`` runs in a worker
+    thread (or for 50 ticks without it)."""
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        after = 0
+        while after < ticks_after:
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - start - 0.01) * 1000)
+            if done.is_set():
+                after += 1
+
+    tick = asyncio.create_task(ticker())
+    if work is not None:
+        await asyncio.to_thread(work)
+    else:
+        await asyncio.sleep(0.5)
+    done.set()
+    await tick
+    return lags
+
+
+def _lag_line(name: str, lags: list[float]) -> str:
+    ordered = sorted(lags)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (
+        f"   {name:22} median {statistics.median(ordered):6.2f} ms  p99 {p99:6.2f} ms"
+        f"  worst {ordered[-1]:6.2f} ms  ({len(ordered)} ticks)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candles", type=int, default=200_000)
@@ -143,6 +184,14 @@ def main() -> None:
                 f"  {size / 1e6:8.2f} MB  (build + {fmt}: {build_s + fmt_s:.2f} s)"
             )
         print(f"\n   slowest export (build + format): {worst:.2f} s; target: under a few seconds")
+
+        print("\n4. The console's loop while e exports every format (10 ms ticks)")
+        idle = asyncio.run(_lags(None))
+        print(_lag_line("nothing to export", idle))
+        started = time.perf_counter()
+        busy = asyncio.run(_lags(lambda: export_session(db, 1, FORMATS, work / "exported")))
+        took = time.perf_counter() - started
+        print(_lag_line("exporting", busy) + f"  export {took:.2f} s")
 
 
 if __name__ == "__main__":

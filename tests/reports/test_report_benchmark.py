@@ -24,4 +24,6 @@ def test_the_report_benchmark_prints_a_time_and_size_per_format(tmp_path: Path) 
     assert re.search(rf"build\s+[\d.]+ s\s+[\d.]+ x baseline\s+\({trades:,} trades", out)
     for fmt in ("md", "html", "csv", "json"):
         assert re.search(rf"^\s+{fmt}\s+[\d.]+ s\s+[\d.]+ x baseline\s+[\d.]+ MB", out, re.M), fmt
+    for name in ("nothing to export", "exporting"):
+        assert re.search(rf"^\s+{name}\s+median\s+[\d.]+ ms\s+p99\s+[\d.]+ ms\s+worst", out, re.M)
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone
