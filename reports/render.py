@@ -32,7 +32,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from engine.backtest.metrics import format_duration
+from engine.backtest.metrics import format_duration, money, pct, ratio
 from reports.model import Report
 from reports.sessions import FORMATS
 from reports.svg import line_chart
@@ -49,26 +49,6 @@ EDGE_NOTE = (
 
 
 # ---------------------------------------------------------------- formatting
-
-
-def pct(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value * 100:+.2f} %" if signed else f"{value * 100:.2f} %"
-
-
-def ratio(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.2f}"
-
-
-def money(value: Decimal | None) -> str:
-    return "n/a" if value is None else f"{value:,.2f}"
 
 
 def num(value: Decimal | None) -> str:

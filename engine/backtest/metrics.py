@@ -437,15 +437,17 @@ def format_duration(ms: int) -> str:
     return " ".join(parts) or "0m"
 
 
-def _pct(value: float | None, *, signed: bool = False) -> str:
+def pct(value: float | None, signed: bool = False) -> str:
+    """A fraction as a percentage with two decimals; ``n/a`` for None."""
     if value is None:
         return "n/a"
     if math.isinf(value):
-        return "inf"
+        return "inf" if value > 0 else "-inf"
     return f"{value * 100:+.2f} %" if signed else f"{value * 100:.2f} %"
 
 
-def _ratio(value: float | None) -> str:
+def ratio(value: float | None) -> str:
+    """A ratio with two decimals; ``n/a`` for None."""
     if value is None:
         return "n/a"
     if math.isinf(value):
@@ -453,7 +455,8 @@ def _ratio(value: float | None) -> str:
     return f"{value:.2f}"
 
 
-def _money(value: Decimal | None) -> str:
+def money(value: Decimal | None) -> str:
+    """Money with thousands separators and two decimals; ``n/a`` for None."""
     return "n/a" if value is None else f"{value:,.2f}"
 
 
@@ -479,9 +482,9 @@ def _table(title: str, rows: tuple[Breakdown, ...]) -> list[str]:
     lines = [head]
     for b in rows:
         lines.append(
-            f"{_fit(b.name, 23):<24}{_fit(str(b.trades), 8):>8}{_pct(b.win_rate):>10}"
-            f"{_fit(_ratio(b.profit_factor), 7):>8}{_fit(_money(b.net_pnl), 15):>16}"
-            f"{_fit(_money(b.fees), 13):>14}"
+            f"{_fit(b.name, 23):<24}{_fit(str(b.trades), 8):>8}{pct(b.win_rate):>10}"
+            f"{_fit(ratio(b.profit_factor), 7):>8}{_fit(money(b.net_pnl), 15):>16}"
+            f"{_fit(money(b.fees), 13):>14}"
         )
     return lines
 
@@ -497,7 +500,7 @@ def format_results(results: Results) -> str:
         ),
         _fit(
             f"{r.candles:,} candles of {format_duration(r.timeframe_ms)};"
-            f" equity {_money(r.start_equity)} -> {_money(r.end_equity)}",
+            f" equity {money(r.start_equity)} -> {money(r.end_equity)}",
             WIDTH,
         ),
     ]
@@ -506,22 +509,22 @@ def format_results(results: Results) -> str:
         [
             (
                 "Total return",
-                _pct(r.total_return, signed=True),
+                pct(r.total_return, signed=True),
                 "Annualised",
-                _pct(r.annualised_return, signed=True),
+                pct(r.annualised_return, signed=True),
             ),
-            ("Volatility", _pct(r.volatility), "Sharpe", _ratio(r.sharpe)),
-            ("Sortino", _ratio(r.sortino), "Max drawdown", _pct(r.max_drawdown)),
+            ("Volatility", pct(r.volatility), "Sharpe", ratio(r.sharpe)),
+            ("Sortino", ratio(r.sortino), "Max drawdown", pct(r.max_drawdown)),
             (
                 "Drawdown lasted",
                 format_duration(r.max_drawdown_duration_ms),
                 "Longest drawdown",
                 format_duration(r.longest_drawdown_ms),
             ),
-            ("Trades", f"{r.trades:,}", "Win rate", _pct(r.win_rate)),
-            ("Profit factor", _ratio(r.profit_factor), "Expectancy", _money(r.expectancy)),
-            ("Exposure", _pct(r.exposure), "Fees paid", _money(r.fees)),
-            ("Net pnl", _money(r.net_pnl), "Wins / losses", f"{r.wins:,} / {r.losses:,}"),
+            ("Trades", f"{r.trades:,}", "Win rate", pct(r.win_rate)),
+            ("Profit factor", ratio(r.profit_factor), "Expectancy", money(r.expectancy)),
+            ("Exposure", pct(r.exposure), "Fees paid", money(r.fees)),
+            ("Net pnl", money(r.net_pnl), "Wins / losses", f"{r.wins:,} / {r.losses:,}"),
         ]
     )
     if r.by_agent:
