@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from engine.config.sections import REPORT_FORMATS
 from persistence.errors import StoreFileError
 from persistence.storefile import inspect_store, open_readonly, store_error
 from reports.model import ReportError, safe_config
 
-#: The file name extension of each format.
+#: The file name extension of each format (the formats are the config's).
 EXTENSIONS = {"md": "md", "html": "html", "csv": "zip", "json": "json"}
-FORMATS = tuple(EXTENSIONS)
+FORMATS = REPORT_FORMATS
+assert tuple(EXTENSIONS) == FORMATS
 
 
 @dataclass(frozen=True, slots=True)

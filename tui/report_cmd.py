@@ -22,11 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.config.sections import REPORT_FORMATS as FORMATS
 from tui.cli import EXIT_OK, die
 
 __all__ = ["add_report_parser", "report_command"]
-
-FORMATS = ("md", "html", "csv", "json")
 
 
 def add_report_parser(sub: Any, common: argparse.ArgumentParser) -> None:
