@@ -110,7 +110,8 @@ class BacktestRun:
     currency: str
     symbols: tuple[str, ...] = field(default=())
     #: Exact equity points for the store's equity table: every candle time with
-    #: ``audit``, else one for about every 200 candles (5,000 for a million).
+    #: ``audit``, else one an hour of market time (every candle time on a timeframe of
+    #: an hour or more).
     points: list[EquityUpdated] = field(default_factory=list)
     #: The engine's warnings and errors (an agent switched off, say), the first 100.
     messages: list[EngineMessage] = field(default_factory=list)
@@ -121,8 +122,9 @@ class BacktestRun:
 _WIDE = 1e-9
 #: Seconds between two calls of ``progress`` and ``should_stop``.
 _REPORT_SECONDS = 0.1
-#: Without an audit, the store gets an equity point for about every this many candles.
-_POINT_EVERY = 200
+#: Without an audit, the store gets an equity point about this often in market time (a
+#: batch is fed for one while a position is held, so the stored curve has its shape).
+_POINT_MS = 3_600_000
 
 
 class Backtest:
@@ -353,12 +355,13 @@ class _Run:
         self.core.proposing = True
         self.works: list[UnitOfWork] = []
         #: Equity points for the store: all with an audit, else the first fed in each
-        #: span of ``_POINT_EVERY`` candles of market time, counted from the epoch (so a
-        #: run cut short keeps the points the whole run keeps up to the cut).
+        #: span of ``_POINT_MS`` (at least a candle) of market time, counted from the
+        #: epoch (so a run cut short keeps the points the whole run keeps up to the
+        #: cut). While a position is held, the first batch of each span is fed for it.
         self.points: list[EquityUpdated] = []
         self._point: EquityUpdated | None = None
         self._keep_at = 0
-        self._keep_every = _POINT_EVERY * self.tf_ms
+        self._keep_every = max(self.tf_ms, _POINT_MS)
         self.messages: list[EngineMessage] = []
         self.equity = np.zeros(self.n_batches, dtype=np.float64)
         self._equity_made: (
@@ -595,6 +598,8 @@ class _Run:
             day = self._end(b) // DAY_MS
             self._next_day = self._ending_at((day + 1) * DAY_MS)
         nxt = min(nxt, self._next_day)
+        if core.portfolio.positions:  # the equity moves: a point for the store's curve
+            nxt = min(nxt, self._ending_at(self._keep_at))
         if nxt <= b + 1:
             return b + 1
         for s in self.symbols:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,16 @@ async def test_quiet_batches_counted_not_fed_change_nothing(
     assert fast.final_equity == every.final_equity
     assert [t.exit_ts for t in fast.trades] == [t.exit_ts for t in every.trades]
     assert fast.equity.tolist() == pytest.approx(every.equity.tolist(), rel=1e-9)
+    # The store's curve: an exact point every hour of market time while a position is
+    # held, each the equity the full feed had at its time.
+    step = 3_600_000 + int(fast.ts[1] - fast.ts[0])  # the first candle ending past the hour
+    stamps = [p.ts for p in fast.points]
+    for t in fast.trades:
+        inside = [t.entry_ts, *(ts for ts in stamps if t.entry_ts < ts < t.exit_ts), t.exit_ts]
+        assert max(b - a for a, b in pairwise(inside)) <= step, t
+    at = {int(t): i for i, t in enumerate(every.ts)}
+    for point in fast.points:
+        assert float(point.equity) == pytest.approx(every.equity[at[point.ts]], rel=1e-12)
 
 
 class PlainCross(SmaCrossAgent):
