@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -401,24 +402,48 @@ WHERE p.status = 'open'
 """
 
 _ENTRY_FILLS_SQL = """
-SELECT oi.proposal_id, f.qty, f.price
+SELECT oi.proposal_id, f.symbol, f.qty, f.price, f.ts
 FROM fills f JOIN order_intents oi ON oi.client_order_id = f.client_order_id
 JOIN proposals pr ON pr.id = oi.proposal_id
 WHERE oi.purpose = 'entry' AND pr.session_id = ?
+ORDER BY f.ts, f.id
 """
 
+#: Each position's entry fills: proposal id -> (quantity, cost), in fill order.
+Entries = dict[str, tuple[Decimal, Decimal]]
 
-def _entries(conn: sqlite3.Connection, session_id: int) -> dict[str, tuple[Decimal, Decimal]]:
-    """Each proposal's entry fills: (quantity, cost)."""
-    out: dict[str, tuple[Decimal, Decimal]] = {}
-    for pid, qty, price in conn.execute(_ENTRY_FILLS_SQL, (session_id,)):
+
+def _entries(conn: sqlite3.Connection, session_id: int) -> dict[int, Entries]:
+    """The entry fills of the session's proposals, by the position they went into.
+
+    A fill belongs to the position of its symbol opened last at or before it (a
+    symbol has one position open at a time), so a proposal that added to a position
+    opened by another counts in that position, with its own quantity and cost.
+    """
+    opened: dict[str, tuple[list[int], list[int]]] = {}
+    for pos_id, symbol, at in conn.execute(
+        "SELECT id, symbol, opened_at FROM positions ORDER BY symbol, opened_at, id"
+    ):
+        times, ids = opened.setdefault(str(symbol), ([], []))
+        times.append(int(at))
+        ids.append(int(pos_id))
+    out: dict[int, Entries] = {}
+    for pid, symbol, qty, price, ts in conn.execute(_ENTRY_FILLS_SQL, (session_id,)):
+        times, ids = opened.get(str(symbol), ([], []))
+        k = bisect_right(times, int(ts)) - 1
+        if k < 0:
+            continue
         q, p = _dec(qty), _dec(price)
-        had_q, had_c = out.get(pid, (_ZERO, _ZERO))
-        out[pid] = (had_q + q, had_c + q * p)
+        fills = out.setdefault(ids[k], {})
+        had_q, had_c = fills.get(str(pid), (_ZERO, _ZERO))
+        fills[str(pid)] = (had_q + q, had_c + q * p)
     return out
 
 
-def _trades(conn: sqlite3.Connection, session_id: int, span: tuple[int, int]) -> tuple[Trade, ...]:
+def _trades(
+    conn: sqlite3.Connection, session_id: int, span: tuple[int, int]
+) -> tuple[tuple[Trade, ...], dict[int, Entries]]:
+    """The session's closed trades, and each one's entry fills by proposal."""
     entries = _entries(conn, session_id)
     trades: list[Trade] = []
     params = {"sid": session_id, "a": span[0], "b": span[1]}
@@ -428,7 +453,9 @@ def _trades(conn: sqlite3.Connection, session_id: int, span: tuple[int, int]) ->
         votes = _votes(votes_json) if votes_json else ()
         realized_d, fees_d = _dec(realized), _dec(fees)
         net = realized_d - fees_d
-        qty, cost = entries.get(pid, (None, None)) if pid else (None, None)
+        fills = entries.get(int(pos_id), {})
+        qty = sum((q for q, _ in fills.values()), _ZERO) if fills else None
+        cost = sum((c for _, c in fills.values()), _ZERO)
         ret = float(net / cost) if cost else None
         trades.append(
             Trade(
@@ -452,7 +479,7 @@ def _trades(conn: sqlite3.Connection, session_id: int, span: tuple[int, int]) ->
                 votes=votes,
             )
         )
-    return tuple(trades)
+    return tuple(trades), entries
 
 
 _DECISIONS_SQL = """
@@ -538,14 +565,36 @@ def _edge(
     conn: sqlite3.Connection,
     session_id: int,
     trades: Sequence[Trade],
+    entries: dict[int, Entries],
     decisions: Sequence[Decision],
 ) -> HumanEdge:
+    """Each approved proposal whose entry filled into a closed trade earned that trade's
+    return, and the share of its net pnl that its entry's cost was of the trade's."""
+    agents_of: dict[str, tuple[str, ...]] = {}
+    for pid, side, votes_json in conn.execute(
+        "SELECT id, side, votes_json FROM proposals WHERE session_id = ? AND status = 'approved'",
+        (session_id,),
+    ):
+        agents_of[str(pid)] = tuple(
+            dict.fromkeys(v.agent for v in _votes(votes_json) if v.direction == side)
+        )
     outcomes: list[Outcome] = []
     closed_approved: set[str] = set()
     for t in trades:
-        if t.proposal_status == "approved" and t.proposal_id is not None and t.ret is not None:
-            closed_approved.add(t.proposal_id)
-            outcomes.append(Outcome("approved", t.agents, t.ret, t.net_pnl))
+        fills = [(pid, cost) for pid, (_, cost) in entries.get(t.position_id, {}).items()]
+        total = sum((cost for _, cost in fills), _ZERO)
+        if t.ret is None or not total:
+            continue
+        mine = [(pid, cost) for pid, cost in fills if pid in agents_of]
+        given = _ZERO
+        for k, (pid, cost) in enumerate(mine):
+            # The last share is what is left, so the shares add up to the net pnl exactly
+            # when every entry was approved.
+            last = k == len(mine) - 1 and len(mine) == len(fills)
+            share = t.net_pnl - given if last else t.net_pnl * cost / total
+            given += share
+            closed_approved.add(pid)
+            outcomes.append(Outcome("approved", agents_of[pid], t.ret, share))
     declined = [d for d in decisions if d.status in ("rejected", "expired")]
     followed = 0
     if _has_table(conn, "counterfactuals"):
@@ -557,14 +606,7 @@ def _edge(
         key = d.decided_by or "unknown"
         by[key] = by.get(key, 0) + 1
     approved = {d.proposal_id for d in decisions if d.status == "approved"}
-    traded = {
-        str(r[0])
-        for r in conn.execute(
-            "SELECT p.proposal_id FROM positions p JOIN proposals pr ON pr.id = p.proposal_id"
-            " WHERE pr.session_id = ? AND pr.status = 'approved'",
-            (session_id,),
-        )
-    }
+    traded = {pid for fills in entries.values() for pid in fills}
     return human_edge(
         outcomes,
         approved_open=len((traded & approved) - closed_approved),
@@ -634,9 +676,9 @@ def read_report(
             span = (equity[0].ts, equity[-1].ts)
         else:
             span = (int(row["started_at"]), int(row["ended_at"] or now_ms))
-        trades = _trades(conn, session_id, span)
+        trades, entries = _trades(conn, session_id, span)
         decisions = _decisions(conn, session_id)
-        edge = _edge(conn, session_id, trades, decisions)
+        edge = _edge(conn, session_id, trades, entries, decisions)
         denials = _denials(conn, session_id, span)
         open_positions = int(
             conn.execute(_OPEN_SQL, {"sid": session_id, "a": span[0], "b": span[1]}).fetchone()[0]

@@ -218,3 +218,55 @@ def test_a_report_is_built_while_a_running_console_writes_its_store(tmp_path: Pa
     assert "Traceback" not in err, err
     final = build_report(db, 1)
     assert len(final.equity) >= seen[-1]
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A headless demo session with the auto policy: it adds to open positions."""
+    home = tmp_path_factory.mktemp("demo")
+    done = subprocess.run(
+        [CMA, "run", "--headless", "--policy", "auto", "--speed", "max", "--duration", "4s"],
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return home / "data" / "cma" / "cma.db"
+
+
+def test_a_proposal_that_added_to_an_open_position_counts_in_that_trade(
+    demo_store: Path,
+) -> None:
+    report = build_report(demo_store, 1)
+    fills = rows(
+        demo_store,
+        "SELECT f.symbol, f.qty, f.ts, oi.purpose, oi.proposal_id FROM fills f"
+        " JOIN order_intents oi ON oi.client_order_id = f.client_order_id",
+    )
+    own: dict[object, Decimal] = {}
+    for _, qty, _, purpose, pid in fills:
+        if purpose == "entry":
+            own[pid] = own.get(pid, Decimal(0)) + Decimal(str(qty))
+    added = 0
+    for t in report.trades:
+        # What the position's exits sold or bought back is what all its entries made.
+        exits = sum(
+            (
+                Decimal(str(q))
+                for sym, q, ts, purpose, _ in fills
+                if sym == t.symbol and purpose == "exit" and t.entry_ts <= int(str(ts)) <= t.exit_ts
+            ),
+            Decimal(0),
+        )
+        assert t.qty == exits, t
+        added += t.qty != own[t.proposal_id]
+    assert added, "the session must add to an open position to prove anything"
+    # Every approved proposal whose entry filled into a closed trade counts once, and
+    # the approved money is the trades' money (all entries were approved).
+    edge = report.edge
+    entered = {pid for _, _, _, purpose, pid in fills if purpose == "entry"}
+    approved = {d.proposal_id for d in report.decisions if d.status == "approved"}
+    assert edge.approved_no_trade == len(approved - entered)
+    assert edge.overall.approved.count + edge.approved_open == len(approved & entered)
+    assert edge.overall.approved.net_pnl == sum((t.net_pnl for t in report.trades), Decimal(0))
