@@ -207,22 +207,22 @@ class RiskEngine:
         the entry is sized by the default fraction instead of being denied for "no
         edge". Then :meth:`size` against ``committed`` (open positions plus
         entries not yet filled). ``equity`` defaults to the account's. A bad input
-        is a denial ("invalid order: ..."), never an exception; only a denial by
-        the limits is kept in ``denials`` (and only with ``record``).
+        is a denial ("invalid order: ..."), never an exception; every other denial
+        is kept in ``denials`` (only with ``record``), the checks before the limits
+        included, so the risk pane lists them too.
         """
         try:
+            reason = None
             held = positions.get(proposal.symbol)
-            if held is not None and held.side is not proposal.side:
-                return _denied(f"{held.side.value} {proposal.symbol} is open")
             mark = marks.get(proposal.symbol)
-            if mark is not None:
-                sign = proposal.side.sign
-                if (mark - proposal.stop) * sign <= 0:
-                    return _denied(f"price {mark} is already through the stop {proposal.stop}")
-                if (proposal.take_profit - mark) * sign <= 0:
-                    return _denied(
-                        f"price {mark} is already past the take-profit {proposal.take_profit}"
-                    )
+            if held is not None and held.side is not proposal.side:
+                reason = f"{held.side.value} {proposal.symbol} is open"
+            elif mark is not None and (mark - proposal.stop) * proposal.side.sign <= 0:
+                reason = f"price {mark} is already through the stop {proposal.stop}"
+            elif mark is not None and (proposal.take_profit - mark) * proposal.side.sign <= 0:
+                reason = f"price {mark} is already past the take-profit {proposal.take_profit}"
+            if reason is not None:
+                return self._deny(ts, proposal.symbol, reason) if record else _denied(reason)
             if human and edge is not None and edge.kelly() <= 0:
                 edge = None
             if equity is None:

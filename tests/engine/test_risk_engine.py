@@ -83,7 +83,12 @@ def test_an_open_position_on_the_other_side_denies() -> None:
     engine = risk_engine()
     got = check(engine, proposal(Side.SHORT), positions={BTC: position(Side.LONG)})
     assert got == RiskCheck(False, D(0), "long BTC/USDT is open")
-    assert engine.denials == ()  # a pre-check, not a limit: not listed (as before)
+    # The risk pane's "Last denials" lists it too (it left out the checks before the limits).
+    assert [(d.symbol, d.reason) for d in engine.denials] == [(BTC, "long BTC/USDT is open")]
+    # A preview (record=False) keeps it out.
+    quiet = risk_engine()
+    check(quiet, proposal(Side.SHORT), positions={BTC: position(Side.LONG)}, record=False)
+    assert quiet.denials == ()
 
 
 @pytest.mark.parametrize(
