@@ -216,7 +216,7 @@ class SignalPipeline:
             messages.append(
                 self._switch_off(self._agents[symbol], agent, agent.name, symbol, error, ts)
             )
-        return votes, decided if len(votes) == len(lean) else None
+        return votes, decided if _as_leant(votes, lean) else None
 
     def _make_agents(self, symbol: str, messages: list[EngineMessage], ts: int) -> list[Agent]:
         """One instance of each agent class for ``symbol``; one that raises is left out."""
@@ -272,3 +272,19 @@ class SignalPipeline:
         )
         log.error("%s", text, exc_info=exc)
         return EngineMessage(ts=ts, level="error", text=text)
+
+
+def _as_leant(votes: list[AgentVote], lean: list[Lean]) -> bool:
+    """Whether ``votes`` are ``lean`` with their rationales (each agent that leant voted
+    the same side and strength): then what the lean votes decided holds for them."""
+    if len(votes) != len(lean):
+        return False
+    for vote, leant in zip(votes, lean, strict=True):
+        if (
+            vote.agent != leant.agent
+            or vote.symbol != leant.symbol
+            or vote.direction is not leant.direction
+            or vote.strength != leant.strength
+        ):
+            return False
+    return True
