@@ -130,6 +130,9 @@ class LearningAgent:
     _edges: dict[tuple[str, ...], tuple[int, EdgeStats | None]] = field(default_factory=dict)
     #: Followed trades closed since the last :meth:`take_closed`, for the store.
     _closed: list[CounterfactualRow] = field(default_factory=list)
+    #: The weights asked for at the records' version ``_weights_at``.
+    _weights: dict[tuple[str, str], float] = field(default_factory=dict)
+    _weights_at: int = -1
 
     # --- inputs ---------------------------------------------------------------
 
@@ -277,12 +280,21 @@ class LearningAgent:
         The per-symbol record is used once it has 10 trades, else the overall one;
         a Beta(2, 2) prior keeps a few lucky trades from dominating.
         """
-        rec = self.records.get((agent, symbol))
-        if rec is None or rec.all_trades < 10:
+        key = (agent, symbol)
+        weights = self._weights
+        if self._weights_at != self.version:
+            weights.clear()  # the records moved: every weight is made afresh
+            self._weights_at = self.version
+        else:
+            known = weights.get(key)
+            if known is not None:
+                return known
+        rec = self.records.get(key)
+        if rec is None or rec.trades + rec.cf_trades < 10:
             rec = self.records.get((agent, OVERALL))
-        if rec is None:
-            return 1.0
-        return 2.0 * (rec.all_wins + 2) / (rec.all_trades + 4)
+        weight = 1.0 if rec is None else 2.0 * (rec.all_wins + 2) / (rec.all_trades + 4)
+        weights[key] = weight
+        return weight
 
     def edge(self, proposal: Proposal) -> EdgeStats | None:
         """Kelly statistics of the agents behind ``proposal``, pooled over their records."""

@@ -106,11 +106,11 @@ class SignalPipeline:
             if not propose:
                 return None, messages
             at = batch.at
-            votes = self._batch_votes(batch, at, symbol, messages, message_ts)
+            votes, decided = self._batch_votes(batch, at, symbol, messages, message_ts)
             if not votes:
                 return None, messages
             proposal = self.synth.synthesize_at(
-                candle, votes, _ZERO, candle.ts + self.tf_ms, float(batch.atr[at])
+                candle, votes, _ZERO, candle.ts + self.tf_ms, float(batch.atr[at]), decided=decided
             )
             return proposal, messages
         last = self._last_ts.get(symbol)
@@ -177,10 +177,13 @@ class SignalPipeline:
         symbol: str,
         messages: list[EngineMessage],
         ts: int,
-    ) -> list[AgentVote]:
+    ) -> tuple[list[AgentVote], tuple[Side, float] | None]:
+        """The votes at ``at`` and, when they are the lean votes decided first (every
+        agent that leant voted), that decision: the synthesis need not weigh them again."""
         # First the votes without their rationales: most candles' votes make no
         # proposal, and only a proposal shows its votes' words.
         lean: list[Lean] = []
+        decided: tuple[Side, float] | None = None
         for agent, series in batch.sources:
             direction = series.direction[at]
             if not direction:
@@ -193,8 +196,9 @@ class SignalPipeline:
             side = Side.LONG if direction > 0 else Side.SHORT
             lean.append(Lean(agent.name, symbol, side, strength))
         else:
-            if self.synth.decide(lean) is None:
-                return []
+            decided = self.synth.decide(lean)
+            if decided is None:
+                return [], None
         votes: list[AgentVote] = []
         broken: list[tuple[Agent, Exception]] = []
         for agent, series in batch.sources:
@@ -212,7 +216,7 @@ class SignalPipeline:
             messages.append(
                 self._switch_off(self._agents[symbol], agent, agent.name, symbol, error, ts)
             )
-        return votes
+        return votes, decided if _as_leant(votes, lean) else None
 
     def _make_agents(self, symbol: str, messages: list[EngineMessage], ts: int) -> list[Agent]:
         """One instance of each agent class for ``symbol``; one that raises is left out."""
@@ -268,3 +272,19 @@ class SignalPipeline:
         )
         log.error("%s", text, exc_info=exc)
         return EngineMessage(ts=ts, level="error", text=text)
+
+
+def _as_leant(votes: list[AgentVote], lean: list[Lean]) -> bool:
+    """Whether ``votes`` are ``lean`` with their rationales (each agent that leant voted
+    the same side and strength): then what the lean votes decided holds for them."""
+    if len(votes) != len(lean):
+        return False
+    for vote, leant in zip(votes, lean, strict=True):
+        if (
+            vote.agent != leant.agent
+            or vote.symbol != leant.symbol
+            or vote.direction is not leant.direction
+            or vote.strength != leant.strength
+        ):
+            return False
+    return True

@@ -118,13 +118,17 @@ class Synthesizer:
         size: Decimal,
         now_ms: int,
         atr: float | None,
+        *,
+        decided: tuple[Side, float] | None = None,
     ) -> Proposal | None:
         """:meth:`synthesize` with the ATR given (a backtest's whole-series ATR, the same
-        floats as :meth:`on_candle` makes; NaN or None while warming up)."""
+        floats as :meth:`on_candle` makes; NaN or None while warming up). ``decided``:
+        what :meth:`decide` gave for these votes, when the caller asked already."""
         p = self.params
         if atr is None or not atr > 0:
             return None
-        decided = self.decide(votes)
+        if decided is None:
+            decided = self.decide(votes)
         if decided is None:
             return None
         side, confidence = decided

@@ -358,11 +358,25 @@ class UnitOfWork:
                     "INSERT INTO counterfactuals (proposal_id, symbol, side, agents_json, entry,"
                     " exit_price, ret, exit_reason, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        r.proposal_id, r.symbol, r.side, json.dumps(list(r.agents)), r.entry,
+                        r.proposal_id, r.symbol, r.side, _agents_json(r.agents), r.entry,
                         r.exit_price, r.ret, r.exit_reason, r.closed_at,
                     ),
                 )
             )  # fmt: skip
+
+
+#: ``agents_json`` of the groups of agents met lately (a few groups make every row).
+_AGENTS_JSON: dict[tuple[str, ...], str] = {}
+_AGENTS_JSON_MAX = 256
+
+
+def _agents_json(agents: tuple[str, ...]) -> str:
+    text = _AGENTS_JSON.get(agents)
+    if text is None:
+        if len(_AGENTS_JSON) >= _AGENTS_JSON_MAX:
+            _AGENTS_JSON.clear()
+        text = _AGENTS_JSON[agents] = json.dumps(list(agents))
+    return text
 
 
 def _apply_ops(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:

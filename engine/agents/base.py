@@ -85,19 +85,25 @@ class BatchVotes:
 
 class KeptRows:
     """The candles a sparse detail keeps, ascending, shared by one agent's details: a
-    rationale reads several of them at one candle, so the last row found is kept."""
+    rationale reads several of them at one candle and the one before it, in turns, so
+    the last two rows found are kept."""
 
-    __slots__ = ("_at", "_last")
+    __slots__ = ("_at", "_last", "_other")
 
     def __init__(self, at: array[int]) -> None:
         self._at = at
         self._last = (-1, -1)
+        self._other = (-1, -1)
 
     def row(self, index: int) -> int:
         """Where candle ``index`` is kept; IndexError naming it when it is not."""
         last = self._last
         if last[0] == index:
             return last[1]
+        other = self._other
+        if other[0] == index:
+            self._last, self._other = other, last
+            return other[1]
         at = self._at
         k = bisect_left(at, index)
         if k == len(at) or at[k] != index:
@@ -105,7 +111,7 @@ class KeptRows:
                 f"detail of candle {index} was not kept: a batch rationale may read only "
                 "the voting candle and the one before it"
             )
-        self._last = (index, k)
+        self._last, self._other = (index, k), last
         return k
 
 

@@ -24,6 +24,7 @@ import random
 import sys
 import time
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -229,11 +230,13 @@ class _LevelSearch:
             self.key, self.next, self.clear = key, -1, -1
         if start >= end:
             return None
-        where = np.flatnonzero((s.low[start:end] <= low) | (s.high[start:end] >= high))
-        if not len(where):
+        touch = s.low[start:end] <= low
+        touch |= s.high[start:end] >= high
+        first = int(touch.argmax())  # the first True, or 0 with none
+        if not touch[first]:
             self.clear = end
             return None
-        self.next = start + int(where[0])
+        self.next = start + first
         return self.next
 
 
@@ -640,8 +643,7 @@ class _Run:
         loose = need / weight
         votes, strengths, counts = s.votes, s.vote_strength, s.vote_count
         least, done, k, n = params.min_votes, s.done, s.vote_at, len(votes)
-        while k < n and votes[k] <= done:
-            k += 1
+        k = bisect_right(votes, done, k)
         s.vote_at = k
         while k < n:
             # NaN strength is a candidate too: fed, the agent gets its error.

@@ -348,13 +348,13 @@ def true_range_series(
     if len(tr) < 2:
         return tr
     prev = np.asarray(close, dtype=np.float64)[:-1]
-    h, lo, rest = high[1:], low[1:], tr[1:]
+    out = tr.copy()
+    rest = out[1:]
     # ATR.update's two comparisons, in its order (not np.maximum, which differs on NaN).
-    up = h - prev
-    rest = np.where(up > rest, up, rest)
-    down = prev - lo
-    rest = np.where(down > rest, down, rest)
-    out = np.concatenate([tr[:1], rest])
+    step = high[1:] - prev
+    np.copyto(rest, step, where=step > rest)
+    np.subtract(prev, low[1:], out=step)
+    np.copyto(rest, step, where=step > rest)
     if breaks is not None:
         _check_breaks(len(out), breaks)
         fresh = np.flatnonzero(breaks)

@@ -39,9 +39,20 @@ class CorrelationTracker:
         require_int("min_samples", min_samples, 2)
         self.window = window
         self.min_samples = min_samples
-        self._closes: dict[str, deque[tuple[int, float]]] = {}
+        # Each symbol's last times and closes, side by side (a backtest extends them by
+        # the hundred: two plain columns take that without a tuple per candle).
+        self._times: dict[str, deque[int]] = {}
+        self._closes: dict[str, deque[float]] = {}
         # Twice the window, so that gaps in one symbol still leave a window of aligned returns.
         self._kept = 2 * window + 1
+
+    def _columns(self, symbol: str) -> tuple[deque[int], deque[float]]:
+        times = self._times.get(symbol)
+        if times is None:
+            times = self._times[symbol] = deque(maxlen=self._kept)
+            closes = self._closes[symbol] = deque(maxlen=self._kept)
+            return times, closes
+        return times, self._closes[symbol]
 
     def on_candle(self, symbol: str, ts: int, close: float) -> None:
         """Record a closed candle's close. An older ``ts`` than the last is ignored."""
@@ -57,36 +68,40 @@ class CorrelationTracker:
             require_text("symbol", symbol)
             require_ts("ts", ts)
             require_float("close", close, allow_zero=False)
-        window = self._closes.get(symbol)
-        if window is None:
-            window = self._closes[symbol] = deque(maxlen=self._kept)
-        if window and ts <= window[-1][0]:
-            if ts == window[-1][0]:
-                window[-1] = (ts, float(close))  # the same candle, revised
+        times, closes = self._columns(symbol)
+        if times and ts <= times[-1]:
+            if ts == times[-1]:
+                closes[-1] = float(close)  # the same candle, revised
             return
-        window.append((ts, float(close)))
+        times.append(ts)
+        closes.append(float(close))
 
     def extend(self, symbol: str, ts: list[int], closes: list[float]) -> None:
         """Record candles already checked (a backtest's columns), in time order and
         after the last one recorded: what :meth:`on_candle` on each would keep."""
-        window = self._closes.get(symbol)
-        if window is None:
-            window = self._closes[symbol] = deque(maxlen=self._kept)
-        if window and ts and ts[0] <= window[-1][0]:
+        if len(ts) != len(closes):
+            raise ValueError(f"{symbol}: {len(ts)} times for {len(closes)} closes")
+        times, kept = self._columns(symbol)
+        if times and ts and ts[0] <= times[-1]:
             raise ValueError(f"{symbol}: candles at {ts[0]} are not after the last recorded")
-        window.extend(zip(ts[-self._kept :], closes[-self._kept :], strict=True))
+        times.extend(ts)
+        kept.extend(closes)
 
     def correlation(self, symbol_a: str, symbol_b: str) -> float | None:
         """Correlation of close-to-close returns over the last ``window`` aligned returns,
         or None while there are fewer than ``min_samples``."""
         require_text("symbol_a", symbol_a)
         require_text("symbol_b", symbol_b)
-        window_a = self._closes.get(symbol_a)
-        window_b = self._closes.get(symbol_b)
-        if not window_a or not window_b:
+        times_a = self._times.get(symbol_a)
+        times_b = self._times.get(symbol_b)
+        if not times_a or not times_b:
             return None
-        closes_b = dict(window_b)
-        common = [(close_a, closes_b[ts]) for ts, close_a in window_a if ts in closes_b]
+        closes_b = dict(zip(times_b, self._closes[symbol_b], strict=True))
+        common = [
+            (close_a, closes_b[ts])
+            for ts, close_a in zip(times_a, self._closes[symbol_a], strict=True)
+            if ts in closes_b
+        ]
         returns_a: list[float] = []
         returns_b: list[float] = []
         for (a0, b0), (a1, b1) in pairwise(common):

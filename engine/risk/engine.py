@@ -105,6 +105,12 @@ class RiskEngine:
         if not isinstance(limits, RiskLimits):
             raise ValueError(f"limits must be a RiskLimits, got {limits!r}")
         self._limits = limits
+        #: The loss limits as Decimals, made once (every entry compares against them).
+        self._loss_limits = (
+            to_decimal(limits.max_daily_loss),
+            to_decimal(limits.max_drawdown),
+            to_decimal(limits.reduce_drawdown),
+        )
         self._account = Account() if account is None else account
         self._monitor = DrawdownMonitor(limits, self._account, state)
         self._tracker = CorrelationTracker(
@@ -358,14 +364,15 @@ class RiskEngine:
         if equity <= 0:
             return f"equity {equity} leaves nothing to size against"
         account = self._account
+        max_daily_loss, max_drawdown, reduce_drawdown = self._loss_limits
         if account.day == when // DAY_MS:
             daily_loss = account.daily_loss(equity)
-            if daily_loss > to_decimal(limits.max_daily_loss):
+            if daily_loss > max_daily_loss:
                 return f"daily loss {daily_loss:.1%} exceeds {limits.max_daily_loss:.1%}"
         drawdown = account.drawdown(equity)
-        if drawdown > to_decimal(limits.max_drawdown):
+        if drawdown > max_drawdown:
             return f"drawdown {drawdown:.1%} exceeds {limits.max_drawdown:.1%}"
-        if drawdown > to_decimal(limits.reduce_drawdown):
+        if drawdown > reduce_drawdown:
             return (
                 f"drawdown {drawdown:.1%} exceeds reduce level {limits.reduce_drawdown:.1%}: "
                 "exits only"

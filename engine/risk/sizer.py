@@ -156,7 +156,8 @@ def _fixed(limits: RiskLimits) -> _Fixed:
 
 def _fraction(fraction: float) -> Decimal:
     # Float noise (0.25 × 0.4 = 0.09999999999999999) would cost a quantum of size.
-    return to_decimal(fraction).quantize(_FRACTION_QUANTUM)
+    # (``to_decimal``'s conversion, without its cache: a Kelly fraction seldom recurs.)
+    return Decimal(repr(float(fraction))).quantize(_FRACTION_QUANTUM)
 
 
 def size_entry(
