@@ -570,14 +570,22 @@ def _edge(
 ) -> HumanEdge:
     """Each approved proposal whose entry filled into a closed trade earned that trade's
     return, and the share of its net pnl that its entry's cost was of the trade's."""
-    agents_of: dict[str, tuple[str, ...]] = {}
-    for pid, side, votes_json in conn.execute(
-        "SELECT id, side, votes_json FROM proposals WHERE session_id = ? AND status = 'approved'",
-        (session_id,),
-    ):
-        agents_of[str(pid)] = tuple(
-            dict.fromkeys(v.agent for v in _votes(votes_json) if v.direction == side)
-        )
+    approved = {d.proposal_id for d in decisions if d.status == "approved"}
+    # The agents behind each approved proposal in a trade: the trade's own proposal's are
+    # on the trade; only those that added to a position opened by another are read here.
+    agents_of = {t.proposal_id: t.agents for t in trades if t.proposal_id in approved}
+    added = {pid for fills in entries.values() for pid in fills if pid in approved}
+    added -= agents_of.keys()
+    if added:
+        for pid, side, votes_json in conn.execute(
+            "SELECT id, side, votes_json FROM proposals WHERE session_id = ?"
+            " AND status = 'approved'",
+            (session_id,),
+        ):
+            if pid in added:
+                agents_of[str(pid)] = tuple(
+                    dict.fromkeys(v.agent for v in _votes(votes_json) if v.direction == side)
+                )
     outcomes: list[Outcome] = []
     closed_approved: set[str] = set()
     for t in trades:
@@ -605,7 +613,6 @@ def _edge(
     for d in declined:
         key = d.decided_by or "unknown"
         by[key] = by.get(key, 0) + 1
-    approved = {d.proposal_id for d in decisions if d.status == "approved"}
     traded = {pid for fills in entries.values() for pid in fills}
     return human_edge(
         outcomes,
