@@ -100,9 +100,14 @@ def sessions_of(store: Path, stem: str | None = None) -> list[SessionRef]:
     return out
 
 
+def backtests_dir(store: Path) -> Path:
+    """Where ``cma backtest`` puts each backtest's own store: ``backtests/`` beside ``store``."""
+    return store.parent / "backtests"
+
+
 def backtest_stores(store: Path) -> list[Path]:
     """The backtests' store files beside ``store`` (``backtests/*.db``), by name."""
-    folder = store.parent / "backtests"
+    folder = backtests_dir(store)
     return sorted(p for p in folder.glob("*.db") if p.is_file()) if folder.is_dir() else []
 
 
@@ -136,7 +141,7 @@ def find_session(store: Path, ref: str, *, only: Path | None = None) -> SessionR
             raise ReportError(f"SESSION {ref!r} is not in --db {only}")
         path, stem = only, ""
     elif stem:
-        path = store.parent / "backtests" / f"{stem}.db"
+        path = backtests_dir(store) / f"{stem}.db"
         if not path.is_file():
             raise ReportError(f"SESSION {ref!r}: no backtest store {path}")
     else:

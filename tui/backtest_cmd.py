@@ -650,7 +650,9 @@ def backtest_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, check=False, **{**overrides, "feed": feed})
     if getattr(args, "db", None) is None:
         # A store keeps one account: each backtest gets a store of its own by default.
-        path = new_backtest_store(settings.store.resolved_path().parent / "backtests")
+        from reports.sessions import backtests_dir
+
+        path = new_backtest_store(backtests_dir(settings.store.resolved_path()))
         store_settings = settings.store.model_copy(update={"path": path})
         settings = settings.model_copy(update={"store": store_settings})
     try:

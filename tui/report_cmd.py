@@ -63,20 +63,19 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _ret(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:+.2f} %"
-
-
 def _print_list(found: list[Any]) -> None:
+    from engine.backtest.metrics import pct
+
     head = f"{'SESSION':<28} {'KIND':<8} {'MARKET':<28} {'START':<16} {'END':<16} "
     print(f"{head}{'TRADES':>7} {'RETURN':>9}")
     for s in found:
         market = f"{','.join(s.symbols)} {s.timeframe}".strip()
         if len(market) > 28:
             market = market[:27] + "~"
+        ret = pct(s.total_return, signed=True)
         print(
             f"{s.ref:<28} {s.kind:<8} {market:<28} {_when(s.first_ts or s.started_at):<16} "
-            f"{_when(s.last_ts or s.ended_at):<16} {s.trades:>7,} {_ret(s.total_return):>9}"
+            f"{_when(s.last_ts or s.ended_at):<16} {s.trades:>7,} {ret:>9}"
         )
 
 
