@@ -15,6 +15,7 @@ place) and makes its folder; it does no asyncio, so a worker thread may call it.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -266,6 +267,9 @@ def write_report(report: Report, fmt: str, path: Path | str) -> list[Path]:
     return the files written. The file appears whole or not at all."""
     data = render(report, fmt)
     target = Path(path)
+    if target.exists() and not target.is_file():
+        # A rename over it would replace a device, a pipe or a folder with the report.
+        raise FileExistsError(errno.EEXIST, "it exists and is not a regular file", str(target))
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:

@@ -4,8 +4,10 @@ in the data directory (``backtests/``) and a store given by ``--db``."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import zipfile
 from pathlib import Path
@@ -116,6 +118,16 @@ def test_bad_input_exits_2_naming_the_argument(home: Path, tmp_path: Path) -> No
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     refused(cma(home, "--last", "--format", "md", "--output", str(blocker / "r.md")), "--output")
+    # A pipe (or a device) named as the output is refused and left as it was: a rename
+    # over it replaced /dev/full with the report.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    refused(
+        cma(home, "--last", "--format", "md", "--output", str(pipe)),
+        "--output",
+        "not a regular file",
+    )
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
 
 
 def test_a_console_session_in_the_configured_store_is_session_n(tmp_path: Path) -> None:
