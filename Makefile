@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@# An editable install leaves the project uncompiled; where PYTHONDONTWRITEBYTECODE
 	@# is set, every start would compile it again (about 30 ms of the console's start).
-	$(BIN)/python -m compileall -q engine persistence tui themes reports
+	$(BIN)/python -m compileall -q engine optimize persistence tui themes reports
 	@touch $(STAMP)
 
 run: $(STAMP)
