@@ -43,8 +43,13 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def postgres_url() -> Iterator[str]:
     """The ``cma`` database of a PostgreSQL server for this session (a SQLAlchemy URL)."""
     # Imported here: psycopg and SQLAlchemy cost every session that needs no server.
-    from postgres import running_postgres
+    from postgres import PostgresMissing, check_installed, running_postgres
 
+    try:
+        check_installed()
+    except PostgresMissing as missing:
+        # A failure, not a skip: a CI machine without the install step must not pass.
+        raise pytest.fail.Exception(str(missing), pytrace=False) from None
     with running_postgres() as server:
         yield server.url
 

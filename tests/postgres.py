@@ -131,6 +131,12 @@ def free_port() -> int:
     return port
 
 
+def check_installed() -> None:
+    """Raise :class:`PostgresMissing` unless the server and, as root, its user are there."""
+    find_bin_dir()
+    _server_user()
+
+
 @contextlib.contextmanager
 def running_postgres() -> Iterator[PostgresServer]:
     """Start a throwaway server with the ``cma`` role and database; stop and remove it after."""
