@@ -3,6 +3,10 @@
 ``cma run`` logs to ``$XDG_STATE_HOME/cma/cma.log``; the tests start ``cma``
 as a subprocess with an environment copied from this process, so pointing
 the variable at a temporary folder here covers them all.
+
+Tests that share an Optuna study ask for ``postgres_db``: an empty database on
+a throwaway PostgreSQL server (tests/postgres.py), started once per session by
+the first test that asks.
 """
 
 from __future__ import annotations
@@ -33,3 +37,26 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The ``cma`` database of a PostgreSQL server for this session (a SQLAlchemy URL)."""
+    # Imported here: psycopg and SQLAlchemy cost every session that needs no server.
+    from postgres import PostgresMissing, check_installed, running_postgres
+
+    try:
+        check_installed()
+    except PostgresMissing as missing:
+        # A failure, not a skip: a CI machine without the install step must not pass.
+        raise pytest.fail.Exception(str(missing), pytrace=False) from None
+    with running_postgres() as server:
+        yield server.url
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> str:
+    """An empty database of its own for one test, on the session's server (its URL)."""
+    from postgres import fresh_database
+
+    return fresh_database(postgres_url)
