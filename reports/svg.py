@@ -258,6 +258,7 @@ def history_chart(
     if mark:
         legend.append(("chosen", chosen_label))
     lx = float(_LEFT)
+    parts.append('<g class="legend">')
     for cls, text in legend:
         if cls == "dot":
             parts.append(f'<circle class="dot" cx="{_num(lx + 5)}" cy="14" r="3"/>')
@@ -267,7 +268,7 @@ def history_chart(
             parts.append(f'<path class="chosen" d="{_diamond(lx + 5, 14)}"/>')
         parts.append(f'<text class="tick" x="{_num(lx + 16)}" y="18">{escape(text)}</text>')
         lx += 30 + 6.5 * len(text)
-    parts.append(f'<text class="tick" x="{w - _RIGHT}" y="18" text-anchor="end">trial</text>')
+    parts.append(f'<text class="tick" x="{w - _RIGHT}" y="18" text-anchor="end">trial</text></g>')
     if points:
         for n, v in points:
             parts.append(f'<circle class="dot" cx="{_num(px(n))}" cy="{_num(py(v))}" r="2.5"/>')
