@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -50,7 +51,7 @@ TOP = 10
 HISTORY_ROWS = 10
 
 _OBJECTIVE_WORDS = {
-    "return": "the total return (as a percentage)",
+    "return": "the total return, shown as a percentage",
     "sharpe": "the Sharpe ratio",
     "calmar": "the Calmar ratio",
 }
@@ -87,6 +88,14 @@ def md_text(value: object) -> str:
     as :func:`reports.render.md_cell` has them, and ``<``, ``>`` and ``&`` as HTML
     entities, so markup in data (a parameter key, a choice) is not rendered."""
     return md_cell(html.escape("" if value is None else str(value), quote=False))
+
+
+def md_code(value: object) -> str:
+    """A Markdown code span of ``value`` on one line (fenced by more backticks than it holds)."""
+    text = " ".join(str(value).splitlines())
+    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _at(values: Sequence[Any], i: int) -> Any:
@@ -213,7 +222,9 @@ class ParamRow:
 
 def param_rows(opt: Optimization) -> list[ParamRow]:
     """Each tuned parameter (search-space order, then any other) with the chosen
-    trial's value beside the best in-sample trial's."""
+    trial's value beside the best in-sample trial's; none when neither trial exists."""
+    if opt.chosen is None and opt.best_in_sample is None:
+        return []
     keys = [p.key for p in opt.space]
     for t in (opt.chosen, opt.best_in_sample):
         if t is not None:
@@ -313,7 +324,7 @@ def _env(html_: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(when=when, md=md_text)
+    env.filters.update(when=when, md=md_text, code=md_code)
     env.filters["score"] = lambda v, obj: score(v, obj)
     return env
 

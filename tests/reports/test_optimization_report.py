@@ -216,6 +216,7 @@ def test_every_section_is_there_in_order_in_both_formats() -> None:
     assert md.startswith("# Optimization eth-sharpe\n")
     page = parse(html)
     assert "<title>cma optimization eth-sharpe</title>" in html
+    assert "Objective: the Sharpe ratio; minimum trades 5." in md
     for text in (md, html):
         at = [text.index(s) for s in ("Trials: 12 run", *SECTIONS)]
         assert at == sorted(at), at
@@ -279,6 +280,8 @@ def test_the_chosen_parameters_stand_beside_the_best_in_sample_ones() -> None:
     assert "`/home/me/.config/cma/optimized/eth-sharpe.toml`" in md
     rows = parse(render_optimization(opt, "html")).tables["params"]
     assert rows[1:] == [["risk.kelly_fraction", "0.35", "0.9"], ["agents.rsi.period", "14", "14"]]
+    odd = render_optimization(replace(opt, fragment="/tmp/a|b/`x`\n.toml"), "md")
+    assert "Config fragment: ``/tmp/a|b/`x` .toml`` (" in odd
     no_fragment = render_optimization(replace(opt, fragment=None), "md")
     assert "No config fragment was written." in no_fragment
 
@@ -394,11 +397,8 @@ def test_no_chosen_trial_renders_and_says_so() -> None:
     assert ">no complete trial</text>" in html
     rows = page.tables["walk-forward-table"]
     assert len(rows) == 1 + 3 + 1 and all(r[3:] == ["-"] * 6 for r in rows[1:])
-    assert md_table(md, "Chosen parameters") == [
-        ["Parameter", "Chosen", "Best in sample"],
-        ["risk.kelly_fraction", "-", "-"],
-        ["agents.rsi.period", "-", "-"],
-    ]
+    assert md_table(md, "Chosen parameters") == []  # no table of dashes
+    assert 'id="params"' not in html
     empty = replace(opt, trials=(), windows=(), space=())
     text = render_optimization(empty, "md")
     assert "No trial was chosen: no trial was run." in text and "Trials: 0 run" in text
@@ -451,7 +451,7 @@ def test_scores_read_as_the_objective_says() -> None:
     assert score(math.inf, "sharpe") == "inf" and score(-math.inf, "return") == "-inf"
     opt = replace(typical(), objective="return")
     md = render_optimization(opt, "md")
-    assert "Objective: the total return (as a percentage)" in md
+    assert "Objective: the total return, shown as a percentage; minimum trades 5." in md
     assert "Chosen: trial 5, mean out of sample +80.00 % (in sample +100.00 %)." in md
     assert " %</text>" in render_optimization(opt, "html")  # the chart's ticks too
 
