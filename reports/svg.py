@@ -224,8 +224,9 @@ def history_chart(
     ys_all = [p[1] for p in points] + ([float(mark[1])] if mark else [])
     x0, x1 = min(xs_all), max(xs_all)
     y0, y1 = min(ys_all), max(ys_all)
+    first, last = x0, x1
     if x1 <= x0:
-        x0, x1 = x0 - 1, x1 + 1
+        x0, x1 = x0 - 0.5, x1 + 0.5
     if y1 <= y0:
         pad = abs(y0) * 0.01 or 1.0
         y0, y1 = y0 - pad, y1 + pad
@@ -247,7 +248,8 @@ def history_chart(
             f'<text class="tick" x="{_LEFT - 6}" y="{_num(yy + 4)}" text-anchor="end">'
             f"{escape(text)}</text>"
         )
-    xticks = [t for t in nice_ticks(x0, x1, 8) if t == int(t)] or [x0]
+    # Trial numbers: whole ones, within those drawn.
+    xticks = [t for t in nice_ticks(first, last, 8) if t == int(t)] or [first]
     for tick in xticks:
         parts.append(
             f'<text class="tick" x="{_num(px(tick))}" y="{h - 10}" text-anchor="middle">'

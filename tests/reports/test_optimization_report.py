@@ -393,8 +393,8 @@ def test_no_chosen_trial_renders_and_says_so() -> None:
         assert "Trials: 3 run = 0 complete + 2 pruned + 1 failed." in text
         assert "No trial has an out-of-sample mean." in text
         assert "None" not in text
-    assert "No complete trial." in md
-    assert ">no complete trial</text>" in html
+    assert "No complete trial." in md and "<p>No complete trial.</p>" in html
+    assert 'id="history-chart"' not in html  # not an empty box
     rows = page.tables["walk-forward-table"]
     assert len(rows) == 1 + 3 + 1 and all(r[3:] == ["-"] * 6 for r in rows[1:])
     assert md_table(md, "Chosen parameters") == []  # no table of dashes
@@ -543,6 +543,7 @@ def test_the_history_chart_with_none_one_and_a_chosen_mark() -> None:
     dots, steps, mark = drawn(one)
     assert len(dots) == 1 and mark is None and steps[0][0] == "M" and steps[-1] == ("h", 1.0)
     assert "nan" not in one.lower()
+    assert re.findall(r'text-anchor="middle">(-?\d+)</text>', one) == ["4"]  # its number only
     marked = history_chart("history-chart", "H", [0, 1, 2], [0.1, 0.3, 0.2], chosen=(2, 0.9))
     dots, _, mark = drawn(marked)
     assert mark is not None
