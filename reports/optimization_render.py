@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from engine.backtest.metrics import pct
 from reports.optimization import Optimization, ParamValue, TrialRow
-from reports.render import md_cell, when, write_atomic
+from reports.render import latency, md_cell, when, write_atomic
 from reports.svg import bar_chart, history_chart, running_best
 
 __all__ = [
@@ -286,6 +286,18 @@ def no_choice(opt: Optimization) -> str:
     return f"No trial was chosen: {reason}" + (f" ({', '.join(why)})." if why else ".")
 
 
+def effort(opt: Optimization) -> str | None:
+    """``2 workers, 1h 5m 30s of trial time``: who ran the trials, and for how long."""
+    workers = {t.worker for t in opt.trials if t.worker}
+    seconds = [t.seconds for t in opt.trials if t.seconds is not None]
+    parts = []
+    if workers:
+        parts.append(f"{len(workers)} worker{'s' if len(workers) != 1 else ''}")
+    if seconds:
+        parts.append(f"{latency(round(sum(seconds) * 1000))} of trial time")
+    return ", ".join(parts) or None
+
+
 def _context(opt: Optimization) -> dict[str, Any]:
     c, b = opt.chosen, opt.best_in_sample
     span = (
@@ -298,6 +310,7 @@ def _context(opt: Optimization) -> dict[str, Any]:
         "objective_words": _OBJECTIVE_WORDS.get(opt.objective, opt.objective),
         "span": span,
         "counts": trial_counts(opt),
+        "effort": effort(opt),
         "mt_note": multiple_testing_note(opt),
         "params": param_rows(opt),
         "no_choice": no_choice(opt),

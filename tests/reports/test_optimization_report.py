@@ -64,7 +64,7 @@ def complete(
         trades_in=tuple(10 + number + i for i in range(len(ins))),
         trades_out=tuple(3 + i for i in range(len(oos))),
         oos_mean=mean(oos),
-        worker=f"box{number % 2}:{4000 + number}",
+        worker=f"box{number % 2}:{4000 + number % 2}",
     )
 
 
@@ -259,6 +259,9 @@ def test_the_counts_line_and_the_multiple_testing_note() -> None:
         assert "12 sets of parameters were tried." in text
         assert "the more the best in-sample score looks better than it is" in text
         assert "chosen by their out-of-sample scores" in text
+        assert "Run by 2 workers." in text
+    timed = replace(opt, trials=tuple(replace(t, seconds=t.number * 60.5) for t in opt.trials))
+    assert "Run by 2 workers, 1h 6m 33s of trial time." in render_optimization(timed, "md")
     running = replace(opt, trials=(*opt.trials, replace(stopped(12), state="running")))
     assert "13 run = 8 complete + 3 pruned + 1 failed + 1 still running" in render_optimization(
         running, "md"
