@@ -16,6 +16,7 @@ import pytest
 from browser import Browser, decode_png, drawn_pixels
 from hypothesis import given
 from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from reports.optimization import Optimization, Param, TrialRow, Window
 from reports.optimization_render import (
@@ -445,6 +446,35 @@ def test_pipes_and_markup_in_keys_and_choices_are_escaped() -> None:
         ("Parameter importances", 2),
     ):
         assert {len(r) for r in md_table(md, heading)} == {width}, heading  # fmt: skip
+
+
+def test_a_markdown_renderer_shows_the_escaped_text_as_written() -> None:
+    """Through a real CommonMark parser with GFM tables (markdown-it-py, which Textual
+    uses): no raw HTML gets through, and each cell reads the key and choices as given."""
+    key = "agents.<script>x</script>|evil"
+    space = (*SPACE, Param(key, "choice", choices=("<b>bold</b>", "a|b")))
+    opt = replace(
+        study((complete(0, (1.0,), (1.0,), **{key: "a|b"}),), n_windows=1, space=space),
+        fragment="/tmp/a|b/<i>x</i>.toml",
+    )
+    tokens = MarkdownIt("commonmark").enable("table").parse(render_optimization(opt, "md"))
+    children = [c for t in tokens if t.type == "inline" for c in t.children or ()]
+    assert not [t for t in tokens if t.type == "html_block"]
+    assert not [c for c in children if c.type == "html_inline"]
+    rows: list[list[str]] = []
+    in_cell = False
+    for t in tokens:
+        if t.type == "tr_open":
+            rows.append([])
+        elif t.type in ("td_open", "th_open"):
+            in_cell = True
+        elif t.type == "inline" and in_cell:
+            rows[-1].append("".join(c.content for c in t.children or ()))
+            in_cell = False
+    cells = [r for r in rows if r and r[0] == key]
+    assert [key, "choice", "one of <b>bold</b>, a|b"] in cells  # the search space
+    assert [key, "a|b", "a|b"] in cells  # chosen beside best in sample
+    assert any(c.type == "code_inline" and c.content == "/tmp/a|b/<i>x</i>.toml" for c in children)
 
 
 def test_scores_read_as_the_objective_says() -> None:
