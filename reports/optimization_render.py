@@ -177,12 +177,12 @@ def history_series(trials: Iterable[TrialRow]) -> tuple[list[int], list[float], 
     """What the history chart draws: the complete trials with a (finite) value, in
     trial order, as their numbers, their values and the best value so far."""
     done = sorted(
-        (t for t in trials if t.state == "complete" and t.value is not None),
-        key=lambda t: t.number,
+        (t.number, t.value)
+        for t in trials
+        if t.state == "complete" and t.value is not None and math.isfinite(t.value)
     )
-    done = [t for t in done if t.value is not None and math.isfinite(t.value)]
-    values = [float(t.value) for t in done if t.value is not None]
-    return [t.number for t in done], values, running_best(values)
+    values = [v for _, v in done]
+    return [n for n, _ in done], values, running_best(values)
 
 
 @dataclass(frozen=True, slots=True)
