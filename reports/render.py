@@ -265,7 +265,13 @@ def render(report: Report, fmt: str) -> bytes:
 def write_report(report: Report, fmt: str, path: Path | str) -> list[Path]:
     """Write ``report`` in ``fmt`` to ``path`` (its folder made, mode 0700 when new);
     return the files written. The file appears whole or not at all."""
-    data = render(report, fmt)
+    return [write_atomic(render(report, fmt), path)]
+
+
+def write_atomic(data: bytes, path: Path | str) -> Path:
+    """Write ``data`` to ``path`` (its folder made, mode 0700 when new) through a
+    temporary file renamed into place, so the file appears whole or not at all;
+    refuse (FileExistsError) a ``path`` that exists and is not a regular file."""
     target = Path(path)
     if target.exists() and not target.is_file():
         # A rename over it would replace a device, a pipe or a folder with the report.
@@ -279,4 +285,4 @@ def write_report(report: Report, fmt: str, path: Path | str) -> list[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return [target]
+    return target

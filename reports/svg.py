@@ -1,10 +1,15 @@
-"""Line charts as inline SVG, written from the data: no browser, no plotting library.
+"""Charts as inline SVG, written from the data: no browser, no plotting library.
 
 :func:`line_chart` draws one series as a polyline path with its axes, a light grid
 and a few labelled ticks. Colours come from CSS classes (``line``, ``area``,
 ``axis``, ``grid``, ``tick``) so that the page's light and dark styles apply. A
 series longer than :data:`MAX_POINTS` is downsampled by keeping each bucket's
 first, lowest, highest and last points, so peaks and troughs stay drawn.
+
+For the optimization report, :func:`history_chart` draws one dot per trial's score
+over the trial number, the best score so far as a step line (``best``) and one
+distinct mark (``chosen``); :func:`bar_chart` draws labelled horizontal bars
+(``bar``), for the parameter importances.
 """
 
 from __future__ import annotations
@@ -158,5 +163,174 @@ def line_chart(
             f'L{_num(float(xs[-1]))},{_TOP} Z"/>'
         )
     parts.append(f'<path class="line" fill="none" d="M{coords}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- optimization
+
+
+def running_best(values: Sequence[float]) -> list[float]:
+    """The best (highest) value so far at each point of ``values``."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out or v > out[-1] else out[-1])
+    return out
+
+
+def _open_svg(chart_id: str, title: str, w: int, h: int) -> list[str]:
+    return [
+        f'<svg id="{escape(chart_id)}" class="chart" '
+        f'viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+
+
+def _no_data(parts: list[str], w: int, h: int, text: str) -> str:
+    parts.append(
+        f'<text class="tick" x="{w / 2}" y="{h / 2}" text-anchor="middle">{escape(text)}</text>'
+        "</svg>"
+    )
+    return "".join(parts)
+
+
+def history_chart(
+    chart_id: str,
+    title: str,
+    numbers: Sequence[int],
+    values: Sequence[float],
+    *,
+    chosen: tuple[int, float] | None = None,
+    chosen_label: str = "chosen",
+    scale: float = 1.0,
+    unit: str = "",
+) -> str:
+    """An ``<svg id=chart_id>`` of an optimization's history: one dot per trial
+    (``numbers[i]``, ``values[i]``, in trial order; non-finite values left out), the
+    best value so far as a step line, and ``chosen`` (a trial number and a score)
+    as a diamond. A y tick reads ``value * scale`` and ``unit``."""
+    w, h = WIDTH, HEIGHT + 20
+    top = _TOP + 20
+    plot_w, plot_h = w - _LEFT - _RIGHT, h - top - _BOTTOM
+    parts = _open_svg(chart_id, title, w, h)
+    points = [
+        (float(n), float(v)) for n, v in zip(numbers, values, strict=True) if math.isfinite(v)
+    ]
+    mark = chosen if chosen is not None and math.isfinite(chosen[1]) else None
+    if not points and mark is None:
+        return _no_data(parts, w, h, "no complete trial")
+    xs_all = [p[0] for p in points] + ([float(mark[0])] if mark else [])
+    ys_all = [p[1] for p in points] + ([float(mark[1])] if mark else [])
+    x0, x1 = min(xs_all), max(xs_all)
+    y0, y1 = min(ys_all), max(ys_all)
+    first, last = x0, x1
+    if x1 <= x0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    if y1 <= y0:
+        pad = abs(y0) * 0.01 or 1.0
+        y0, y1 = y0 - pad, y1 + pad
+    # A margin inside the axes, so that no dot sits on an axis or the edge.
+    xpad, ypad = (x1 - x0) * 0.02, (y1 - y0) * 0.05
+    x0, x1, y0, y1 = x0 - xpad, x1 + xpad, y0 - ypad, y1 + ypad
+
+    def px(v: float) -> float:
+        return _LEFT + (v - x0) / (x1 - x0) * plot_w
+
+    def py(v: float) -> float:
+        return top + (y1 - v) / (y1 - y0) * plot_h
+
+    ticks = nice_ticks(y0, y1)
+    for tick, text in zip(ticks, tick_labels(ticks, scale, unit), strict=True):
+        yy = py(tick)
+        parts.append(
+            f'<line class="grid" x1="{_LEFT}" x2="{w - _RIGHT}" y1="{_num(yy)}" y2="{_num(yy)}"/>'
+            f'<text class="tick" x="{_LEFT - 6}" y="{_num(yy + 4)}" text-anchor="end">'
+            f"{escape(text)}</text>"
+        )
+    # Trial numbers: whole ones, within those drawn.
+    xticks = [t for t in nice_ticks(first, last, 8) if t == int(t)] or [first]
+    for tick in xticks:
+        parts.append(
+            f'<text class="tick" x="{_num(px(tick))}" y="{h - 10}" text-anchor="middle">'
+            f"{int(tick)}</text>"
+        )
+    parts.append(f'<path class="axis" d="M{_LEFT},{top}V{top + plot_h}H{w - _RIGHT}" fill="none"/>')
+    legend = [("dot", "in-sample mean of a trial"), ("best", "best so far")]
+    if mark:
+        legend.append(("chosen", chosen_label))
+    lx = float(_LEFT)
+    parts.append('<g class="legend">')
+    for cls, text in legend:
+        if cls == "dot":
+            parts.append(f'<circle class="dot" cx="{_num(lx + 5)}" cy="14" r="3"/>')
+        elif cls == "best":
+            parts.append(f'<path class="best" fill="none" d="M{_num(lx)},14H{_num(lx + 12)}"/>')
+        else:
+            parts.append(f'<path class="chosen" d="{_diamond(lx + 5, 14)}"/>')
+        parts.append(f'<text class="tick" x="{_num(lx + 16)}" y="18">{escape(text)}</text>')
+        lx += 30 + 6.5 * len(text)
+    parts.append(f'<text class="tick" x="{w - _RIGHT}" y="18" text-anchor="end">trial</text></g>')
+    if points:
+        for n, v in points:
+            parts.append(f'<circle class="dot" cx="{_num(px(n))}" cy="{_num(py(v))}" r="2.5"/>')
+        best = running_best([v for _, v in points])
+        steps = [f"M{_num(px(points[0][0]))},{_num(py(best[0]))}"]
+        for (n, _), b, prev in zip(points[1:], best[1:], best, strict=False):
+            steps.append(f"H{_num(px(n))}")
+            if b != prev:
+                steps.append(f"V{_num(py(b))}")
+        if len(points) == 1:
+            steps.append("h1")
+        parts.append(f'<path class="best" fill="none" d="{"".join(steps)}"/>')
+    if mark:
+        parts.append(
+            f'<path class="chosen" d="{_diamond(px(mark[0]), py(mark[1]))}">'
+            f"<title>{escape(f'{chosen_label}: trial {mark[0]}')}</title></path>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _diamond(x: float, y: float, r: float = 6.0) -> str:
+    return (
+        f"M{_num(x)},{_num(y - r)}L{_num(x + r)},{_num(y)}"
+        f"L{_num(x)},{_num(y + r)}L{_num(x - r)},{_num(y)}Z"
+    )
+
+
+def bar_chart(
+    chart_id: str,
+    title: str,
+    items: Sequence[tuple[str, float]],
+    *,
+    scale: float = 1.0,
+    unit: str = "",
+    decimals: int = 1,
+) -> str:
+    """An ``<svg id=chart_id>`` of horizontal bars, one per ``(label, value)`` in the
+    order given, each as long as its value against the largest, its value written
+    after it (``value * scale`` with ``decimals`` and ``unit``)."""
+    row, label_w = 22, 260
+    w = WIDTH
+    h = _TOP + row * max(len(items), 1) + 8
+    parts = _open_svg(chart_id, title, w, h)
+    shown = [(k, v) for k, v in items if math.isfinite(v)]
+    if not shown:
+        return _no_data(parts, w, h, "no data")
+    top = max(max(v for _, v in shown), 0.0) or 1.0
+    bar_w = w - label_w - _RIGHT - 70
+    for i, (label, v) in enumerate(shown):
+        y = _TOP + i * row
+        short = label if len(label) <= 40 else label[:39] + "…"
+        length = max(v, 0.0) / top * bar_w
+        parts.append(
+            f'<text class="tick" x="{label_w - 8}" y="{_num(y + 15)}" text-anchor="end">'
+            f"<title>{escape(label)}</title>{escape(short)}</text>"
+            f'<rect class="bar" x="{label_w}" y="{_num(y + 4)}" width="{_num(max(length, 1.0))}" '
+            f'height="{row - 8}"/>'
+            f'<text class="tick" x="{_num(label_w + length + 6)}" y="{_num(y + 15)}">'
+            f"{escape(f'{v * scale:.{decimals}f}{unit}')}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
