@@ -146,7 +146,7 @@ def walk_forward(opt: Optimization) -> list[WalkRow]:
     for i, w in enumerate(opt.windows):
         rows.append(
             WalkRow(
-                window=str(w.index),
+                window=str(w.index + 1),  # counted from 1, as cma optimize prints them
                 train=_range(w.train_start, w.train_end, cut),
                 test=_range(w.test_start, w.test_end, cut),
                 chosen_is=score(_at(c.in_sample, i) if c else None, obj),

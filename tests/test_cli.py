@@ -61,7 +61,7 @@ def test_top_level_help_lists_every_subcommand(env: dict[str, str]) -> None:
         assert name in out
 
 
-@pytest.mark.parametrize("command", ["optimize", "keys", "data"])
+@pytest.mark.parametrize("command", ["keys", "data"])
 def test_unfinished_commands_exit_3_and_say_so(env: dict[str, str], command: str) -> None:
     done = cma(env, command)
     assert done.returncode == 3
@@ -239,14 +239,14 @@ def test_the_command_list_reads_as_commands(env: dict[str, str]) -> None:
     out = real_cma(env, "--help").stdout
     for line in (
         "backtest agents on candle files",
-        "optimize agent parameters",
+        "tune agent, synthesis, risk and approval settings",
         "export session reports",
     ):
         assert line in out
     assert "backtesting" not in out and "optimizing" not in out and "exporting" not in out
 
 
-@pytest.mark.parametrize("command", ["optimize", "keys", "data"])
+@pytest.mark.parametrize("command", ["keys", "data"])
 def test_each_unavailable_commands_help_says_so(env: dict[str, str], command: str) -> None:
     done = real_cma(env, command, "--help")
     assert done.returncode == 0

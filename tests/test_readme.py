@@ -428,6 +428,38 @@ def check_report_last(home: Home, demo: tuple[Home, Done]) -> None:
     assert 'id="equity-chart"' in text and 'id="drawdown-chart"' in text
 
 
+OPTIMIZE = (
+    "cma optimize --data ../shared/data/binanceus_BTC-USDT_1m_2023-03.csv --agents sma_cross "
+    "--trials 50"
+)
+PRINT_SPACE = "cma optimize --print-space --agents sma_cross"
+
+
+def check_optimize(home: Home, demo: tuple[Home, Done]) -> None:
+    """Fifty trials of sma_cross, walk-forward; the fragment it writes runs as a config,
+    and the report lies beside it."""
+    done = home.sh(OPTIMIZE.replace("../shared/data", str(shared_data_dir())), cwd=ROOT).ok()
+    assert done.out.startswith("ran 50 of 50 trials\n"), done.out
+    found = re.search(r"^config fragment +(\S+)$", done.out, re.M)
+    assert found, done.out
+    fragment = Path(found.group(1))
+    assert fragment.parent == home.root / "data" / "cma" / "optimize"
+    assert "sma_cross" in fragment.read_text()
+    for suffix in (".md", ".html"):
+        assert "Walk-forward" in fragment.with_suffix(suffix).read_text()
+    csv = shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv"
+    home.sh(f"cma backtest --config {fragment} --data {csv} --to 2023-03-03", cwd=ROOT).ok()
+
+
+def check_print_space(home: Home, demo: tuple[Home, Done]) -> None:
+    """The default space as a space file: synthesis, approval, risk and sma_cross's own."""
+    import tomllib
+
+    space = tomllib.loads(home.sh(PRINT_SPACE).ok().out)
+    assert set(space) == {"agents", "approval", "risk"}
+    assert set(space["agents"]["params"]["sma_cross"]) == {"fast", "slow"}
+
+
 def check_not_yet(name: str) -> Callable[[Home, tuple[Home, Done]], None]:
     def check(home: Home, demo: tuple[Home, Done]) -> None:
         """Says it is not available yet, and exits 3."""
@@ -460,7 +492,8 @@ CHECKS: dict[str, Check] = {
     "cma db info": check_db_info,
     REPORT_LIST: check_report_list,
     REPORT_LAST: check_report_last,
-    "cma optimize": check_not_yet("optimize"),
+    OPTIMIZE: check_optimize,
+    PRINT_SPACE: check_print_space,
     **{f"cma {name}": check_not_yet(name) for name in ("keys", "data")},
 }
 
@@ -470,6 +503,9 @@ ELSEWHERE: dict[str, str] = {
     "make test": "the test run itself (lint, mypy and this suite)",
     "cma backtest --data FILE...": "tests/tui/test_backtest_cli.py runs it end to end",
     "cma report": "tests/reports/test_report_cli.py runs it end to end",
+    "cma optimize --data FILE...": (
+        "the Optimization section's command above, and tests/optimization end to end"
+    ),
     "ssh trader@server": "a remote login: no test can make one; tmux below is what matters",
     "tmux new -A -s cma 'cd crypto-market-agents && .venv/bin/cma'": (
         "tests/tui/test_e2e_tmux.py drives the console in tmux, detached and reattached"

@@ -298,12 +298,14 @@ def progress_text(
 ) -> str:
     """One progress line at most ``width - 1`` columns: label, percent, bar, speed, ETA.
 
-    ``unit`` "bytes" shows MB/s, anything else ``N unit/s``.
+    ``unit`` "bytes" shows MB/s, "trials" trials/min, anything else ``N unit/s``.
     """
     share = min(1.0, done / total) if total > 0 else 1.0
     rate = done / elapsed if elapsed > 0 else math.nan
     if unit == "bytes":
         speed = f"{rate / 1e6:,.1f} MB/s" if math.isfinite(rate) else "- MB/s"
+    elif unit == "trials":  # seconds each: a rate per minute reads better
+        speed = f"{rate * 60:,.1f} trials/min" if math.isfinite(rate) else "- trials/min"
     else:
         speed = f"{rate:,.0f} {unit}/s" if math.isfinite(rate) else f"- {unit}/s"
     eta = (total - done) / rate if rate > 0 else math.inf
@@ -362,9 +364,11 @@ class ProgressLine:
         # Two columns spare: the terminal echoes Ctrl-C as "^C" after the line, and a
         # line it wrapped could no longer be erased by a carriage return.
         width = _width(self.stream) - 2
-        text = progress_text(self._label, done, total, now - self._started, width, unit=self._unit)
-        if self.note:
-            text = f"{text}  {self.note}"[: width - 1]
+        # The note keeps its room: the bar narrows for it (a narrow terminal cuts the end).
+        note = f"  {self.note}" if self.note else ""
+        elapsed = now - self._started
+        text = progress_text(self._label, done, total, elapsed, width - len(note), unit=self._unit)
+        text = f"{text}{note}"[: width - 1]
         self.stream.write(f"\r{text}\x1b[K")
         self.stream.flush()
         self._drawn = True

@@ -20,7 +20,6 @@ EXIT_NOT_YET = 3
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
-    "optimize": "optimize agent parameters",
     "keys": "store exchange API keys in the keyring",
     "data": "download and manage candle data",
 }
@@ -153,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--theme", help="console theme")
 
     _add_backtest(sub, common)
+    _add_optimize(sub, common)
     from tui.report_cmd import add_report_parser
 
     add_report_parser(sub, common)
@@ -286,11 +286,89 @@ def _add_backtest(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_optimize(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``cma optimize``: its values are checked by the command (one ``cma:`` line each)."""
+    opt = sub.add_parser(
+        "optimize",
+        parents=[common],
+        help="tune agent, synthesis, risk and approval settings on candle files (Optuna)",
+        description="Tune settings on history without fooling yourself: each trial is "
+        "backtested on the training range of each walk-forward window (the sampler sees "
+        "only these in-sample scores) and then on the test range that follows it. The "
+        "parameters chosen are those with the best mean out-of-sample score, written as a "
+        "config fragment that cma run and cma backtest take with --config, with an "
+        "optimization report (Markdown and HTML) beside it. On a terminal a progress bar "
+        "shows trials done, the best value and the time left.",
+        epilog="Ctrl-C stops after the running trials and keeps the study (a second Ctrl-C "
+        "quits at once, marking the running trials failed). Running the command again "
+        "adds trials to the same study. Workers on several machines share one study "
+        "through --storage (PostgreSQL; docs/optimize-cluster.md). Bad input exits 2 "
+        "naming it: a file, a space entry, an unreachable storage, a study made with "
+        "another search space, a --jobs beyond the machine's cores.",
+    )
+    opt.add_argument(
+        "--data", type=Path, nargs="+", metavar="FILE", help="candle CSV files, one symbol each"
+    )
+    opt.add_argument("--from", dest="start", metavar="DATE", help="first candle time, UTC")
+    opt.add_argument("--to", dest="end", metavar="DATE", help="stop before this time, UTC")
+    opt.add_argument("--agents", metavar="NAME,...", help="agents to tune (default: the config's)")
+    opt.add_argument(
+        "--trials",
+        metavar="N",
+        default="50",
+        help="trials this command runs (default 50); "
+        "0 only writes the result of what the study holds",
+    )
+    opt.add_argument(
+        "--jobs", metavar="N", default="1", help="worker processes, at most the cores (default 1)"
+    )
+    opt.add_argument(
+        "--objective",
+        choices=["sharpe", "return", "calmar"],
+        default="sharpe",
+        help="what a trial maximises (default sharpe)",
+    )
+    opt.add_argument(
+        "--min-trades",
+        metavar="N",
+        default="3",
+        help="a trial with fewer closed trades in a training window is pruned (default 3)",
+    )
+    opt.add_argument("--windows", metavar="N", default="4", help="walk-forward windows (default 4)")
+    opt.add_argument(
+        "--space",
+        type=Path,
+        metavar="FILE",
+        help="search space TOML (default: the documented default space; --print-space prints it)",
+    )
+    opt.add_argument(
+        "--print-space", action="store_true", help="print the search space as TOML and exit"
+    )
+    opt.add_argument("--seed", metavar="N", default="0", help="sampler seed (default 0)")
+    opt.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna RDB URL shared by workers on several machines, e.g. "
+        "postgresql+psycopg://user@host/db (default: $CMA_OPTIMIZE_STORAGE, else a "
+        "journal file beside the store)",
+    )
+    opt.add_argument(
+        "--study", metavar="NAME", help="study name (default: one derived from the setup)"
+    )
+    opt.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="config fragment to write (default: optimize/STUDY.toml beside the store); "
+        "the report goes beside it as .md and .html",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "db", "config", "backtest", "report", *NOT_YET}
+    commands = {"run", "db", "config", "backtest", "report", "optimize", *NOT_YET}
     if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
@@ -320,6 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.report_cmd import report_command
 
             return report_command(args)
+        if command == "optimize":
+            from tui.optimize_cmd import optimize_command
+
+            return optimize_command(args)
         from tui.subcommands import run_command
 
         return run_command(args)

@@ -301,7 +301,7 @@ def test_the_walk_forward_table_has_a_row_per_window_is_beside_oos() -> None:
     c, b = opt.chosen, opt.best_in_sample
     assert c is not None and b is not None
     expected = [
-        [str(i), "", "", f"{c.in_sample[i]:.3f}", f"{c.out_of_sample[i]:.3f}",
+        [str(i + 1), "", "", f"{c.in_sample[i]:.3f}", f"{c.out_of_sample[i]:.3f}",
          str(c.trades_in[i]), str(c.trades_out[i]), f"{b.in_sample[i]:.3f}",
          f"{b.out_of_sample[i]:.3f}"]
         for i in range(3)
@@ -329,10 +329,10 @@ def test_one_window_and_window_ends_off_midnight() -> None:
             if fmt == "md"
             else parse(text).tables["walk-forward-table"]
         )
-        assert [r[0] for r in rows] == ["Window", "0", "mean"]
+        assert [r[0] for r in rows] == ["Window", "1", "mean"]  # counted from 1
         assert rows[1][3:] == ["0.200", "0.300", "11", "3", "0.400", "0.100"]
     md = render_optimization(replace(opt, windows=(odd,)), "md")
-    assert "| 0 | 2018-01-01 00:01:30 → 2018-01-15 00:00:00 |" in md
+    assert "| 1 | 2018-01-01 00:01:30 → 2018-01-15 00:00:00 |" in md
 
 
 def test_importances_are_sorted_largest_first_and_shown_as_shares() -> None:
@@ -662,7 +662,7 @@ async def test_the_html_report_draws_its_history_and_table_in_light_and_dark(
                 "Array.from(document.querySelectorAll('#walk-forward-table tbody tr'),"
                 " r => Array.from(r.cells, c => c.innerText))"
             )
-            assert [r[0] for r in rows] == ["0", "1", "2", "mean"], rows
+            assert [r[0] for r in rows] == ["1", "2", "3", "mean"], rows
             assert rows[0][3:5] == ["1.200", "0.900"], rows
             assert drawn_pixels(image, table) > 500, scheme
             (bars,) = await page.boxes("svg#importance-chart")
