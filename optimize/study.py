@@ -110,7 +110,8 @@ def open_storage(url: str | None, journal: Path) -> BaseStorage:
     if url is None:
         try:
             journal.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(journal)))
+            lock: Any = _FlockLock(journal)  # a BaseJournalFileLock by its methods
+            return JournalStorage(JournalFileBackend(str(journal), lock))
         except OSError as exc:
             raise StudyError(f"cannot keep the study in {journal}: {exc.strerror}") from None
     import sqlalchemy.exc
@@ -149,6 +150,43 @@ def open_storage(url: str | None, journal: Path) -> BaseStorage:
             reason = _reason(exc, str(password) if password else None)
             raise StudyError(f"--storage {shown}: cannot connect: {reason}") from None
     raise AssertionError("not reached")
+
+
+class _FlockLock:
+    """The journal's lock as a blocking ``flock`` on ``JOURNAL.lock``.
+
+    Optuna's own file locks poll with a sleep that doubles up to a second: two workers
+    appending a few dozen lines a trial kept each other waiting that long, and two jobs
+    ran fewer trials a minute than one (benchmarks/optimize.py). ``flock`` wakes the
+    waiter the moment the lock is free. It serves one machine's file system, which is
+    what the journal is for (several machines share an RDB instead). The backend only
+    calls :meth:`acquire` and :meth:`release` (Optuna's ``BaseJournalFileLock``)."""
+
+    def __init__(self, journal: Path) -> None:
+        self._path = str(journal) + ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        import fcntl
+
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
 
 def _reason(exc: BaseException, secret: str | None) -> str:
