@@ -199,3 +199,11 @@ def test_every_point_of_the_default_space_is_a_valid_configuration(data: st.Data
         for part in parts:
             node = getattr(node, part)
         assert node == value or float(node) == pytest.approx(value)  # type: ignore[arg-type]
+
+
+def test_the_documented_default_space_is_the_default_space() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "optimize.md").read_text()
+    settings = base("sma_cross", "momentum", "price_action")
+    for p in default_space(settings, running(settings)):
+        row = f"| `{p.key}` | {p.describe()} |"
+        assert row in doc, row
