@@ -140,7 +140,6 @@ def main(args: argparse.Namespace) -> None:
                 if jobs not in best or per_min > best[jobs][0]:
                     best[jobs] = (per_min, bt_min, state)
         for jobs, (_, _, state) in sorted(best.items()):
-            assert state.rss is not None
             for worker, rss in sorted(state.rss.items()):
                 if len(rss) >= 10:
                     print(

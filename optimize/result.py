@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,15 +155,7 @@ def fragment_toml(opt: Optimization, agents: tuple[Sequence[str], Sequence[str]]
 
 
 def write_fragment(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the fragment atomically (:func:`reports.render.write_atomic`)."""
+    from reports.render import write_atomic
+
+    write_atomic(text.encode("utf-8"), path)

@@ -33,7 +33,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -458,7 +458,7 @@ def _work(
     quiet_optuna(spec.log_file)
     columns = [load_columns(path).between(spec.start, spec.end) for path in spec.files]
     storage = open_storage(spec.url, Path(spec.journal))
-    study = open_study(storage, spec.study, None, spec.study)
+    study = open_study(storage, spec.study, None, storage_label(spec.url, Path(spec.journal)))
     setup = study_setup(study)
     settings = Settings.model_validate_json(spec.settings_json)
     scorer = Scorer(
@@ -525,8 +525,8 @@ class RunState:
     failed: int = 0
     best: float | None = None
     #: Each worker's RSS (KiB) after each of its trials, in order.
-    rss: dict[int, list[int]] | None = None
-    errors: list[str] | None = None
+    rss: dict[int, list[int]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
     stopped: bool = False
 
 
@@ -552,7 +552,7 @@ def run_workers(
         ctx.Process(target=worker_main, args=(spec, i, budget, events, stop, ready), daemon=True)
         for i in range(jobs)
     ]
-    state = RunState(rss={i: [] for i in range(jobs)}, errors=[])
+    state = RunState(rss={i: [] for i in range(jobs)})
     running: dict[int, int] = {}
     for p in procs:
         p.start()
@@ -569,7 +569,6 @@ def run_workers(
                     if i not in exited and not p.is_alive() and p.exitcode not in (0, None):
                         exited.add(i)
                         ready.abort()  # the others must not wait for it to start
-                        assert state.errors is not None
                         state.errors.append(f"worker {i + 1} ended with exit code {p.exitcode}")
                         _fail_running(spec, running.pop(i, None))
                 continue
@@ -586,11 +585,9 @@ def run_workers(
                     state.pruned += 1
                 else:
                     state.failed += 1
-                assert state.rss is not None
                 state.rss[event.worker].append(event.rss_kib)
                 on_event(state)
             elif event.kind == "error":
-                assert state.errors is not None
                 state.errors.append(f"worker {event.worker + 1}: {event.text}")
             elif event.kind == "exit":
                 exited.add(event.worker)

@@ -42,8 +42,11 @@ from tui.backtest_cmd import (
 from tui.cli import EXIT_FAIL, EXIT_OK, die
 
 if TYPE_CHECKING:
-    from optimize.study import RunState
-    from reports.optimization import Optimization
+    import optuna
+
+    from engine.config import Settings
+    from optimize.study import RunState, Setup
+    from reports.optimization import Optimization, Param
 
 __all__ = ["optimize_command"]
 
@@ -98,7 +101,7 @@ def _output(path: Path) -> Path:
 def optimize_command(args: argparse.Namespace) -> int:
     """``cma optimize``: see the module docstring."""
     from engine.backtest.driver import Approval
-    from optimize.space import SpaceError, default_space, read_space, space_toml
+    from optimize.space import space_toml
     from optimize.study import (
         Setup,
         StudyError,
@@ -134,18 +137,7 @@ def optimize_command(args: argparse.Namespace) -> int:
     bar = ProgressLine(sys.stderr)
 
     if args.print_space:
-        from engine.assembly import load_agents
-
-        running = {cls.name: cls for cls in load_agents(settings)}
-        try:
-            space = (
-                read_space(args.space, settings, running)
-                if args.space is not None
-                else default_space(settings, running)
-            )
-        except SpaceError as exc:
-            die(str(exc))
-        print(space_toml(space), end="")
+        print(space_toml(_space(args.space, settings)), end="")
         return EXIT_OK
 
     setup: Setup | None = None
@@ -153,17 +145,7 @@ def optimize_command(args: argparse.Namespace) -> int:
         columns = load_all(request, bar)
         feed = {"symbols": tuple(c.symbol for c in columns), "timeframe": columns[0].timeframe}
         settings = settings_from_args(args, check=False, **{**overrides, "feed": feed})
-        from engine.assembly import load_agents
-
-        running = {cls.name: cls for cls in load_agents(settings)}
-        try:
-            space = (
-                read_space(args.space, settings, running)
-                if args.space is not None
-                else default_space(settings, running)
-            )
-        except SpaceError as exc:
-            die(str(exc))
+        space = _space(args.space, settings)
         try:
             windows = walk_forward(columns, windows_n)
         except ValueError as exc:
@@ -193,9 +175,24 @@ def optimize_command(args: argparse.Namespace) -> int:
     return _finish(study, setup, seed, output, journal, label, state, trials)
 
 
+def _space(path: Path | None, settings: Settings) -> tuple[Param, ...]:
+    """The ``--space`` file's space, or the default one, for the agents ``settings`` run;
+    exit 2 naming the key on a problem."""
+    from engine.assembly import load_agents
+    from optimize.space import SpaceError, default_space, read_space
+
+    running = {cls.name: cls for cls in load_agents(settings)}
+    try:
+        if path is not None:
+            return read_space(path, settings, running)
+        return default_space(settings, running)
+    except SpaceError as exc:
+        die(str(exc))
+
+
 def _run(
     args: argparse.Namespace,
-    settings: object,
+    settings: Settings,
     request: Request,
     url: str | None,
     journal: Path,
@@ -205,11 +202,9 @@ def _run(
     seed: int,
     bar: ProgressLine,
 ) -> RunState:
-    from engine.config import Settings
     from optimize.study import WorkerSpec, run_workers
     from tui.logs import secrets_of, setup_logging
 
-    assert isinstance(settings, Settings)
     log_file = setup_logging(secrets=secrets_of(settings))
     spec = WorkerSpec(
         url=url,
@@ -236,14 +231,14 @@ def _run(
             state = run_workers(spec, jobs, trials, on_event=shown, should_stop=flag)
         finally:
             bar.clear()
-    for error in state.errors or ():
+    for error in state.errors:
         print(f"cma: {error}", file=sys.stderr)
     return state
 
 
 def _finish(
-    study: object,
-    setup: object,
+    study: optuna.Study,
+    setup: Setup,
     seed: int,
     output: Path | None,
     journal: Path,
@@ -251,13 +246,9 @@ def _finish(
     state: RunState | None,
     trials: int,
 ) -> int:
-    import optuna
-
     from optimize.result import fragment_toml, read_optimization, write_fragment
-    from optimize.study import Setup
     from reports.optimization_render import write_optimization_report
 
-    assert isinstance(study, optuna.Study) and isinstance(setup, Setup)
     fragment = output or journal.parent / f"{_file_name(study.study_name)}.toml"
     try:
         fragment.parent.mkdir(parents=True, exist_ok=True)
