@@ -86,15 +86,23 @@ def _jobs(text: str) -> int:
 
 
 def _output(path: Path) -> Path:
-    """``--output``: a regular file or a new one, in a folder that exists or can be made."""
+    """``--output``: a regular file or a new one, in a folder that exists or can be made
+    and can be written (checked before any trial runs)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        return path
+        mode = None
     except OSError as exc:
         die(f"--output {path}: {exc.strerror}")
-    if not stat.S_ISREG(mode):
+    if mode is not None and not stat.S_ISREG(mode):
         die(f"--output {path}: exists and is not a regular file")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        die(f"--output {path}: cannot make its folder {folder}: {exc.strerror}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        die(f"--output {path}: its folder {folder} cannot be written")
     return path
 
 

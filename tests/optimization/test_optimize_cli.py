@@ -179,6 +179,14 @@ def test_an_output_that_is_not_a_regular_file_is_refused(
 ) -> None:
     err = bad(capsys, "--data", btc(), *WEEK, "--output", str(tmp_path))
     assert f"--output {tmp_path}: exists and is not a regular file" in err
+    # A folder that cannot be made is named before any trial runs.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = bad(capsys, "--data", btc(), *WEEK, "--output", str(blocker / "best.toml"))
+    assert f"--output {blocker / 'best.toml'}: Not a directory" in err
+    err = bad(capsys, "--data", btc(), *WEEK, "--output", "/proc/no-such-folder/best.toml")
+    assert "cannot make its folder /proc/no-such-folder: No such file or directory" in err
+    assert not (tmp_path / "data" / "cma" / "optimize").exists()  # no study was opened
 
 
 def test_print_space_prints_the_default_space_as_a_space_file(
@@ -435,3 +443,20 @@ def test_a_terminal_shows_trials_the_best_value_and_the_time_left(tmp_path: Path
         assert "config fragment" in screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+
+
+def test_two_symbols_and_the_calmar_objective(tmp_path: Path) -> None:
+    files = [str(shared_data_dir() / f"binance_{s}-BTC_5m_2018-01.csv") for s in ("ETH", "LTC")]
+    done = optimize(tmp_path, "--data", *files, "--objective", "calmar", "--windows", "3",
+                    "--trials", "6", "--min-trades", "0")  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr  # 1: no trial scored every window
+    study = load(tmp_path, study_name(done.stdout))
+    setup = study.user_attrs["cma_setup"]
+    assert [s for s, _, _ in setup["data"]] == ["ETH/BTC", "LTC/BTC"]
+    assert setup["objective"] == "calmar" and len(setup["windows"]) == 3
+    assert len(study.trials) == 6 and all(t.state.is_finished() for t in study.trials)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    for t in complete:  # the value is the mean in-sample Calmar of the three windows
+        assert t.value == pytest.approx(sum(t.user_attrs["scores"]["in_sample"]) / 3)
+    if done.returncode == 0:
+        assert "mean out-of-sample calmar" in done.stdout
