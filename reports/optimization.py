@@ -51,9 +51,12 @@ class Param:
     choices: tuple[ParamValue, ...] = ()
 
     def describe(self) -> str:
-        """The range as a person reads it: ``1.0 .. 4.0 step 0.5``, ``one of a, b``."""
+        """The range as a person reads it: ``1.0 .. 4.0 step 0.5``, ``one of a, b``
+        (``true``/``false`` as the config writes them)."""
         if self.kind == "choice":
-            return "one of " + ", ".join(str(c) for c in self.choices)
+            return "one of " + ", ".join(
+                ("true" if c else "false") if isinstance(c, bool) else str(c) for c in self.choices
+            )
         text = f"{self.low} .. {self.high}"
         if self.step is not None:
             text += f" step {self.step}"
