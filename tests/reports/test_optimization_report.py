@@ -430,13 +430,13 @@ def test_pipes_and_markup_in_keys_and_choices_are_escaped() -> None:
     page = parse(html)
     assert "<script>" not in html and "<b>bold</b>" not in html and "<i>x</i>" not in html
     assert "&lt;script&gt;x&lt;/script&gt;|evil" in html
-    assert [key, "one of <b>bold</b>, a|b, True"] == [page.tables["space-table"][3][0],
+    assert [key, "one of <b>bold</b>, a|b, true"] == [page.tables["space-table"][3][0],
                                                       page.tables["space-table"][3][2]]  # fmt: skip
     assert page.tables["params"][3] == [key, "<b>bold</b>", "a|b"]
     md = render_optimization(opt, "md")
     assert "<script>" not in md and "<b>" not in md and "<i>" not in md
     escaped = r"agents.&lt;script&gt;x&lt;/script&gt;\|evil"
-    assert f"| {escaped} | choice | one of &lt;b&gt;bold&lt;/b&gt;, a\\|b, True |" in md
+    assert f"| {escaped} | choice | one of &lt;b&gt;bold&lt;/b&gt;, a\\|b, true |" in md
     assert f"| {escaped} | &lt;b&gt;bold&lt;/b&gt; | a\\|b |" in md
     assert f"| {escaped} | 100.0 % |" in md
     # Every table row still has its columns: no pipe split a cell.
