@@ -344,7 +344,12 @@ def _add_optimize(sub: Any, common: argparse.ArgumentParser) -> None:
     opt.add_argument(
         "--print-space", action="store_true", help="print the search space as TOML and exit"
     )
-    opt.add_argument("--seed", metavar="N", default="0", help="sampler seed (default 0)")
+    opt.add_argument(
+        "--seed",
+        metavar="N",
+        help="sampler seed; worker i uses N + i (default 0; with --storage, a fresh seed "
+        "each run, so machines sharing a study do not draw the same parameters)",
+    )
     opt.add_argument(
         "--storage",
         metavar="URL",

@@ -125,7 +125,13 @@ def optimize_command(args: argparse.Namespace) -> int:
     jobs = _jobs(args.jobs)
     windows_n = _whole("--windows", args.windows, 1, MAX_WINDOWS)
     min_trades = _whole("--min-trades", args.min_trades, 0, 1_000_000)
-    seed = _whole("--seed", args.seed, 0, 2**31 - 1)
+    if args.seed is not None:
+        seed = _whole("--seed", args.seed, 0, 2**31 - 1)
+    elif args.storage is not None or os.environ.get(STORAGE_ENV):
+        # Machines sharing a study with one seed would draw the same startup trials.
+        seed = int.from_bytes(os.urandom(4), "big") >> 1
+    else:
+        seed = 0
     start = parse_when("--from", args.start) if args.start is not None else None
     end = parse_when("--to", args.end) if args.end is not None else None
     if start is not None and end is not None and start >= end:
