@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +56,6 @@ def _with_oos_mean(row: TrialRow, windows: int) -> TrialRow:
     scored = [v for v in row.out_of_sample if v is not None]
     if row.state != "complete" or len(row.out_of_sample) != windows or len(scored) != windows:
         return row
-    from dataclasses import replace
-
     return replace(row, oos_mean=sum(scored) / windows)
 
 

@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from engine.backtest.metrics import pct
 from reports.optimization import Optimization, ParamValue, TrialRow
-from reports.render import latency, md_cell, when, write_atomic
+from reports.render import environment, latency, md_cell, when, write_atomic
 from reports.svg import bar_chart, history_chart, running_best
 
 __all__ = [
@@ -329,14 +329,7 @@ def _context(opt: Optimization) -> dict[str, Any]:
 
 @cache
 def _env(html_: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
-        autoescape=html_,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    env = environment(html_)
     env.filters.update(when=when, md=md_text, code=md_code)
     env.filters["score"] = lambda v, obj: score(v, obj)
     return env

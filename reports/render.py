@@ -85,9 +85,10 @@ def md_cell(value: object) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-@cache
-def _env(html: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
+def environment(html: bool) -> jinja2.Environment:
+    """A Jinja2 environment for the templates in ``reports/templates``: HTML autoescaped,
+    an undefined name an error. Each report adds its own filters."""
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"),
         autoescape=html,
         trim_blocks=True,
@@ -95,6 +96,11 @@ def _env(html: bool) -> jinja2.Environment:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
+
+
+@cache
+def _env(html: bool) -> jinja2.Environment:
+    env = environment(html)
     env.filters.update(
         pct=pct,
         ratio=ratio,

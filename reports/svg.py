@@ -15,7 +15,7 @@ distinct mark (``chosen``); :func:`bar_chart` draws labelled horizontal bars
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 from itertools import pairwise
@@ -133,14 +133,7 @@ def line_chart(
     def py(v: float) -> float:
         return _TOP + (y1 - v) / (y1 - y0) * plot_h
 
-    ticks = nice_ticks(y0, y1)
-    for tick, text in zip(ticks, tick_labels(ticks, scale, unit), strict=True):
-        yy = py(tick)
-        parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{w - _RIGHT}" y1="{_num(yy)}" y2="{_num(yy)}"/>'
-            f'<text class="tick" x="{_LEFT - 6}" y="{_num(yy + 4)}" text-anchor="end">'
-            f"{escape(text)}</text>"
-        )
+    parts += _value_grid(y0, y1, py, w, scale, unit)
     for i in range(5):
         xv = x0 + xspan * i / 4
         xx = px(xv)
@@ -175,6 +168,23 @@ def running_best(values: Sequence[float]) -> list[float]:
     out: list[float] = []
     for v in values:
         out.append(v if not out or v > out[-1] else out[-1])
+    return out
+
+
+def _value_grid(
+    y0: float, y1: float, py: Callable[[float], float], w: int, scale: float, unit: str
+) -> list[str]:
+    """The value axis: a light grid line and a labelled tick at each round value of
+    ``[y0, y1]``, ``py`` placing a value on the page."""
+    out = []
+    ticks = nice_ticks(y0, y1)
+    for tick, text in zip(ticks, tick_labels(ticks, scale, unit), strict=True):
+        yy = py(tick)
+        out.append(
+            f'<line class="grid" x1="{_LEFT}" x2="{w - _RIGHT}" y1="{_num(yy)}" y2="{_num(yy)}"/>'
+            f'<text class="tick" x="{_LEFT - 6}" y="{_num(yy + 4)}" text-anchor="end">'
+            f"{escape(text)}</text>"
+        )
     return out
 
 
@@ -240,14 +250,7 @@ def history_chart(
     def py(v: float) -> float:
         return top + (y1 - v) / (y1 - y0) * plot_h
 
-    ticks = nice_ticks(y0, y1)
-    for tick, text in zip(ticks, tick_labels(ticks, scale, unit), strict=True):
-        yy = py(tick)
-        parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{w - _RIGHT}" y1="{_num(yy)}" y2="{_num(yy)}"/>'
-            f'<text class="tick" x="{_LEFT - 6}" y="{_num(yy + 4)}" text-anchor="end">'
-            f"{escape(text)}</text>"
-        )
+    parts += _value_grid(y0, y1, py, w, scale, unit)
     # Trial numbers: whole ones, within those drawn.
     xticks = [t for t in nice_ticks(first, last, 8) if t == int(t)] or [first]
     for tick in xticks:

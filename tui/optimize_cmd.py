@@ -116,6 +116,7 @@ def optimize_command(args: argparse.Namespace) -> int:
         open_storage,
         open_study,
         quiet_optuna,
+        storage_label,
         study_setup,
     )
     from optimize.trial import walk_forward
@@ -171,8 +172,6 @@ def optimize_command(args: argparse.Namespace) -> int:
     name = args.study or (setup.name() if setup is not None else "")
     if not name.strip() or len(name) > 200:
         die(f"--study must be a name of 1 to 200 characters, got {name!r}")
-
-    from optimize.study import storage_label
 
     label = storage_label(url, journal)
     quiet_optuna(None)  # its info lines (a study made, a trial done) are not for the terminal
