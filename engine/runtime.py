@@ -280,7 +280,7 @@ class Engine(EngineViews):
         if self._resume_ts is not None and not self._caught_up(batch):
             return
         core = self.core
-        core.proposing = self.status == "running" and self._warm()
+        core.proposing = self.status == "running" and self._warm() and self.feed.is_live(batch)
         put = self._pipeline.put
         for candle in batch:
             for step in core.on_candle(candle):

@@ -124,8 +124,8 @@ class StoreSettings(Section):
 
 class FeedSettings(Section):
     kind: Literal["sim", "replay", "ccxt"] = "sim"
-    """Where candles come from: sim (the built-in demo market) or replay (CSV files);
-    ccxt (an exchange) is not available yet."""
+    """Where candles come from: sim (the built-in demo market), replay (CSV files) or
+    ccxt (an exchange's public market data; [exchange] says which)."""
     symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT")
     """Symbols to watch, each BASE/QUOTE."""
     timeframe: str = "1m"
@@ -137,8 +137,11 @@ class FeedSettings(Section):
     a minute; 1 is real time), or "max"."""
     files: tuple[Path, ...] = Field(default=(), validate_default=True)
     """CSV files for the replay feed (timestamp,open,high,low,close,volume)."""
-    exchange: str = "binance"
-    """ccxt exchange id for the ccxt feed."""
+    warmup_candles: int = Field(default=300, ge=0, le=5000)
+    """Candles of history the ccxt feed fetches on start, so agents are warm."""
+    stale_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    """The ccxt feed counts as stale after this long without word from the exchange
+    (on top of one timeframe); no proposals are made on stale data."""
 
     @field_validator("kind")
     @classmethod
@@ -280,9 +283,35 @@ class UiSettings(Section):
 
 class ExchangeSettings(Section):
     id: str = "binance"
-    """ccxt exchange id used for live trading."""
-    sandbox: bool = True
-    """Use the exchange's testnet where it has one."""
+    """ccxt exchange id: the ccxt feed's market data and the live broker's orders."""
+    sandbox: bool = False
+    """Use the exchange's testnet (ccxt's sandbox mode) where it has one."""
+    api_base: str | None = None
+    """Base URL (http://host:port) replacing the exchange's own REST and websocket
+    hosts, paths kept: a local test exchange or a proxy. Default: the exchange's own."""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How long one request to the exchange may take."""
+    max_order_notional: Decimal = Field(default=Decimal("100"), gt=0)
+    """Live mode: the most one order may be worth, in the quote currency."""
+    max_daily_notional: Decimal = Field(default=Decimal("1000"), gt=0)
+    """Live mode: the most all orders of one UTC day may be worth together."""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{1,39}", value):
+            raise ValueError(f"must be a ccxt exchange id such as binance, got {value!r}")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s?#]+", value):
+            raise ValueError(
+                f"must be scheme and host only, like http://127.0.0.1:8080, got {value!r}"
+            )
+        return value
+
     api_key: SecretStr | None = Field(default=None, exclude=True)
     """Loaded from the keyring, never from the file."""
     api_secret: SecretStr | None = Field(default=None, exclude=True)

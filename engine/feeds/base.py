@@ -95,6 +95,20 @@ class Feed(ABC):
     def batches(self) -> AsyncIterator[list[Candle]]:
         """Yield, as an async generator, each timestamp's closed candles in symbol order."""
 
+    def is_live(self, batch: Sequence[Candle]) -> bool:
+        """Whether ``batch`` is the market as it is now, so the engine may propose on it.
+
+        False for history a feed catches up on (an exchange feed's warm-up and the
+        candles it fills in after a reconnect): stale data makes no proposals.
+        """
+        return True
+
+    def staleness(self) -> float | None:
+        """Seconds since the feed last heard from its market, when that is long enough to
+        call the feed stale (the console shows it); None while it is fresh. Local feeds
+        are never stale."""
+        return None
+
     def close(self) -> None:
         """Stop the feed: a running ``batches()`` finishes promptly. Idempotent.
 
