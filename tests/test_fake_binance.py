@@ -86,7 +86,7 @@ async def test_load_markets_asks_only_exchange_info_and_gets_precision_and_limit
 async def test_without_the_options_ccxt_asks_futures_endpoints_the_fake_does_not_serve(
     fake_binance: FakeBinance,
 ) -> None:
-    ex = ccxt_async.binance({"timeout": 500})
+    ex = ccxt_async.binance({"timeout": 500, "timeout_on_exit": 0})
     point(ex, fake_binance.url)
     try:
         with pytest.raises(errors.ExchangeNotAvailable, match="404"):
@@ -123,6 +123,12 @@ async def test_fetch_ohlcv_pages_with_since_and_stops_at_the_forming_candle(
 async def test_fetch_ohlcv_without_since_gives_the_latest_candles(exchange: Any) -> None:
     rows = await exchange.fetch_ohlcv("BTC/USDT", "1m", limit=3)
     assert [r[0] for r in rows] == [c.ts for c in CANDLES[START - 2 : START + 1]]
+
+
+async def test_fetch_ohlcv_up_to_an_end_time(exchange: Any) -> None:
+    rows = await exchange.fetch_ohlcv("BTC/USDT", "1m", limit=5, params={"until": CANDLES[100].ts})
+    assert [r[0] for r in rows] == [c.ts for c in CANDLES[96:101]]
+    assert [d(r[4]) for r in rows] == [c.close for c in CANDLES[96:101]]
 
 
 async def test_klines_of_another_interval_or_symbol_are_refused(exchange: Any) -> None:
@@ -276,6 +282,9 @@ async def test_open_orders_with_and_without_symbol_and_cancel_gives_funds_back(
     assert d(balance["USDT"]["used"]) == (Decimal("0.02") * 10000 * (1 + FEE))
     with pytest.raises(errors.OrderNotFound):
         await exchange.cancel_order(order["id"], "BTC/USDT")
+    [rest] = await exchange.cancel_all_orders("BTC/USDT")
+    assert (rest["clientOrderId"], rest["status"]) == ("b", "canceled")
+    assert (await exchange.fetch_balance())["USDT"]["used"] == 0
 
 
 async def test_duplicate_client_order_id_is_refused(
@@ -491,6 +500,18 @@ async def test_lost_response_leaves_the_order_on_the_server(
     assert (found["clientOrderId"], found["status"]) == ("L", "open")
 
 
+async def test_a_timed_out_order_was_still_placed(exchange: Any, fake_binance: FakeBinance) -> None:
+    fake_binance.fault("timeout", path="/api/v3/order", seconds=1.0)
+    exchange.timeout = 200
+    with pytest.raises(errors.RequestTimeout):
+        await exchange.create_order(
+            "BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "T"}
+        )
+    exchange.timeout = 500
+    found = await exchange.fetch_order(None, "BTC/USDT", {"origClientOrderId": "T"})
+    assert (found["clientOrderId"], found["status"]) == ("T", "open")
+
+
 async def test_hold_orders_stores_the_order_and_answers_on_release(
     exchange: Any, fake_binance: FakeBinance
 ) -> None:
@@ -541,7 +562,13 @@ async def test_subprocess_mode_serves_until_sigterm_and_is_controlled_over_http(
         assert line.startswith("listening http://127.0.0.1:")
         url = line.split()[1]
         ex = ccxt_async.binance(
-            {"apiKey": "k", "secret": "s", "timeout": 1000, "options": dict(CCXT_OPTIONS)}
+            {
+                "apiKey": "k",
+                "secret": "s",
+                "timeout": 1000,
+                "timeout_on_exit": 0,
+                "options": dict(CCXT_OPTIONS),
+            }
         )
         point(ex, url)
         try:
