@@ -7,8 +7,9 @@ Binance SPOT REST and websocket API that ccxt 4.5 (``ccxt.async_support.binance`
 Data and clock
     Each file ``<exchange>_<BASE>-<QUOTE>_<timeframe>_<period>.csv`` is one market
     (``BTC-USDT`` -> ``BTC/USDT``, market id ``BTCUSDT``); all files of one server share one
-    timeframe. A cursor (an index into every file, ``start=500`` by default) splits the
-    candles: before it is closed history, at it is the candle now forming. The forming candle
+    timeframe and should cover the same period. A cursor (one index into every file,
+    ``start=500`` by default) splits the candles: before it is closed history, at it is the
+    candle now forming. The forming candle
     is drawn as one that has just opened (open = high = low = close, volume 0).
     ``await fake.advance(n)`` closes it (a websocket kline with ``"x": true`` and one trade),
     starts the next one and fills working orders. With ``interval=SECONDS`` a background task
@@ -498,10 +499,8 @@ class FakeBinance:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
         self._advanced_at = time.monotonic()
         if self.interval:
             self._ticker = asyncio.create_task(self._tick())

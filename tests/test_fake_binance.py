@@ -590,6 +590,30 @@ async def test_subprocess_mode_serves_until_sigterm_and_is_controlled_over_http(
                 )
                 async with http.get(url + "/_fake/orders") as r:
                     assert list(await r.json()) == ["p"]
+                async with http.get(url + "/_fake/status") as r:
+                    assert (await r.json())["ordersReceived"] == 1
+                # Held: the order is stored, its answer waits for the release.
+                async with http.post(url + "/_fake/hold") as r:
+                    assert r.status == 200
+                placing = asyncio.ensure_future(
+                    ex.create_order(
+                        "BTC/USDT", "market", "buy", 0.001, params={"clientOrderId": "h"}
+                    )
+                )
+                status: dict[str, Any] = {}
+
+                async def held() -> bool:
+                    async with http.get(url + "/_fake/status") as r:
+                        status.update(await r.json())
+                    return bool(status["ordersReceived"] == 2 and status["held"])
+
+                async with asyncio.timeout(5):
+                    while not await held():
+                        assert not placing.done()
+                        await asyncio.sleep(0.01)
+                async with http.post(url + "/_fake/release") as r:
+                    assert r.status == 200
+                assert (await asyncio.wait_for(placing, 5))["clientOrderId"] == "h"
                 async with http.get(url + "/_fake/requests") as r:
                     paths = [path for _, path, _ in await r.json()]
                 assert paths.count("/api/v3/time") == 2
