@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Protocol
 
 from engine.account import Account
 from engine.agents.base import Agent
@@ -52,6 +52,23 @@ from engine.timeframes import DAY_MS
 By = Literal["human", "policy"]
 
 
+class OrderGate(Protocol):
+    """What an entry order must also meet beside a live broker: the market's precision
+    and limits and the live notional caps (plain calls: the markets are loaded)."""
+
+    def fit(self, symbol: str, qty: Decimal, price: Decimal, now: int) -> Decimal | str:
+        """The quantity to send (at most ``qty``), or why none can be."""
+        ...
+
+    def record(self, work: UnitOfWork, symbol: str, qty: Decimal, price: Decimal, now: int) -> None:
+        """An order of ``qty`` at about ``price`` goes out: count it (into ``work``)."""
+        ...
+
+    def restore(self, stored: str | None) -> None:
+        """Put back what :meth:`record` stored (the store's ``live_notional`` state)."""
+        ...
+
+
 class TradingCore:
     """The pieces of one account (signals, desk, risk, execution, account, learning)."""
 
@@ -88,6 +105,9 @@ class TradingCore:
         self.candles_seen = 0
         #: Whether candles may make proposals (the shell: running and warmed up).
         self.proposing = False
+        #: Beside a live broker: the exchange's rules and the live caps an entry order
+        #: must also meet after the risk limits (None on paper).
+        self.order_gate: OrderGate | None = None
         #: Whether equity may have moved since the last equity point (a fill, a held
         #: symbol's mark, a command on the trading state): only then is it computed.
         self._equity_moved = True
@@ -116,6 +136,8 @@ class TradingCore:
             steps = self.execution.on_candle(candle)
             if steps:
                 self._equity_moved = True
+        elif not self.market.matching and symbol in self.portfolio.positions:
+            steps = self.execution.live_triggers(candle)
         else:
             steps = []
         self.candles_seen += 1
@@ -146,6 +168,13 @@ class TradingCore:
             proposal = evolve(proposal, size=preview.quantity)
         steps.append(self._propose(proposal))
         return steps
+
+    def warm(self, candle: Candle) -> None:
+        """History from before a restart: the agents and the marks see it, nothing more
+        (no fill, stop, take-profit or proposal, no message)."""
+        self.marks.set(candle.symbol, candle.close)
+        self.risk.on_candle(candle.symbol, candle.ts, candle.close)
+        self.signals.on_candle(candle, propose=False, message_ts=self.market_ts)
 
     def skip(self, symbol: str, count: int, ts: list[int], closes: list[float]) -> None:
         """Count ``count`` candles of ``symbol`` that a backtest did not feed one by one
@@ -319,6 +348,15 @@ class TradingCore:
         # the decision is dated at that candle's close, not the batch before.
         now = max(self.market_ts, p.created_at)
         rd = self.size_entry(p, size, now, human=by == "human")
+        gate = self.order_gate
+        if rd.allowed and gate is not None:
+            price = self.marks.get(p.symbol, p.entry)
+            fitted = gate.fit(p.symbol, rd.quantity, price, now)
+            if isinstance(fitted, str):
+                rd = RiskCheck(allowed=False, quantity=Decimal(0), reason=fitted)
+            else:
+                rd = RiskCheck(allowed=True, quantity=fitted, reason=rd.reason)
+                gate.record(work, p.symbol, fitted, price, now)
         reason = None if rd.allowed else rd.reason
         intent = self.execution.entry_intent(
             p, rd.quantity if rd.allowed else max(size or p.size, QTY_QUANTUM), now, reason or ""
@@ -402,8 +440,24 @@ class TradingCore:
         self._equity_moved = True
         return self._state_changes(changes) if changes else None
 
+    def hold(self, reason: str) -> Step | None:
+        """Exits only while ``reason`` lasts (an exchange's open circuit breaker); None if
+        nothing changed."""
+        changes = self.risk.hold(self.market_ts, reason)
+        self._equity_moved = True
+        return self._state_changes(changes) if changes else None
+
+    def release(self, reason: str) -> Step | None:
+        """End a :meth:`hold`; None if trading stays as it is."""
+        changes = self.risk.release(self.market_ts, reason)
+        self._equity_moved = True
+        return self._state_changes(changes) if changes else None
+
     def resume_trading(self, reason: str) -> Step | None:
         """Leave HALTED or REDUCING by command; None if trading was ACTIVE."""
+        held = self.risk.held
+        if held is not None:
+            raise CommandError(f"cannot resume while {held}")
         changes = self.risk.resume(self.market_ts, reason)
         self._equity_moved = True
         return self._state_changes(changes, rebased=True) if changes else None

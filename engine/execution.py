@@ -27,6 +27,8 @@ from engine.models import (
     Side,
     evolve,
     q_cash,
+    stop_or_take_profit,
+    to_decimal,
 )
 from engine.portfolio import FillOutcome, Portfolio
 from engine.ports import UnitOfWork
@@ -119,8 +121,11 @@ class Execution:
 
     @staticmethod
     def entry_intent(proposal: Proposal, qty: Decimal, now: int, reason: str = "") -> OrderIntent:
+        # Derived from the proposal (one proposal, one decision, at most one entry): the
+        # client order id an exchange sees names the decision behind it.
+        _, _, tail = proposal.id.partition("-")
         return OrderIntent(
-            client_order_id=new_id("ord"),
+            client_order_id=f"ord-{tail or new_id('x')}",
             proposal_id=proposal.id,
             symbol=proposal.symbol,
             side=OrderSide.BUY if proposal.side is Side.LONG else OrderSide.SELL,
@@ -227,11 +232,31 @@ class Execution:
             return []
         return [self.apply_fill(fill) for fill in fills]
 
+    def live_triggers(self, candle: Candle) -> list[Step]:
+        """Beside a live broker: a position's stop or take-profit hit inside ``candle``
+        sends a market exit order (the exchange fills it), once."""
+        pos = self.portfolio.positions.get(candle.symbol)
+        if pos is None or not self.brackets or self.tracker.closing(candle.symbol):
+            return []
+        hit = stop_or_take_profit(
+            pos.side,
+            pos.stop,
+            pos.take_profit,
+            to_decimal(candle.open),
+            to_decimal(candle.high),
+            to_decimal(candle.low),
+        )
+        if hit is None:
+            return []
+        return [self.exit_order(pos, hit[1], candle.ts)]
+
     def apply_fill(self, fill: Fill) -> Step:
         """One fill into the portfolio and one unit of work. A bracket's exit brings its
         intent and order into the same unit of work."""
         work = self.new_work()
         events: list[EngineEvent] = []
+        if not self.market.matching:
+            self.market.settle(fill)
         triggered = self.market.take_triggered(fill.client_order_id)
         if triggered is not None:
             work.intent_created(triggered)

@@ -32,6 +32,8 @@ class Recovery:
     notes: list[str] = field(default_factory=list)
     #: Orders sent before the restart and not yet filled (they fill at the next price).
     working_orders: list[OrderIntent] = field(default_factory=list)
+    #: Live: what the exchange holds that the store does not know (one line each).
+    differences: list[str] = field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:
@@ -41,6 +43,8 @@ class Recovery:
         A clean quit with none of these (a fresh store too) needs nothing: the
         engine starts running at once and no restart summary is shown.
         """
+        if self.differences:
+            return True
         return not self.is_fresh and bool(
             self.positions
             or self.pending
@@ -105,13 +109,15 @@ def restore(core: TradingCore, state: RecoveredState, currency: str) -> tuple[Re
     for open_intent in state.open_intents:
         intent = open_intent.intent
         if open_intent.status == "sent":
-            # The paper order was accepted before the restart: it is still open.
+            # The order was sent before the restart: it is still open (a live broker's
+            # reconciliation then asks the exchange what became of it).
             core.execution.restore(intent, open_intent.proposal)
             working.append(intent)
-            notes.append(
-                f"order {intent.client_order_id} ({intent.side.value} {intent.qty} "
-                f"{intent.symbol}) is still open and fills at the next price"
-            )
+            if core.market.matching:
+                notes.append(
+                    f"order {intent.client_order_id} ({intent.side.value} {intent.qty} "
+                    f"{intent.symbol}) is still open and fills at the next price"
+                )
         else:
             work.intent_cancelled(intent.client_order_id, now, "never sent before the restart")
             notes.append(f"order intent {intent.client_order_id} was never sent: cancelled")

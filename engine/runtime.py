@@ -18,14 +18,15 @@ from decimal import Decimal
 from typing import Literal
 
 from engine.broker import Broker, PaperBroker
-from engine.config import Settings
-from engine.core import TradingCore
+from engine.config.sections import SECRET_FIELDS, Settings
+from engine.core import OrderGate, TradingCore
 from engine.desk import MAX_ORDER_QTY, qty_problem
 from engine.events import DecisionMade, EngineEvent, EngineMessage, EngineStateChanged
 from engine.feeds.base import Feed
-from engine.models import Candle, Decision, OrderIntent, RejectReason
+from engine.models import Candle, Decision, Fill, OrderIntent, RejectReason
 from engine.pipeline import CommitPipeline
-from engine.ports import StorePort
+from engine.portfolio import Portfolio
+from engine.ports import RecoveredState, StorePort
 from engine.recovery import Recovery, StoreMismatchError, check_store_fits, restore
 from engine.risk import RiskCheck
 from engine.step import CommandError, Step
@@ -61,13 +62,21 @@ class Engine(EngineViews):
         feed: Feed | None = None,
         *,
         broker: Broker | None = None,
+        gate: OrderGate | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
         self.feed = feed if feed is not None else make_feed(settings)
-        paper = PaperBroker(settings.broker.fee_rate, settings.broker.slippage_bps)
+        # Beside an exchange's broker the paper market only tracks the core's orders: the
+        # exchange fills them (reported to on_fill), candles do not.
+        exchange = broker is not None and broker.live and not isinstance(broker, PaperBroker)
+        #: Whether orders go to a real exchange (not a paper market, even one said live).
+        self.on_exchange = exchange
+        paper = PaperBroker(
+            settings.broker.fee_rate, settings.broker.slippage_bps, matching=not exchange
+        )
         #: The broker port; a paper broker is also the market the core matches against.
         self.broker: Broker = broker if broker is not None else paper
         market = self.broker if isinstance(self.broker, PaperBroker) else paper
@@ -89,8 +98,13 @@ class Engine(EngineViews):
             market=market,
             clock=clock,
         )
+        self.core.order_gate = gate
+        self._gate = gate
         self._subscribers: list[Callback] = []
         self._pipeline = CommitPipeline(store, self.broker, self._announce, self._fail)
+        if exchange:
+            # The exchange broker reports fills, refusals and its circuit breaker here.
+            self.broker.listener = self  # type: ignore[attr-defined]
         self.status: Status = "starting"
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -160,10 +174,14 @@ class Engine(EngineViews):
             tf_ms=self._tf_ms,
         )
         self.core.market_ts = state.last_ts or 0
+        live = self.on_exchange
         if state.is_fresh:
-            await self.store.init_balance(
-                self.currency, self.settings.risk.initial_cash, self.market_ts
-            )
+            cash = self.settings.risk.initial_cash
+            if live:
+                # A live account starts with what the exchange holds of the quote currency.
+                cash = (await self.broker.balances()).get(self.currency, Decimal(0))
+                self.core.account.portfolio = Portfolio(cash, currency=self.currency)
+            await self.store.init_balance(self.currency, cash, self.market_ts)
             recovery = Recovery(is_fresh=True)
         else:
             recovery, step = restore(self.core, state, self.currency)
@@ -173,8 +191,12 @@ class Engine(EngineViews):
             self._resume_ts = self.market_ts
             self._resume_speed = self.feed.speed
             self.feed.speed = None
+        if self._gate is not None:
+            self._gate.restore(state.state.get("live_notional"))
+        if live:
+            await self._reconcile(state, recovery)
         mode = "live" if self.broker.live else "paper"
-        config = self.settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
+        config = self.settings.model_dump_json(exclude=SECRET_FIELDS)
         self.session_id = await self.store.begin_session(
             mode, self.feed_name, config, round(self._session_started * 1000)
         )
@@ -184,6 +206,69 @@ class Engine(EngineViews):
         self._pipeline.start()
         self._task = asyncio.create_task(self._run(), name="cma-engine")
         return recovery
+
+    async def _reconcile(self, state: RecoveredState, recovery: Recovery) -> None:
+        """Live: ask the exchange about every order sent before the restart, and list
+        what it holds that the store does not know, before trading resumes."""
+        from engine.exchange.broker import ExchangeBroker
+        from engine.exchange.reconcile import reconcile_exchange, reconcile_intents
+
+        broker = self.broker
+        assert isinstance(broker, ExchangeBroker)
+        found = await reconcile_intents(broker, recovery.working_orders)
+        for fill in found.fills:
+            await self._pipeline.run(self.core.apply_fill(fill))
+        for intent, reason in found.cancelled:
+            step = self.core.cancel_entry(intent.client_order_id, reason)
+            if step is not None:
+                await self._pipeline.run(step)
+        await reconcile_exchange(
+            broker,
+            found,
+            known=[o.intent.client_order_id for o in state.open_intents],
+            symbols=self.feed.symbols,
+            positions=list(self.portfolio.positions.values()),
+            cash=self.portfolio.cash,
+            currency=self.currency,
+        )
+        recovery.working_orders = found.working
+        recovery.positions = list(self.portfolio.positions.values())
+        recovery.notes.extend(found.notes)
+        recovery.differences = found.differences
+        broker.start()
+
+    # --- the live broker's reports (BrokerListener) ----------------------------------
+
+    def on_fill(self, fill: Fill) -> None:
+        """A fill from the exchange: into the core now, stored in order."""
+        self._pipeline.put_nowait(self.core.apply_fill(fill))
+
+    def on_rejected(self, intent: OrderIntent, reason: str) -> None:
+        """The exchange refused an order (or it never arrived): its intent is cancelled."""
+        step = self.core.cancel_entry(intent.client_order_id, reason)
+        message = EngineMessage(
+            ts=self.market_ts,
+            level="warning",
+            text=f"order {intent.client_order_id} ({intent.side.value} {intent.qty} "
+            f"{intent.symbol}): {reason}",
+        )
+        work = step.work if step is not None else self.store.begin_work()
+        events = [*(step.events if step is not None else []), work.event(message)]
+        self._pipeline.put_nowait(Step(work, events))
+
+    def on_breaker(self, is_open: bool, reason: str) -> None:
+        """The exchange's circuit breaker opened (exits only) or closed again."""
+        if is_open:
+            step = self.core.hold(f"the exchange circuit breaker is open ({reason})")
+        else:
+            step = self.core.release("the exchange answers again: circuit breaker closed")
+        if step is not None:
+            self._pipeline.put_nowait(step)
+
+    @property
+    def breaker_open(self) -> bool:
+        """Whether the live broker's circuit breaker is open (the status line shows it)."""
+        return self.core.risk.held is not None
 
     async def _run(self) -> None:
         try:
@@ -264,20 +349,49 @@ class Engine(EngineViews):
             )
             if close:
                 await self.cancel_entries("cancelled on stop (close all)")
-                for pos in self.positions():
-                    # No next price after the feed stops: close at the last mark.
-                    await self._pipeline.run(self.core.close_at_mark(pos))
+                if self.on_exchange:
+                    await self._close_live()
+                else:
+                    for pos in self.positions():
+                        # No next price after the feed stops: close at the last mark.
+                        await self._pipeline.run(self.core.close_at_mark(pos))
         await self._pipeline.close()
+        stop_broker = getattr(self.broker, "close", None)
+        if stop_broker is not None:
+            await stop_broker()
         await self.store.flush()
         await self.store.end_session(round(self._wall_clock() * 1000))
         self._stopped.set()
         self._set_status("stopped")
+
+    async def _close_live(self, wait_s: float = 15.0) -> None:
+        """Live: market orders closing every position, waiting (up to ``wait_s``) for the
+        exchange to fill them; what is still open then stays open, and is said so."""
+        for pos in self.positions():
+            if not self.core.closing(pos.symbol):
+                try:
+                    await self._pipeline.run(self.core.close_position(pos.symbol, "closed on stop"))
+                except CommandError as exc:
+                    self._emit(EngineMessage(ts=self.market_ts, level="warning", text=str(exc)))
+        deadline = time.monotonic() + wait_s
+        while self.positions() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            await self._pipeline.drain()
+        if self.positions():
+            left = ", ".join(p.symbol for p in self.positions())
+            text = f"positions still open on the exchange after the stop: {left}"
+            self._emit(EngineMessage(ts=self.market_ts, level="warning", text=text))
 
     # --- the market -------------------------------------------------------------------
 
     async def _on_batch(self, batch: list[Candle]) -> None:
         self._batches += 1
         if self._resume_ts is not None and not self._caught_up(batch):
+            if self.on_exchange:
+                # An exchange's history from before the restart: it warms the agents
+                # up again, and nothing else (no order, stop or proposal on it).
+                for candle in batch:
+                    self.core.warm(candle)
             return
         core = self.core
         core.proposing = self.status == "running" and self._warm() and self.feed.is_live(batch)

@@ -10,6 +10,7 @@ import time
 
 from engine.account import Account, EquitySnapshot
 from engine.core import TradingCore
+from engine.feeds.base import Feed
 from engine.learning import LearningAgent
 from engine.marks import Marks
 from engine.models import OrderIntent, Position, Proposal
@@ -22,6 +23,7 @@ class EngineViews:
     """Read models over :attr:`core` (mixed into :class:`engine.runtime.Engine`)."""
 
     core: TradingCore
+    feed: Feed
     status: str
 
     @property
@@ -90,5 +92,15 @@ class EngineViews:
         return (
             f"{stamp} {self.status:8} {self.risk.state.value:8} equity {eq.equity:.2f} "
             f"(dd {eq.drawdown:.1%}) cash {eq.cash:.2f} pos {len(self.portfolio.positions)} "
-            f"pending {len(self.router)} candles {self.candles_seen}"
+            f"pending {len(self.router)} candles {self.candles_seen}{self._warnings()}"
         )
+
+    def _warnings(self) -> str:
+        """A stale exchange feed and an open circuit breaker, for the status line."""
+        out = ""
+        stale = self.feed.staleness()
+        if stale is not None:
+            out += f" feed STALE {stale:.0f}s"
+        if self.risk.held is not None:
+            out += " BREAKER OPEN"
+        return out

@@ -350,8 +350,6 @@ ONE_PATH_CASES = [
     ("[ui.keymap]\napprove = 'q'\n", "ui.keymap.approve = 'q': q is already quit"),
     ("[feed]\nkind = 'ccxt'\n", "feed.kind = 'ccxt': the ccxt exchange feed is not available"),
     ("[feed]\nkind = 'replay'\n", "feed.files = (): the replay feed needs at least one CSV"),
-    ("[broker]\nkind = 'ccxt'\n",
-     "broker.kind = 'ccxt': live orders through ccxt are not available yet; use paper"),
     ("[risk]\ninitial_cash = '1e22'\n", "risk.initial_cash = '1e22': Input should be less"),
     ("[risk]\nmax_drawdown = 0.05\n", "risk.reduce_drawdown = 0.07: must not exceed"),
     ("[feed]\nspeed = 'MAX'\n", "feed.speed = 'MAX': must be a positive number or 'max'"),
@@ -446,3 +444,24 @@ def test_the_console_refuses_a_key_conflict_before_any_screen(
     refused(done, f"invalid configuration in {path}:", "ui.keymap.approve = 'q': q is already quit")
     assert done.stdout == ""  # no screen was drawn
     assert not db.exists()
+
+
+def test_broker_ccxt_without_live_and_confirm_live_without_live_exit_2(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[broker]\nkind = 'ccxt'\n")
+    done = real_cma(env, "--config", str(path), "run", "--headless", "--duration", "1s")
+    assert done.returncode == 2, done.stderr
+    assert "broker.kind = 'ccxt' sends real orders" in done.stderr and "--live" in done.stderr
+    done = real_cma(env, "run", "--headless", "--confirm-live", "--duration", "1s")
+    assert done.returncode == 2 and "--confirm-live goes with --live" in done.stderr
+
+
+def test_live_headless_needs_its_confirmation_flag_before_touching_the_keyring(
+    env: dict[str, str],
+) -> None:
+    done = real_cma(env, "run", "--headless", "--live", "--duration", "1s")
+    assert done.returncode == 2, done.stderr
+    assert "live trading headless needs --confirm-live" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -373,12 +373,11 @@ def test_no_field_error_shows_pydantic_union_or_literal_branches(section: str, f
             assert len(fields) == len(set(fields)), f"one line per field:\n{exc}"
 
 
-def test_broker_kind_ccxt_is_refused_not_run_as_paper(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as err:
-        load_settings(write(tmp_path, "[broker]\nkind = 'ccxt'\n"))
-    assert "broker.kind = 'ccxt': live orders through ccxt are not available yet; use paper" in str(
-        err.value
-    )
+def test_broker_kind_ccxt_is_a_valid_setting_that_only_cma_run_live_acts_on(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(write(tmp_path, "[broker]\nkind = 'ccxt'\n"))
+    assert settings.broker.kind == "ccxt" and not settings.broker.shorts_allowed()
 
 
 @pytest.mark.parametrize(

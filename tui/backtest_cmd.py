@@ -589,7 +589,9 @@ async def _run_and_store(
     holds all of the run or none of it."""
     flag = StopFlag(lambda: bar.say("stopping (Ctrl-C again quits, storing nothing)"))
     with first_interrupt_stops(flag):
-        config = settings.model_dump_json(exclude={"exchange": {"api_key", "api_secret"}})
+        from engine.config.sections import SECRET_FIELDS
+
+        config = settings.model_dump_json(exclude=SECRET_FIELDS)
         feed = "replay" if settings.feed.kind == "replay" else "store"
         session_id = await store.begin_session("backtest", feed, config, _now_ms())
         bar.start("backtest")

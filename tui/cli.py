@@ -141,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {_default_speed()}; 1 is real time)",
     )
     run.add_argument("--duration", type=_duration, help="stop after this long, e.g. 20s, 5m, 1h")
+    run.add_argument(
+        "--live",
+        action="store_true",
+        help="trade real money: orders go to the exchange ([exchange] id) with the keys "
+        "stored by 'cma keys set'; asks you to type the exchange's id to confirm",
+    )
+    run.add_argument(
+        "--confirm-live",
+        action="store_true",
+        help="with --live --headless: the confirmation a console would ask you to type",
+    )
     run.add_argument("--seed", type=int, help="seed of the demo market")
     run.add_argument(
         "--files",

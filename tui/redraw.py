@@ -19,12 +19,14 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
 
 from engine.models import TradingState
+from tui import format as fmt
 from tui.widgets.panes import ActivityPane, EquityPane, RiskPane
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:
     from textual.app import App
 
+    from engine.runtime import Engine
     from tui.app import CmaApp
 
 #: Every part of the main screen drawn on its own.
@@ -60,7 +62,25 @@ class RedrawScheduler:
     def show_session_clock(self) -> None:
         app = self.app
         if app.main.ready:
-            app.main.query_one(StatusBar).set_session(app.session_seconds())
+            status = app.main.query_one(StatusBar)
+            status.set_session(app.session_seconds())
+            engine = app.engine
+            if engine is not None:
+                self.show_feed(status, engine)
+
+    @staticmethod
+    def show_feed(status: StatusBar, engine: Engine) -> None:
+        """The feed part: its name, or how long an exchange feed has been silent, and an
+        open circuit breaker (both in the warning colour)."""
+        feed = engine.feed
+        text = f"{engine.feed_name} {feed.timeframe} · {len(feed.symbols)} symbols"
+        warn = False
+        stale = feed.staleness()
+        if stale is not None:
+            text, warn = f"{engine.feed_name} STALE {fmt.clock(stale)}", True
+        if engine.breaker_open:
+            text, warn = f"{text} · BREAKER OPEN", True
+        status.set_feed(text, warn=warn)
 
     def replot(self, force: bool = False) -> None:
         """Redraw the charts if their series changed (all of them with ``force``)."""
@@ -114,10 +134,7 @@ class RedrawScheduler:
             if "status" in dirty:
                 status = main.query_one(StatusBar)
                 status.set_mode(engine.mode)
-                feed = engine.feed
-                status.set_feed(
-                    f"{engine.feed_name} {feed.timeframe} · {len(feed.symbols)} symbols"
-                )
+                self.show_feed(status, engine)
                 status.set_engine(engine.status)
                 status.set_policy(engine.policy, engine.auto_confidence)
                 status.set_market(market_ts)

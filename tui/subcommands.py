@@ -6,6 +6,7 @@ import argparse
 import errno
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +231,17 @@ def run_command(args: argparse.Namespace) -> int:
             "run on another --db",
             EXIT_USAGE,
         )
+    live = bool(getattr(args, "live", False))
+    if settings.broker.kind == "ccxt" and not live:
+        die(
+            "broker.kind = 'ccxt' sends real orders to the exchange: start it with "
+            "cma run --live (keys from cma keys set)",
+            EXIT_USAGE,
+        )
+    if live:
+        settings = _go_live(settings, headless=args.headless, confirmed=args.confirm_live)
+    elif getattr(args, "confirm_live", False):
+        die("--confirm-live goes with --live", EXIT_USAGE)
     from tui.logs import secrets_of, setup_logging
 
     # Once, for the console and the headless run alike; the settings' secrets are masked.
@@ -241,6 +253,48 @@ def run_command(args: argparse.Namespace) -> int:
     from tui.app import run_console
 
     return run_console(settings, duration=args.duration)
+
+
+def _go_live(settings: Settings, *, headless: bool, confirmed: bool) -> Settings:
+    """Live trading's gate, before any screen: the keys from the keyring (a passphrase is
+    asked here, never while the console is up) and the person's typed confirmation (or
+    ``--confirm-live`` headless). The settings come back with the keys in memory only
+    (``SecretStr``; never written, logged or shown)."""
+    from engine.exchange.keys import KeysError, require_keys
+
+    ex = settings.exchange
+    if headless and not confirmed:
+        die("live trading headless needs --confirm-live (nobody is there to type it)", 2)
+    try:
+        keys = require_keys(ex.id)
+    except KeysError as exc:
+        die(str(exc), EXIT_USAGE)
+    if not confirmed:
+        if not sys.stdin.isatty():
+            die("--live asks you to type the exchange's id to confirm; no terminal to ask", 2)
+        where = f"{ex.id} TESTNET (sandbox)" if ex.sandbox else f"{ex.id} with REAL MONEY"
+        print(
+            f"LIVE trading on {where}: {', '.join(settings.feed.symbols)}.\n"
+            f"Each order at most {ex.max_order_notional}, all orders of a day at most "
+            f"{ex.max_daily_notional} (quote currency).",
+            file=sys.stderr,
+        )
+        try:
+            typed = input(f"Type {ex.id} to start: ")
+        except EOFError:
+            typed = ""
+        if typed.strip() != ex.id:
+            die("not confirmed: nothing was started", EXIT_FAIL)
+    exchange = ex.model_copy(
+        update={
+            "api_key": keys.api_key,
+            "api_secret": keys.api_secret,
+            "api_password": keys.password,
+        }
+    )
+    feed = settings.feed.model_copy(update={"kind": "ccxt"})
+    broker = settings.broker.model_copy(update={"kind": "ccxt"})
+    return settings.model_copy(update={"exchange": exchange, "feed": feed, "broker": broker})
 
 
 def _holds_a_backtest(path: Path) -> bool:

@@ -54,13 +54,17 @@ class PaperBroker(Broker):
 
     name = "paper"
 
-    def __init__(self, fee_rate: Decimal, slippage_bps: Decimal) -> None:
+    def __init__(self, fee_rate: Decimal, slippage_bps: Decimal, *, matching: bool = True) -> None:
         if not Decimal(0) <= fee_rate < 1:
             raise ValueError(f"fee_rate must lie in [0, 1), got {fee_rate}")
         if slippage_bps < 0:
             raise ValueError(f"slippage_bps must be >= 0, got {slippage_bps}")
         self.fee_rate = fee_rate
         self.slippage = slippage_bps * BPS
+        #: Whether candles fill the working orders. Off beside a live broker: the core
+        #: still tracks its orders here, the exchange fills them (:meth:`settle`), and a
+        #: position's stop or take-profit sends an exit order instead of filling on paper.
+        self.matching = matching
         self._open: dict[str, dict[str, OrderIntent]] = {}
         #: The stop and take-profit each entry sets on its position when it fills.
         self._levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}
@@ -107,11 +111,25 @@ class PaperBroker(Broker):
         self, symbol: str, side: Side, qty: Decimal, stop: Decimal | None, tp: Decimal | None
     ) -> None:
         """Put back the bracket of a position recovered from the store."""
-        self._brackets[symbol] = Bracket(side, qty, stop, tp)
+        if self.matching:
+            self._brackets[symbol] = Bracket(side, qty, stop, tp)
 
     def active(self, symbol: str) -> bool:
         """Whether ``symbol`` has working orders or a bracket (a candle can fill)."""
+        if not self.matching:
+            return False
         return bool(self._open.get(symbol)) or symbol in self._brackets
+
+    def settle(self, fill: Fill) -> bool:
+        """A working order filled elsewhere (a live broker's fill): it stops working.
+        False if it was not working here."""
+        orders = self._open.get(fill.symbol)
+        intent = orders.pop(fill.client_order_id, None) if orders is not None else None
+        if intent is None:
+            return False
+        self._levels.pop(fill.client_order_id, None)
+        self._finish(intent, "filled")
+        return True
 
     def bracket(self, symbol: str) -> Bracket | None:
         return self._brackets.get(symbol)

@@ -157,7 +157,7 @@ def read_config_file(path: Path, *, required: bool) -> dict[str, Any] | None:
         raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
     exchange = data.get("exchange")
     if isinstance(exchange, dict):
-        for key in ("api_key", "api_secret"):
+        for key in ("api_key", "api_secret", "api_password"):
             if key in exchange:
                 raise ConfigError(
                     f"invalid configuration in {path}:\n  exchange.{key} = ********: "

@@ -217,22 +217,14 @@ class ApprovalSettings(Section):
 
 class BrokerSettings(Section):
     kind: Literal["paper", "ccxt"] = "paper"
-    """paper simulates fills; ccxt (live orders on the exchange) is not available yet."""
+    """paper simulates fills; ccxt sends real orders to the exchange, and only with
+    cma run --live."""
     fee_rate: Decimal = Field(default=Decimal("0.001"), ge=0, le=Decimal("0.05"))
     """Fee per fill as a fraction of notional (0.001 is 10 bps)."""
     slippage_bps: Decimal = Field(default=Decimal("2"), ge=0, le=Decimal("500"))
     """Paper slippage against the fill price, in basis points."""
     allow_shorts: bool | None = None
     """Allow short positions. Default: on for paper, off on spot exchanges."""
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value == "ccxt":
-            # Refused rather than run as paper: a person who asked for live orders
-            # must not believe they are trading when nothing reaches the exchange.
-            raise ValueError("live orders through ccxt are not available yet; use paper")
-        return value
 
     def shorts_allowed(self) -> bool:
         return self.allow_shorts if self.allow_shorts is not None else self.kind == "paper"
@@ -316,6 +308,12 @@ class ExchangeSettings(Section):
     """Loaded from the keyring, never from the file."""
     api_secret: SecretStr | None = Field(default=None, exclude=True)
     """Loaded from the keyring, never from the file."""
+    api_password: SecretStr | None = Field(default=None, exclude=True)
+    """The API passphrase some exchanges use; from the keyring, never from the file."""
+
+
+#: What a dump of the settings leaves out (the keys are ``exclude=True`` too).
+SECRET_FIELDS: dict[str, set[str]] = {"exchange": {"api_key", "api_secret", "api_password"}}
 
 
 #: The formats a report is written in (``cma report --format`` and ``[report] formats``).

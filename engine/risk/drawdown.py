@@ -47,6 +47,9 @@ class DrawdownMonitor:
         self._reason = f"started {self._state}"
         # A HALTED start is treated like a person's halt: no timer lifts it.
         self._halted_by_limit = False
+        # Why trading is held in REDUCING from outside the account (an exchange's open
+        # circuit breaker): REDUCING does not clear by itself while it is set.
+        self._hold: str | None = None
 
     @property
     def state(self) -> TradingState:
@@ -82,6 +85,8 @@ class DrawdownMonitor:
             if not lift or over_max:
                 return []
             date = _utc_date(ts // DAY_MS)
+            if self._hold is not None:
+                return self._transition(ts, TradingState.REDUCING, self._hold)
             if over_reduce:
                 reason = (
                     f"new UTC day {date}: auto resume, but drawdown {drawdown:.1%} "
@@ -103,10 +108,47 @@ class DrawdownMonitor:
                 "exits only"
             )
             return self._transition(ts, TradingState.REDUCING, reason)
+        if self._hold is not None:
+            if self._state is TradingState.ACTIVE:
+                return self._transition(ts, TradingState.REDUCING, self._hold)
+            return []
         if self._state is TradingState.REDUCING:
             reason = f"drawdown {drawdown:.1%} back within {limits.reduce_drawdown:.1%}"
             return self._transition(ts, TradingState.ACTIVE, reason)
         return []
+
+    @property
+    def held(self) -> str | None:
+        """Why trading is held in REDUCING from outside (None: it is not)."""
+        return self._hold
+
+    def hold(self, ts: int, reason: str) -> list[TradingStateChanged]:
+        """Exits only while ``reason`` lasts (until :meth:`release`): ACTIVE moves to
+        REDUCING now; HALTED stays HALTED."""
+        require_ts("ts", ts)
+        require_text("reason", reason)
+        self._hold = reason
+        if self._state is TradingState.ACTIVE:
+            return self._transition(ts, TradingState.REDUCING, reason)
+        return []
+
+    def release(self, ts: int, reason: str) -> list[TradingStateChanged]:
+        """End a :meth:`hold`: REDUCING clears at once unless the drawdown keeps it."""
+        require_ts("ts", ts)
+        require_text("reason", reason)
+        if self._hold is None:
+            return []
+        self._hold = None
+        if self._state is not TradingState.REDUCING:
+            return []
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            equity = self._account.last_equity
+            if equity is not None and self._account.drawdown(equity) > to_decimal(
+                self._limits.reduce_drawdown
+            ):
+                return []
+        return self._transition(ts, TradingState.ACTIVE, reason)
 
     def halt(self, ts: int, reason: str) -> list[TradingStateChanged]:
         """Stop new entries until ``resume``. Exits stay allowed."""

@@ -174,6 +174,19 @@ class RiskEngine:
         """Back to ACTIVE, re-basing the drawdown peak and the day's start on the last equity."""
         return self._monitor.resume(ts, reason)
 
+    @property
+    def held(self) -> str | None:
+        """Why trading is held in REDUCING from outside (an open circuit breaker), or None."""
+        return self._monitor.held
+
+    def hold(self, ts: int, reason: str) -> list[TradingStateChanged]:
+        """Exits only until :meth:`release` (REDUCING does not clear by itself meanwhile)."""
+        return self._monitor.hold(ts, reason)
+
+    def release(self, ts: int, reason: str) -> list[TradingStateChanged]:
+        """End a :meth:`hold`; REDUCING clears unless the drawdown keeps it."""
+        return self._monitor.release(ts, reason)
+
     def restore(
         self,
         state: TradingState,

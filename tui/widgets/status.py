@@ -39,6 +39,7 @@ class StatusBar(Widget):
         "status-bar--paper",
         "status-bar--live",
         "status-bar--muted",
+        "status-bar--warn",
         "status-bar--policy",
         *(f"status-bar--engine-{state}" for state in ENGINE_STATES),
     }
@@ -82,8 +83,9 @@ class StatusBar(Widget):
         if self.is_attached:
             self.screen.set_class(live, "-live")
 
-    def set_feed(self, text: str) -> None:
-        self._set("feed", fmt.one_line(text, 40))
+    def set_feed(self, text: str, *, warn: bool = False) -> None:
+        """The feed; ``warn`` draws it in the warning colour (stale data, breaker open)."""
+        self._set("feed", fmt.one_line(text, 40), "warn" if warn else "muted")
 
     def set_market(self, ts_ms: int) -> None:
         self._set("market", fmt.market_time(ts_ms))
