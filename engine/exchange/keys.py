@@ -522,6 +522,7 @@ def load_keys(exchange_id: str, backend: KeyringBackend) -> ApiKeys | None:
     """The keys stored for ``exchange_id``; None when there are none. KeysError when
     the keyring cannot be read (a wrong passphrase, a locked collection) or holds only
     half of them."""
+    unlock(backend)
     key = _get(backend, exchange_id, "api_key")
     secret = _get(backend, exchange_id, "api_secret")
     if key is None and secret is None:
