@@ -20,19 +20,38 @@ import pytest
 
 PASSWORD = "login-password"  # gnome-keyring's login collection, not a cma secret
 
+# The daemon runs in the foreground as the shell's child, so the shell ends it: a
+# daemonized one can outlive its bus.
+#: Waits (in sh) until the daemon whose pid is $daemon owns the Secret Service's name.
+WAIT_FOR_DAEMON = """
+until dbus-send --session --dest=org.freedesktop.DBus --type=method_call --print-reply \
+  /org/freedesktop/DBus org.freedesktop.DBus.GetNameOwner string:org.freedesktop.secrets \
+  >/dev/null 2>&1; do
+  kill -0 $daemon 2>/dev/null || exit 1
+  sleep 0.05
+done
+"""
 SCRIPT = """
 if [ "$1" = unlock ]; then
-  printf %s "$2" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+  printf %s "$2" | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null &
 else
-  gnome-keyring-daemon --start --components=secrets >/dev/null
+  gnome-keyring-daemon --foreground --start --components=secrets >/dev/null </dev/null &
 fi
+daemon=$!
+"""
+SCRIPT += WAIT_FOR_DAEMON
+SCRIPT += """
 echo "$DBUS_SESSION_BUS_ADDRESS"
-exec cat >/dev/null
+cat >/dev/null
+kill $daemon
+wait $daemon
 """
 
 
 def require_programs() -> None:
-    missing = [p for p in ("dbus-run-session", "gnome-keyring-daemon") if not shutil.which(p)]
+    missing = [
+        p for p in ("dbus-run-session", "dbus-send", "gnome-keyring-daemon") if not shutil.which(p)
+    ]
     if missing:
         pytest.fail(
             f"{' and '.join(missing)} not installed: make system-deps installs them "

@@ -128,9 +128,8 @@ def _set(args: argparse.Namespace) -> int:
     exchange = _exchange_id(args.exchange, known=True)
     names = ["API key", "API secret"] + (["passphrase"] if args.password else [])
     if args.stdin:
-        values = _read_stdin(names)
+        values = _nonempty(names, _read_stdin(names))
         backend = choose_backend(prompt=False)
-        unlock(backend)
     else:
         if not sys.stdin.isatty():
             die("no terminal to ask for the keys on: pipe them in with --stdin")
@@ -138,10 +137,8 @@ def _set(args: argparse.Namespace) -> int:
         unlock(backend)  # the keyring's passphrase first: no keys typed in vain
         import getpass
 
-        values = [getpass.getpass(f"{name} for {exchange}: ").strip() for name in names]
-    for name, value in zip(names, values, strict=True):
-        if not value:
-            die(f"the {name} is empty: nothing was stored")
+        asked = [getpass.getpass(f"{name} for {exchange}: ").strip() for name in names]
+        values = _nonempty(names, asked)
     keys = ApiKeys(
         SecretStr(values[0]),
         SecretStr(values[1]),
@@ -151,6 +148,13 @@ def _set(args: argparse.Namespace) -> int:
     parts = "API key, secret and passphrase" if args.password else "API key and secret"
     print(f"stored the {parts} for {exchange} in {backend_name(backend)}")
     return EXIT_OK
+
+
+def _nonempty(names: list[str], values: list[str]) -> list[str]:
+    for name, value in zip(names, values, strict=True):
+        if not value:
+            die(f"the {name} is empty: nothing was stored")
+    return values
 
 
 def _read_stdin(names: list[str]) -> list[str]:

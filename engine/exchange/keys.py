@@ -212,7 +212,7 @@ def _native(env: Mapping[str, str]) -> tuple[KeyringBackend | None, str]:
 def _viable(cls: Any) -> bool:  # pragma: no cover - macOS and Windows only
     try:
         return float(cls.priority) > 0
-    except Exception:
+    except Exception:  # any failure means not usable: the file is used
         return False
 
 
@@ -229,7 +229,7 @@ def _secret_service(env: Mapping[str, str]) -> tuple[KeyringBackend | None, str]
     address = env["DBUS_SESSION_BUS_ADDRESS"]
     try:
         connection = _connect(address)
-    except Exception as exc:
+    except Exception as exc:  # shown as why the file is used (status)
         return None, f"the D-Bus session bus cannot be reached ({exc})"
     try:
         if not secretstorage.check_service_availability(connection):
@@ -243,7 +243,7 @@ def _secret_service(env: Mapping[str, str]) -> tuple[KeyringBackend | None, str]
         if collection.is_locked():
             return None, "the Secret Service's default collection is locked"
         daemon = _daemon_name(connection)
-    except Exception as exc:
+    except Exception as exc:  # shown as why the file is used (status)
         return None, f"the Secret Service does not answer ({exc})"
     finally:
         connection.close()
@@ -302,7 +302,7 @@ def _daemon_name(connection: Any) -> str:
         )
         pid = int(reply.body[0])
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
-    except Exception:
+    except Exception:  # the name is only a label: "Secret Service" alone
         return ""
     program = os.path.basename(argv0)
     return _DAEMONS.get(program, program)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -64,9 +65,7 @@ def file_env(home: Path, **more: str) -> dict[str, str]:
 # --- choosing ---------------------------------------------------------------------------
 
 
-def test_an_unlocked_secret_service_is_chosen_and_keys_round_trip(
-    bus: str, tmp_path: Path
-) -> None:
+def test_an_unlocked_secret_service_is_chosen_and_keys_round_trip(bus: str, tmp_path: Path) -> None:
     backend = choose_backend({**session_env(tmp_path), "DBUS_SESSION_BUS_ADDRESS": bus})
     assert backend_name(backend) == "Secret Service (gnome-keyring)"
     assert backend_note(backend) == ""
@@ -97,7 +96,7 @@ def test_a_locked_collection_is_not_used_it_would_prompt(locked_bus: str, tmp_pa
     backend = choose_backend(env)
     assert backend_name(backend).startswith("encrypted file")
     assert "locked" in backend_note(backend)
-    with pytest.raises(KeysError, match="CMA_KEYRING=secretservice, but .* is locked"):
+    with pytest.raises(KeysError, match=r"CMA_KEYRING=secretservice, but .* is locked"):
         choose_backend({**env, "CMA_KEYRING": "secretservice"})
 
 
@@ -119,7 +118,9 @@ def test_cma_keyring_file_forces_the_file_even_beside_a_secret_service(
 
 @pytest.mark.parametrize("value", ["plaintext", "keyrings.alt.file.PlaintextKeyring", "none"])
 def test_cma_keyring_must_name_a_backend(tmp_path: Path, value: str) -> None:
-    with pytest.raises(KeysError, match=f"CMA_KEYRING must be secretservice or file, got '{value}'"):
+    with pytest.raises(
+        KeysError, match=f"CMA_KEYRING must be secretservice or file, got '{value}'"
+    ):
         choose_backend(file_env(tmp_path, CMA_KEYRING=value))
 
 
@@ -142,7 +143,11 @@ def test_python_keyring_backend_naming_an_unsafe_backend_is_never_used(
     # In the environment given and in the process's own, where keyring itself reads it:
     # keyring's own choice would be the unsafe backend, cma's is not.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", named)
-    assert type(keyring.core.load_env()).__name__ in {"PlaintextKeyring", "Keyring", "ChainerBackend"}
+    assert type(keyring.core.load_env()).__name__ in {
+        "PlaintextKeyring",
+        "Keyring",
+        "ChainerBackend",
+    }
     env = file_env(tmp_path, PYTHON_KEYRING_BACKEND=named)
     if with_bus:
         env["DBUS_SESSION_BUS_ADDRESS"] = bus
@@ -189,7 +194,7 @@ def test_the_file_is_0600_in_a_0700_folder_and_holds_no_key_in_clear(tmp_path: P
 def test_a_wrong_passphrase_reads_nothing_and_deletes_nothing(tmp_path: Path) -> None:
     store_keys("binance", KEYS, choose_backend(file_env(tmp_path)))
     wrong = choose_backend(file_env(tmp_path, CMA_KEYRING_PASSPHRASE="not it"))
-    with pytest.raises(KeysError, match="wrong passphrase for the keyring .*keyring.cfg"):
+    with pytest.raises(KeysError, match=r"wrong passphrase for the keyring .*keyring.cfg"):
         load_keys("binance", wrong)
     wrong = choose_backend(file_env(tmp_path, CMA_KEYRING_PASSPHRASE="not it"))
     with pytest.raises(KeysError, match="wrong passphrase"):
@@ -238,7 +243,7 @@ def test_a_changed_entry_fails_its_authentication(tmp_path: Path) -> None:
     config.set("cma", "binance_3aapi_5fsecret", a)
     with path.open("w") as out:
         config.write(out)
-    with pytest.raises(KeysError, match="the keyring \\(encrypted file .*\\) failed"):
+    with pytest.raises(KeysError, match=r"the keyring \(encrypted file .*\) failed"):
         load_keys("binance", choose_backend(env))
 
 
@@ -252,7 +257,7 @@ def test_a_file_made_with_other_kdf_costs_is_refused_clearly(tmp_path: Path) -> 
     stock.file_path = str(path)
     stock.time_cost = 1  # quick; the point is that the costs differ from cma's
     stock.keyring_key = PASS
-    with pytest.raises(KeysError, match="was not written by cma .*argon2id t=3"):
+    with pytest.raises(KeysError, match=r"was not written by cma .*argon2id t=3"):
         load_keys("binance", choose_backend(env))
 
 
@@ -275,7 +280,9 @@ def test_half_of_the_keys_is_an_error_that_says_what_to_run(tmp_path: Path) -> N
     backend = choose_backend(env)
     store_keys("binance", KEYS, backend)
     backend.delete_password("cma", "binance:api_secret")
-    with pytest.raises(KeysError, match="API secret for binance is missing .*cma keys set binance"):
+    with pytest.raises(
+        KeysError, match=r"API secret for binance is missing .*cma keys set binance"
+    ):
         load_keys("binance", backend)
 
 
@@ -316,8 +323,10 @@ def test_require_keys_names_the_backend_and_the_command(
     env = file_env(tmp_path)
     with pytest.raises(
         KeysError,
-        match="no API keys for binance in encrypted file ~/data/cma/keyring.cfg; "
-        "run: cma keys set binance",
+        match=re.escape(
+            "no API keys for binance in encrypted file ~/data/cma/keyring.cfg; "
+            "run: cma keys set binance"
+        ),
     ):
         require_keys("binance", env)
     store_keys("bybit", KEYS, choose_backend(env))
