@@ -23,7 +23,9 @@ run: $(STAMP)
 # The end-to-end tests drive the real console in tmux; the report tests open the HTML
 # report in a headless Chromium (tests/browser.py); the optimization tests share Optuna
 # studies through a throwaway PostgreSQL server they start themselves (tests/postgres.py),
-# so they need only the server's programs, not the cluster the package may set up.
+# so they need only the server's programs, not the cluster the package may set up; the
+# keyring tests run gnome-keyring's Secret Service on a private D-Bus session bus
+# (dbus-run-session), as a desktop has it.
 # One apt-get installs whichever is missing; `sudo env` because sudo drops the caller's
 # environment.
 system-deps:
@@ -31,8 +33,10 @@ system-deps:
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v gnome-keyring-daemon >/dev/null 2>&1 || missing="$$missing gnome-keyring"; \
+	command -v dbus-run-session >/dev/null 2>&1 || missing="$$missing dbus"; \
 	[ -z "$$missing" ] || { \
-	  echo "installing$$missing (needed by the end-to-end, browser and PostgreSQL tests)"; \
+	  echo "installing$$missing (needed by the end-to-end, browser, PostgreSQL and keyring tests)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq || echo "apt-get update failed: installing from the package lists there are"; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }

@@ -20,7 +20,6 @@ EXIT_NOT_YET = 3
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
-    "keys": "store exchange API keys in the keyring",
     "data": "download and manage candle data",
 }
 DISTRIBUTION = "crypto-market-agents"
@@ -167,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.report_cmd import add_report_parser
 
     add_report_parser(sub, common)
+    from tui.keys_cmd import add_keys_parser
+
+    add_keys_parser(sub, common)
 
     for name, what in NOT_YET.items():
         sub.add_parser(
@@ -384,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "db", "config", "backtest", "report", "optimize", *NOT_YET}
+    commands = {"run", "db", "config", "backtest", "report", "optimize", "keys", *NOT_YET}
     if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
@@ -414,6 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.report_cmd import report_command
 
             return report_command(args)
+        if command == "keys":
+            from tui.keys_cmd import keys_command
+
+            return keys_command(args)
         if command == "optimize":
             from tui.optimize_cmd import optimize_command
 
