@@ -12,8 +12,9 @@ the first test that asks.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,19 @@ def postgres_db(postgres_url: str) -> str:
     from postgres import fresh_database
 
     return fresh_database(postgres_url)
+
+
+@pytest.fixture
+async def fake_binance() -> AsyncIterator[Any]:
+    """A started local Binance-spot exchange (tests/fake_binance.py) on BTC/USDT 1m candles.
+
+    It checks the test keys ``fake_binance.TEST_API_KEY``/``TEST_API_SECRET``; the cursor is
+    at candle 500 of March 2023. ``fake_binance.client(fake)`` gives a ccxt pointed at it.
+    """
+    # Imported here: aiohttp is not needed by the sessions that use no exchange.
+    from fake_binance import TEST_API_KEY, TEST_API_SECRET, FakeBinance
+    from shared_data import shared_data_dir
+
+    data = shared_data_dir() / "binanceus_BTC-USDT_1m_2023-03.csv"
+    async with FakeBinance([data], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET) as fake:
+        yield fake
