@@ -60,7 +60,11 @@ def make_feed(settings: Settings, *, limit: int | None = None) -> Feed:
         account_currency(replay.symbols, replay.quotes())
         replay.validate()  # every row, once the cheap checks passed
         return replay
-    raise ValueError("feed.kind: the ccxt exchange feed is not available yet; use sim or replay")
+    # kind is ccxt: [feed] refuses files for it.
+    account_currency(f.symbols)
+    from engine.feeds.ccxt import CcxtFeed
+
+    return CcxtFeed.from_settings(settings)
 
 
 __all__ = ["SIM_WARMUP_BATCHES", "account_currency", "load_agents", "make_feed"]

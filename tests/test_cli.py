@@ -256,7 +256,7 @@ def test_each_unavailable_commands_help_says_so(env: dict[str, str], command: st
     assert "code 3" in done.stdout
 
 
-def test_run_help_tells_the_real_speed_default_and_that_ccxt_is_not_available(
+def test_run_help_tells_the_real_speed_default_and_the_exchange_options(
     env: dict[str, str],
 ) -> None:
     from engine.config import FeedSettings
@@ -264,7 +264,12 @@ def test_run_help_tells_the_real_speed_default_and_that_ccxt_is_not_available(
     out = " ".join(real_cma(env, "run", "--help").stdout.split())
     assert f"(default {FeedSettings.model_fields['speed'].default:g};" in out
     assert "(default 1)" not in out
-    assert "ccxt (an exchange) is not available yet" in out
+    assert "ccxt (an exchange's public candles, --exchange)" in out
+    assert (
+        "--exchange ID ccxt exchange id, e.g. binance (sets exchange.id; implies --feed ccxt)"
+        in out
+    )
+    assert "--symbols A/B,C/D" in out and "--timeframe TF" in out
 
 
 @pytest.mark.parametrize(
@@ -350,7 +355,9 @@ ONE_PATH_CASES = [
     ("[agents]\nenabled = ['momentum', 'nope']\n", "unknown agent 'nope'"),
     ("[ui.keymap]\naprove = 'y'\n", "ui.keymap.aprove = 'y': no binding with id 'aprove'"),
     ("[ui.keymap]\napprove = 'q'\n", "ui.keymap.approve = 'q': q is already quit"),
-    ("[feed]\nkind = 'ccxt'\n", "feed.kind = 'ccxt': the ccxt exchange feed is not available"),
+    ("[feed]\nkind = 'ccxt'\nfiles = ['x.csv']\n",
+     "feed.files = ['x.csv']: --files needs the replay feed (feed.kind is 'ccxt')"),
+    ("[exchange]\nid = 'Bin ance'\n", "exchange.id = 'Bin ance': must be a ccxt exchange id"),
     ("[feed]\nkind = 'replay'\n", "feed.files = (): the replay feed needs at least one CSV"),
     ("[risk]\ninitial_cash = '1e22'\n", "risk.initial_cash = '1e22': Input should be less"),
     ("[risk]\nmax_drawdown = 0.05\n", "risk.reduce_drawdown = 0.07: must not exceed"),
@@ -426,7 +433,10 @@ def test_files_with_another_feed_exit_2(env: dict[str, str], tmp_path: Path) -> 
         (["--speed", "nan"], "argument --speed: must be a positive number or 'max'"),
         (["--duration", "1e999s"], "argument --duration: must be at most 366 days"),
         (["--seed", "99999999999999999999"], "feed.seed = 99999999999999999999"),
-        (["--feed", "ccxt"], "feed.kind = 'ccxt': the ccxt exchange feed is not available yet"),
+        (["--feed", "ccxt", "--files", "x.csv"], "--files needs the replay feed (--feed replay)"),
+        (["--exchange", "Bin ance"], "exchange.id = 'Bin ance': must be a ccxt exchange id"),
+        (["--symbols", "BTCUSDT"], "feed.symbols"),
+        (["--timeframe", "7m"], "feed.timeframe = '7m': timeframe must be one of"),
     ],
 )
 def test_out_of_range_run_options_exit_2(env: dict[str, str], args: list[str], says: str) -> None:

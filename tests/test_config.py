@@ -383,7 +383,10 @@ def test_broker_kind_ccxt_is_a_valid_setting_that_only_cma_run_live_acts_on(
 @pytest.mark.parametrize(
     ("feed", "line"),
     [
-        ({"kind": "ccxt"}, "feed.kind = 'ccxt': the ccxt exchange feed is not available yet"),
+        (
+            {"kind": "ccxt", "files": ["x.csv"]},
+            "feed.files = ['x.csv']: --files needs the replay feed (feed.kind is 'ccxt')",
+        ),
         ({"kind": "replay"}, "feed.files = (): the replay feed needs at least one CSV file"),
         ({"files": ["x.csv"]}, "feed.files = ['x.csv']: --files needs the replay feed"),
         ({"symbols": ["BTC/USDT", "btc/usdt"]}, "BTC/USDT is listed twice"),

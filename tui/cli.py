@@ -129,9 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--feed",
         choices=["sim", "replay", "ccxt"],
-        help="market data source: sim (the built-in demo market, the default) or replay "
-        "(CSV files, --files); ccxt (an exchange) is not available yet",
+        help="market data source: sim (the built-in demo market, the default), replay "
+        "(CSV files, --files) or ccxt (an exchange's public candles, --exchange)",
     )
+    run.add_argument(
+        "--exchange",
+        metavar="ID",
+        help="ccxt exchange id, e.g. binance (sets exchange.id; implies --feed ccxt)",
+    )
+    run.add_argument(
+        "--symbols",
+        metavar="A/B,C/D",
+        help="symbols to watch, comma-separated, e.g. BTC/USDT,ETH/USDT (feed.symbols)",
+    )
+    run.add_argument("--timeframe", metavar="TF", help="candle timeframe, e.g. 1m, 5m, 1h")
     run.add_argument("--policy", choices=["manual", "auto", "queue-only"], help="approval policy")
     run.add_argument(
         "--speed",

@@ -30,6 +30,8 @@ FeedFactory = Callable[["Settings"], "Feed"]
 
 #: Exit code of a setting or input the person must fix (``tui.cli.EXIT_USAGE``).
 _USAGE = 2
+#: Exit code of a failure that is not the person's (``tui.cli.EXIT_FAIL``).
+_FAIL = 1
 
 
 class StartError(Exception):
@@ -119,6 +121,9 @@ class ConsoleSession:
             self._building_feed = True
             try:
                 self.feed = await asyncio.to_thread(self._feed_factory or make_feed, settings)
+                await self.feed.prepare()  # an exchange feed checks its symbols here
+            except ConnectionError as exc:  # the exchange cannot be reached
+                raise StartError(str(exc), _FAIL) from None
             except (ValueError, OSError) as exc:
                 raise StartError(str(exc), _USAGE) from None
             finally:

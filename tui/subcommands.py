@@ -216,6 +216,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     if getattr(args, "files", None) and getattr(args, "feed", None) not in (None, "replay"):
         die(f"--files needs the replay feed (--feed replay), not --feed {args.feed}", EXIT_USAGE)
+    if getattr(args, "exchange", None) and getattr(args, "feed", None) not in (None, "ccxt"):
+        die(f"--exchange needs the ccxt feed (--feed ccxt), not --feed {args.feed}", EXIT_USAGE)
     # The same checks as `cma config validate`, before any store, feed or screen starts.
     settings = settings_from_args(args, check=True, **_run_overrides(args))
     # Refuse a foreign, damaged or too-new store before any UI starts (the console
@@ -323,6 +325,13 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if getattr(args, "files", None):
         out.setdefault("feed", {})["files"] = tuple(args.files)
         out["feed"].setdefault("kind", "replay")
+    if getattr(args, "exchange", None):
+        out.setdefault("exchange", {})["id"] = args.exchange
+        out.setdefault("feed", {}).setdefault("kind", "ccxt")
+    if getattr(args, "symbols", None) is not None:
+        out.setdefault("feed", {})["symbols"] = tuple(s.strip() for s in args.symbols.split(","))
+    if getattr(args, "timeframe", None) is not None:
+        out.setdefault("feed", {})["timeframe"] = args.timeframe
     if getattr(args, "policy", None):
         out.setdefault("approval", {})["policy"] = args.policy
     if getattr(args, "theme", None):

@@ -143,13 +143,6 @@ class FeedSettings(Section):
     """The ccxt feed counts as stale after this long without word from the exchange
     (on top of one timeframe); no proposals are made on stale data."""
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str) -> str:
-        if value == "ccxt":
-            raise ValueError("the ccxt exchange feed is not available yet; use sim or replay")
-        return value
-
     @field_validator("symbols")
     @classmethod
     def _symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:

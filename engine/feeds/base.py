@@ -95,6 +95,13 @@ class Feed(ABC):
     def batches(self) -> AsyncIterator[list[Candle]]:
         """Yield, as an async generator, each timestamp's closed candles in symbol order."""
 
+    async def prepare(self) -> None:
+        """Check the feed against its source before the engine starts (an exchange feed
+        loads the markets and checks its symbols). Raises ValueError naming the setting
+        to fix, or ConnectionError when the source cannot be reached. Local feeds
+        check everything when they are built."""
+        return None
+
     def is_live(self, batch: Sequence[Candle]) -> bool:
         """Whether ``batch`` is the market as it is now, so the engine may propose on it.
 
