@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.config import Settings
+    from engine.exchange.live import LiveParts
     from engine.feeds.base import Feed
     from engine.models import EngineEvent
     from engine.runtime import Engine, Recovery
@@ -64,6 +65,8 @@ class ConsoleSession:
         self._feed_factory = feed_factory
         self._engine_clock = engine_clock
         self.engine: Engine | None = None
+        #: Live: the exchange, feed, broker and gate opened together (closed on stop).
+        self.live: LiveParts | None = None
         self.store: Store | None = None
         self.recovery: Recovery | None = None
         self._starting: asyncio.Task[Recovery] | None = None
@@ -117,6 +120,21 @@ class ConsoleSession:
         from persistence.store import Store
 
         settings = self.settings
+        live = None
+        if self.feed is None and settings.broker.kind == "ccxt":
+            # Live: one exchange instance for the feed and the broker, the keys checked.
+            from engine.exchange.live import open_live
+
+            self._building_feed = True
+            try:
+                live = self.live = await open_live(settings)
+            except ConnectionError as exc:
+                raise StartError(str(exc), _FAIL) from None
+            except ValueError as exc:
+                raise StartError(str(exc), _USAGE) from None
+            finally:
+                self._building_feed = False
+            self.feed = live.feed
         if self.feed is None:
             self._building_feed = True
             try:
@@ -134,7 +152,14 @@ class ConsoleSession:
             raise StartError(str(exc), exc.code) from None
         self.store = store
         try:
-            engine = Engine(settings, store, self.feed, clock=self._engine_clock)
+            engine = Engine(
+                settings,
+                store,
+                self.feed,
+                broker=None if live is None else live.broker,
+                gate=None if live is None else live.gate,
+                clock=self._engine_clock,
+            )
         except ValueError as exc:
             raise StartError(str(exc), _USAGE) from None
         self.engine = engine
@@ -144,6 +169,14 @@ class ConsoleSession:
             self.recovery = await engine.start(paused_if_recovered=paused_if_recovered)
         except StoreMismatchError as exc:  # another currency, or a replay older than the store
             raise StartError(str(exc), _USAGE) from None
+        except Exception as exc:
+            if live is None:
+                raise
+            # Live reconciliation could not reach the exchange: nothing traded.
+            from engine.exchange.errors import describe
+
+            text = describe(exc, live.broker.secrets)
+            raise StartError(f"could not reconcile with the exchange: {text}", _FAIL) from None
         return self.recovery
 
     async def stop(self, close_positions: bool | None = False) -> None:
@@ -168,6 +201,8 @@ class ConsoleSession:
             if self.engine is not None:
                 await self.engine.stop(close_positions=close_positions)
         finally:
+            if self.live is not None:
+                await self.live.close()
             if self._unsubscribe is not None:
                 self._unsubscribe()
             if self.store is not None:

@@ -145,7 +145,8 @@ class ExchangeBroker(Broker):
     ) -> None:
         self.exchange = exchange
         self.listener: BrokerListener | None = None
-        self._secrets = tuple(s for s in secrets if s)
+        #: The strings every message about the exchange has blotted out.
+        self.secrets = tuple(s for s in secrets if s)
         self.breaker = breaker if breaker is not None else CircuitBreaker()
         self._poll_seconds = poll_seconds
         self._sleep = sleep
@@ -172,7 +173,7 @@ class ExchangeBroker(Broker):
 
     def describe(self, exc: BaseException) -> str:
         """One line about ``exc`` with every secret and signature blotted out."""
-        return describe(exc, self._secrets)
+        return describe(exc, self.secrets)
 
     # --- the port ------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""The live engine against the local Binance exchange: real ccxt, a real SQLite store,
+the engine's own exchange broker and order gate. An approved proposal becomes one order
+on the exchange (client order id from the store's intent), its fill comes back and opens
+the position, and the store's checks pass."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from crafted_market import ScriptedAgent, assert_checks_pass, query, settings
+from fake_binance import TEST_API_KEY, TEST_API_SECRET, FakeBinance
+from pydantic import SecretStr
+from shared_data import shared_data_dir
+
+from engine.config import Settings
+from engine.exchange.live import LiveParts, open_live
+from engine.models import Side
+from engine.runtime import Engine
+from persistence.store import Store
+
+BTC = "BTC/USDT"
+DATA = "binanceus_BTC-USDT_1m_2023-03.csv"
+
+
+def live_settings(url: str, tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    base = settings(
+        feed={"kind": "ccxt", "symbols": (BTC,), "timeframe": "1m", "warmup_candles": 30},
+        broker={"kind": "ccxt"},
+        approval={"policy": "auto"},
+        store={"path": str(tmp_path / "live.db")},
+        **sections,
+    )
+    exchange = base.exchange.model_copy(
+        update={
+            "api_base": url,
+            "timeout_seconds": 1.0,
+            "api_key": SecretStr(TEST_API_KEY),
+            "api_secret": SecretStr(TEST_API_SECRET),
+            "max_order_notional": Decimal(5000),
+        }
+    )
+    return base.model_copy(update={"exchange": exchange})
+
+
+async def wait_for(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def live_engine(cfg: Settings) -> AsyncIterator[tuple[Engine, LiveParts]]:
+    parts = await open_live(cfg)
+    parts.broker._poll_seconds = 0.05
+    store = await Store.open(str(cfg.store.resolved_path()))
+    engine = Engine(cfg, store, parts.feed, broker=parts.broker, gate=parts.gate)
+    try:
+        yield engine, parts
+    finally:
+        if engine.status != "stopped":
+            await engine.stop()
+        await parts.close()
+        await store.close()
+
+
+async def test_an_approved_proposal_is_one_exchange_order_whose_fill_opens_the_position(
+    tmp_path: Path,
+) -> None:
+    async with FakeBinance(
+        [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
+    ) as fake:
+        cfg = live_settings(fake.url, tmp_path)
+        # The first live candle is the one at the cursor (it closes on the first advance).
+        signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
+        ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
+        async with live_engine(cfg) as (engine, _):
+            await engine.start()
+            assert engine.mode == "LIVE" and engine.portfolio.cash == Decimal(10_000)
+            await wait_for(lambda: engine.feed.warmup_batches > 0 and engine._batches >= 30)
+            await fake.advance()  # closes the signal candle: a proposal, approved by policy
+            await wait_for(lambda: fake.orders_received == 1)
+            await fake.advance()  # the market order fills at the next open
+            await wait_for(lambda: BTC in engine.portfolio.positions)
+            await engine.synced()
+            [order] = fake.orders.values()
+            [(coid,)] = await query(engine, "SELECT client_order_id FROM order_intents")
+            assert order.client_id == coid and order.status == "FILLED"
+            pos = engine.portfolio.positions[BTC]
+            assert pos.qty == Decimal(str(order.executed))
+            [(fills,)] = await query(engine, "SELECT COUNT(*) FROM fills")
+            assert fills == 1
+            posts = [r for r in fake.requests if r[0] == "POST" and r[1] == "/api/v3/order"]
+            assert len(posts) == 1
+            await engine.stop()
+            await assert_checks_pass(engine)
