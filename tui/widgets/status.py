@@ -124,11 +124,11 @@ class StatusBar(Widget):
     def _parts(self, *, short: bool) -> tuple[Text, Text]:
         """The parts on the left, and the session clock on the right."""
         line = Text(no_wrap=True, overflow="ellipsis", end="")
-        # The tabbed layout (small terminals) has no room for the feed.
+        # The tabbed layout (small terminals) has no room for the feed, unless it warns.
         compact = self.is_attached and self.screen.has_class("-compact")
         for name in PARTS[:-1]:
-            if compact and name == "feed":
-                continue
+            if compact and name == "feed" and self._styles["feed"] != "warn":
+                continue  # a stale feed or an open breaker is shown even there
             text = self._texts[name]
             if short:
                 text = text.removeprefix(_WORDS.get(name, ""))
