@@ -145,7 +145,10 @@ def test_without_a_passphrase_it_says_how_to_give_one(tmp_path: Path) -> None:
     _, done = cma_keys(env, "set", "binance", "--stdin", stdin=f"{KEY}\n{SECRET}\n")
     assert done.returncode == 2
     assert "needs its passphrase: set CMA_KEYRING_PASSPHRASE" in done.stderr
+    env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
     _, done = cma_keys(env, "status")  # names only: no passphrase needed
+    assert "PYTHON_KEYRING_BACKEND is ignored: cma chooses its keyring itself" in done.stdout
+    assert done.stdout.startswith("keyring: encrypted file ~/data/cma/keyring.cfg\n")
     assert done.returncode == 0 and done.stdout.endswith(
         "no exchange has keys (cma keys set EXCHANGE)\n"
     )
