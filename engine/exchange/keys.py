@@ -164,21 +164,18 @@ def choose_backend(
         raise KeysError(
             f"{SELECT_VARIABLE} must be secretservice or file, got {env[SELECT_VARIABLE]!r}"
         )
-    if forced == "file":
-        chosen: KeyringBackend = _file_backend(env, prompt)
-        return chosen
     if forced == "secretservice":
         native, why = _secret_service(env)
         if native is None:
             raise KeysError(f"{SELECT_VARIABLE}=secretservice, but {why}")
         return native
-    native, why = _native(env)
-    if native is not None:
-        return native
-    fallback = _file_backend(env, prompt)
-    fallback.cma_note = why
-    chosen = fallback
-    return chosen
+    why = ""
+    if forced != "file":
+        native, why = _native(env)
+        if native is not None:
+            return native
+    fallback: KeyringBackend = _file_backend(env, prompt, note=why)
+    return fallback
 
 
 def unlock(backend: KeyringBackend) -> None:
@@ -332,14 +329,14 @@ def backend_name(backend: KeyringBackend) -> str:
 # --- the encrypted file --------------------------------------------------------------------
 
 
-def _file_backend(env: Mapping[str, str], prompt: bool) -> Any:
+def _file_backend(env: Mapping[str, str], prompt: bool, *, note: str) -> Any:
     path = keyring_file(env)
     _check_modes(path)
     backend = _cryptfile_class()()
     backend.file_path = str(path)
     backend.cma_label = f"encrypted file {_tilde(path, env)}"
     backend.cma_ask = _passphrase_source(env, path, prompt)
-    backend.cma_note = ""
+    backend.cma_note = note
     return backend
 
 
@@ -441,8 +438,9 @@ def _cryptfile_class() -> Any:
                 raise KeysError(f"wrong passphrase for the keyring {self.file_path}")
 
         def _init_file(self) -> None:
-            super()._init_file()
+            # The costs first: a file is only taken as made once its reference is in.
             self._write_config_value("keyring-setting", "cma-kdf", _KDF)
+            super()._init_file()
 
         def _read(self) -> configparser.RawConfigParser:
             config = configparser.RawConfigParser()
