@@ -14,7 +14,7 @@ no ccxt import at module level (the exchange object brings ccxt with it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 __all__ = ["Fitted", "Refused", "fit_order"]
@@ -43,13 +43,8 @@ class Refused:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    """A limit of ccxt's (a float, or None where the market has none)."""
+    return None if value is None else Decimal(str(value))
 
 
 def _show(value: Decimal) -> str:
@@ -65,16 +60,13 @@ def _show_notional(value: Decimal, like: Decimal) -> str:
 
 
 def _step(exchange: Any, precision: Any) -> str:
-    """The amount precision in words: ``step 0.001`` or ``8 significant digits``."""
-    from ccxt.base.decimal_to_precision import DECIMAL_PLACES, SIGNIFICANT_DIGITS
+    """The amount step in words, ``step 0.001``, from a step (ccxt's TICK_SIZE mode) or
+    a number of decimals (DECIMAL_PLACES). Significant digits never round to 0."""
+    from ccxt.base.decimal_to_precision import DECIMAL_PLACES
 
-    value = _decimal(precision)
-    if value is None:
-        return "the market's precision"
+    value = Decimal(str(precision))
     if exchange.precisionMode == DECIMAL_PLACES:
-        return f"step {_show(Decimal(1).scaleb(-int(value)))}"
-    if exchange.precisionMode == SIGNIFICANT_DIGITS:
-        return f"{int(value)} significant digits"
+        value = Decimal(1).scaleb(-int(value))
     return f"step {_show(value)}"
 
 

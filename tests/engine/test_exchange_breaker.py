@@ -104,6 +104,15 @@ def test_a_late_success_while_open_does_not_close_it() -> None:
     breaker.failure("down")
     breaker.success()
     assert breaker.state == "open"
+    assert repr(breaker) == "CircuitBreaker(state='open', reason='down')"
+
+
+def test_without_on_change_it_still_moves() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, cooldown_s=5.0, clock=clock)
+    breaker.failure("down")
+    clock.now += 5
+    assert breaker.allows() and breaker.state == "half_open"
 
 
 @pytest.mark.parametrize("kwargs", [{"threshold": 0}, {"window_s": 0.0}, {"cooldown_s": -1.0}])

@@ -330,6 +330,9 @@ def test_describe_names_the_exchange_when_the_error_does_not() -> None:
         "binance: RequestTimeout: GET http://h/api/v3/time"
     )
     assert describe(ValueError("bad")) == "ValueError: bad"
+    assert describe(TimeoutError("binance GET /x"), exchange_id="binance") == (
+        "binance: TimeoutError: GET /x"
+    )
 
 
 def test_describe_cuts_a_long_message_after_redacting_it() -> None:

@@ -25,6 +25,7 @@ def _info(
     min_qty: str | None = None,
     max_qty: str = "9000",
     min_notional: str = "5",
+    min_price: str | None = None,
     max_price: str = "1000000",
     status: str = "TRADING",
 ) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def _info(
         "filters": [
             {
                 "filterType": "PRICE_FILTER",
-                "minPrice": tick,
+                "minPrice": min_price or tick,
                 "maxPrice": max_price,
                 "tickSize": tick,
             },
@@ -123,6 +124,29 @@ def test_below_the_minimum_amount_names_the_minimum() -> None:
     assert fit_order(exchange, "BTC/USDT", Decimal("0.0099"), Decimal("50000")) == Refused(
         "BTC/USDT", "amount 0.009 BTC below the market's minimum amount 0.01 BTC"
     )
+
+
+def test_a_price_below_the_markets_minimum_is_refused() -> None:
+    exchange = _exchange(_info("BTCUSDT", "BTC", "USDT", min_price="1000"))
+    assert fit_order(exchange, "BTC/USDT", Decimal(1), Decimal("999.99")) == Refused(
+        "BTC/USDT", "price 999.99 USDT below the minimum 1000 USDT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "precision", "words"),
+    [("DECIMAL_PLACES", 3, "step 0.001"), ("TICK_SIZE", 0.001, "step 0.001")],
+)
+def test_the_step_is_told_in_the_exchanges_precision_mode(
+    mode: str, precision: int, words: str
+) -> None:
+    from ccxt.base import decimal_to_precision
+
+    exchange = _exchange(_info("BTCUSDT", "BTC", "USDT", step="0.001"))
+    exchange.precisionMode = getattr(decimal_to_precision, mode)
+    exchange.markets["BTC/USDT"]["precision"]["amount"] = precision
+    result = fit_order(exchange, "BTC/USDT", Decimal("0.00001"), Decimal(100))
+    assert result == Refused("BTC/USDT", f"amount 0.00001 BTC rounds to 0 at {words}")
 
 
 def test_markets_not_loaded_refuse_every_order() -> None:
