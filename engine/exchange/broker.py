@@ -264,7 +264,13 @@ class ExchangeBroker(Broker):
 
     async def balances(self) -> dict[str, Decimal]:
         """Total balance by currency (free plus in orders), nonzero only."""
-        raw = await retry_read(self.exchange.fetch_balance, what="balances", exchange=self.exchange)
+        raw = await retry_read(
+            self.exchange.fetch_balance,
+            what="balances",
+            exchange=self.exchange,
+            # ccxt hands back empty structures for a body it cannot parse: read again.
+            valid=lambda r: isinstance(r, dict) and isinstance(r.get("total"), dict),
+        )
         total = raw.get("total") or {}
         out: dict[str, Decimal] = {}
         for currency, amount in total.items():
@@ -288,7 +294,12 @@ class ExchangeBroker(Broker):
             except OrderNotFound:
                 return None
 
-        order = await retry_read(ask, what=f"order {client_order_id}", exchange=self.exchange)
+        order = await retry_read(
+            ask,
+            what=f"order {client_order_id}",
+            exchange=self.exchange,
+            valid=lambda o: o is None or (isinstance(o, dict) and o.get("status") is not None),
+        )
         return None if order is None else remote_of(order, symbol, client_order_id)
 
     async def remote_open_orders(self, symbols: Iterable[str]) -> list[Remote]:
@@ -299,7 +310,12 @@ class ExchangeBroker(Broker):
             async def ask(symbol: str = symbol) -> Any:
                 return await self.exchange.fetch_open_orders(symbol)
 
-            orders = await retry_read(ask, what=f"open orders of {symbol}", exchange=self.exchange)
+            orders = await retry_read(
+                ask,
+                what=f"open orders of {symbol}",
+                exchange=self.exchange,
+                valid=lambda r: isinstance(r, list) and all(o.get("status") for o in r),
+            )
             for order in orders:
                 coid = str(order.get("clientOrderId") or order.get("id") or "")
                 out.append(remote_of(order, symbol, coid))
