@@ -503,6 +503,9 @@ class Engine(EngineViews):
             if step is None:
                 continue
             await self._command(step, f"the cancellation of {coid}")
+            if self.on_exchange:
+                # Off the exchange too; one that filled meanwhile still reports its fill.
+                await self.broker.cancel(coid)
             cancelled.append(intent)
         return cancelled
 

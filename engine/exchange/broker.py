@@ -59,8 +59,11 @@ class Remote:
     amount: Decimal
     filled: Decimal
     average: Decimal | None
-    fee: Decimal  # in the quote currency
+    fee: Decimal  # in the quote currency (a fee taken in the base currency valued in it)
     ts: int
+    #: The part of the fee taken in the base currency (a buy's fee on Binance without
+    #: BNB): the quantity received is that much less than the quantity filled.
+    fee_base: Decimal = Decimal(0)
 
     @property
     def final(self) -> bool:
@@ -70,11 +73,16 @@ class Remote:
         """The fill this order made (its whole filled part), None while it has none."""
         if self.filled <= 0 or self.average is None or self.average <= 0:
             return None
+        qty = self.filled
+        if self.side is OrderSide.BUY and 0 < self.fee_base < qty:
+            # What is held is what arrived: the cash paid (qty x price + fee) stays the
+            # same, the fee in base currency counted at the price.
+            qty -= self.fee_base
         return Fill(
             client_order_id=self.client_order_id,
             symbol=self.symbol,
             side=self.side,
-            qty=self.filled,
+            qty=qty,
             price=q_price(self.average),
             fee=q_cash(self.fee),
             ts=self.ts,
@@ -101,12 +109,13 @@ def remote_of(order: dict[str, Any], symbol: str, client_order_id: str) -> Remot
         cost = _dec(order.get("cost"))
         average = cost / filled if cost is not None and cost > 0 else None
     fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
-    fee = Decimal(0)
+    fee = fee_base = Decimal(0)
     for item in fees:
         cost = _dec((item or {}).get("cost")) or Decimal(0)
         currency = (item or {}).get("currency")
         if currency == base and average is not None:
             fee += cost * average
+            fee_base += cost
         elif currency in (quote, None):
             fee += cost
         # A fee in a third currency (BNB) is not cash of this account: left out.
@@ -122,6 +131,7 @@ def remote_of(order: dict[str, Any], symbol: str, client_order_id: str) -> Remot
         average=average,
         fee=max(fee, Decimal(0)),
         ts=int(ts),
+        fee_base=max(fee_base, Decimal(0)),
     )
 
 
