@@ -480,6 +480,12 @@ def check_keys(home: Home, demo: tuple[Home, Done]) -> None:
     assert lines[-1] == "no exchange has keys (cma keys set EXCHANGE)", done
 
 
+def check_keys_status(home: Home, demo: tuple[Home, Done]) -> None:
+    """``cma keys status`` says the same as ``cma keys`` alone."""
+    done, alone = home.sh("cma keys status"), home.sh("cma keys")
+    assert done.code == 0 and done.out == alone.out, (done, alone)
+
+
 Check = Callable[[Home, tuple[Home, Done]], None]
 
 #: Each README command and the check that it does what the README says.
@@ -505,6 +511,7 @@ CHECKS: dict[str, Check] = {
     OPTIMIZE: check_optimize,
     PRINT_SPACE: check_print_space,
     "cma keys": check_keys,
+    "cma keys status": check_keys_status,
     "cma data": check_not_yet("data"),
 }
 
@@ -518,6 +525,19 @@ ELSEWHERE: dict[str, str] = {
         "the Optimization section's command above, and tests/optimization end to end"
     ),
     "ssh trader@server": "a remote login: no test can make one; tmux below is what matters",
+    "cma run --exchange binance --symbols BTC/USDT,ETH/USDT --timeframe 1m": (
+        "Binance itself needs the internet; tests/tui/test_data_fetch.py runs it headless "
+        "against the local exchange (tests/fake_binance.py)"
+    ),
+    "cma data fetch --exchange binance --symbol BTC/USDT --timeframe 1h --since 2024-01-01 "
+    "--output data/": "the internet again; tests/tui/test_data_fetch.py fetches, resumes and "
+    "stores from the local exchange",
+    "cma keys set binance": "asks on a terminal: tests/tui/test_keys_cli.py types into a pty",
+    "cma keys delete binance": "tests/tui/test_keys_cli.py sets, shows and deletes keys",
+    "cma run --live --exchange binance --symbols BTC/USDT": (
+        "real money on the internet; tests/tui/test_live_console.py runs it in tmux against "
+        "the local exchange (typed confirmation, LIVE header, stale feed)"
+    ),
     "tmux new -A -s cma 'cd crypto-market-agents && .venv/bin/cma'": (
         "tests/tui/test_e2e_tmux.py drives the console in tmux, detached and reattached"
     ),
