@@ -100,3 +100,44 @@ async def test_an_approved_proposal_is_one_exchange_order_whose_fill_opens_the_p
             assert len(posts) == 1
             await engine.stop()
             await assert_checks_pass(engine)
+
+
+async def test_a_restart_lists_what_the_exchange_holds_that_the_store_does_not_know(
+    tmp_path: Path,
+) -> None:
+    from fake_binance import client
+
+    async with FakeBinance(
+        [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
+    ) as fake:
+        cfg = live_settings(fake.url, tmp_path)
+        signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
+        ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
+        async with live_engine(cfg) as (engine, _):
+            await engine.start()
+            await wait_for(lambda: engine._batches >= 30)
+            await fake.advance()
+            await wait_for(lambda: fake.orders_received == 1)
+            await fake.advance()
+            await wait_for(lambda: BTC in engine.portfolio.positions)
+            held = engine.portfolio.positions[BTC].qty
+            await engine.stop()
+        # Someone places an order by hand on the same account while cma is down.
+        other = client(fake)
+        try:
+            await other.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "hand-1"})
+        finally:
+            await other.close()
+        ScriptedAgent.script = {}
+        async with live_engine(cfg) as (engine, _):
+            recovery = await engine.start()
+            assert engine.status == "paused" and recovery.needs_attention
+            assert [d for d in recovery.differences if "hand-1" in d] == [
+                "the exchange has an open order hand-1 (buy 0.01 BTC/USDT) the store does not know"
+            ]
+            assert any("hand-1" in n for n in recovery.notes)
+            # The position the store kept is the one the exchange holds: no difference.
+            assert engine.portfolio.positions[BTC].qty == held
+            assert not [d for d in recovery.differences if d.startswith("BTC:")]
+            await engine.stop()
+            await assert_checks_pass(engine)
