@@ -90,6 +90,12 @@ class _Redactor:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, MASK)
+        if self.secrets and ("signature" in value or "APIKEY" in value.upper()):
+            # Live: an exchange's signed query strings and key headers (ccxt's own debug
+            # lines and error texts) are blotted out as well as the keys themselves.
+            from engine.exchange.errors import redact
+
+            value = redact(value)
         return value
 
     def _value(self, value: Any) -> Any:

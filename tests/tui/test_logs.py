@@ -155,3 +155,25 @@ def test_structlog_is_imported_on_the_first_record_and_then_its_loggers_reach_th
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("False\n", "")
     assert [(r["event"], r.get("rows")) for r in records(path)] == [("first", None), ("second", 2)]
+
+
+def test_with_keys_known_a_signed_query_string_is_blotted_out_too(tmp_path: Path) -> None:
+    import logging
+
+    from tui.logs import json_handler
+
+    handler = json_handler(tmp_path / "signed.log", ["a-known-key-1234"])
+    logger = logging.getLogger("cma.test.signed")
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "binance GET https://api.binance.com/api/v3/account?timestamp=1&signature="
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 "
+            "{'X-MBX-APIKEY': 'a-known-key-1234'}"
+        )
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "signed.log").read_text()
+    assert "9f86d081884c7d659a2feaa0" not in text and "a-known-key-1234" not in text
+    assert "timestamp=1" in text  # the rest of the line is kept
