@@ -158,10 +158,6 @@ def test_structlog_is_imported_on_the_first_record_and_then_its_loggers_reach_th
 
 
 def test_with_keys_known_a_signed_query_string_is_blotted_out_too(tmp_path: Path) -> None:
-    import logging
-
-    from tui.logs import json_handler
-
     handler = json_handler(tmp_path / "signed.log", ["a-known-key-1234"])
     logger = logging.getLogger("cma.test.signed")
     logger.addHandler(handler)
