@@ -465,7 +465,9 @@ def test_broker_ccxt_without_live_and_confirm_live_without_live_exit_2(
     path.write_text("[broker]\nkind = 'ccxt'\n")
     done = real_cma(env, "--config", str(path), "run", "--headless", "--duration", "1s")
     assert done.returncode == 2, done.stderr
-    assert "broker.kind = 'ccxt' sends real orders" in done.stderr and "--live" in done.stderr
+    assert "broker.kind = 'ccxt': live orders start only with cma run --live" in done.stderr
+    validate = real_cma(env, "config", "validate", str(path))
+    assert validate.returncode == 2 and "live orders start only with" in validate.stderr
     done = real_cma(env, "run", "--headless", "--confirm-live", "--duration", "1s")
     assert done.returncode == 2 and "--confirm-live goes with --live" in done.stderr
 

@@ -463,3 +463,12 @@ def test_the_template_sets_no_theme_and_points_to_no_missing_command(tmp_path: P
     settings = load_settings(write(tmp_path, text))
     # Setting ui.theme at all makes it beat the theme remembered from the palette.
     assert "theme" not in settings.ui.model_fields_set
+
+
+def test_a_value_where_a_table_belongs_is_reported_even_under_an_option(tmp_path: Path) -> None:
+    # `store = 5` in the file, --db on the command line: the option's table must not hide
+    # the file's mistake (config validate reports it; so must run).
+    path = tmp_path / "c.toml"
+    path.write_text("store = 5\n")
+    with pytest.raises(ConfigError, match="store = 5"):
+        load_settings(path, store={"path": tmp_path / "x.db"})

@@ -234,12 +234,6 @@ def run_command(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
     live = bool(getattr(args, "live", False))
-    if settings.broker.kind == "ccxt" and not live:
-        die(
-            "broker.kind = 'ccxt' sends real orders to the exchange: start it with "
-            "cma run --live (keys from cma keys set)",
-            EXIT_USAGE,
-        )
     if live:
         settings = _go_live(settings, headless=args.headless, confirmed=args.confirm_live)
     elif getattr(args, "confirm_live", False):

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
 def check_settings(settings: Settings) -> list[Problem]:
     """Every problem of ``settings`` that the field validators cannot see, each naming its field."""
     problems = check_agents(settings) + check_report(settings)
+    if settings.broker.kind == "ccxt":
+        # Live orders are never switched on by a file or a variable alone.
+        problems.append(
+            Problem(
+                "broker.kind",
+                "ccxt",
+                "live orders start only with cma run --live (keys from cma keys set); "
+                "leave it paper here",
+            )
+        )
     if settings.ui.keymap:
         problems += check_keymap(settings.ui.keymap)
     return problems

@@ -113,6 +113,10 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
         below = out.get(key)
         if isinstance(below, dict) and isinstance(value, Mapping):
             out[key] = _merge(below, value)
+        elif key in out and isinstance(value, Mapping):
+            # A value where a table belongs (`store = nan`) stays, so it is reported as
+            # `config validate` reports it, rather than hidden by an option's table.
+            continue
         else:
             out[key] = value
     return out

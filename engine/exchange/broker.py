@@ -177,6 +177,7 @@ class ExchangeBroker(Broker):
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
+            # Cancelled just above: that is how the poller ends.
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None

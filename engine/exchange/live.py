@@ -43,6 +43,7 @@ class LiveParts:
         """Stop polling, stop the feed, close the exchange's connections. Idempotent."""
         await self.broker.close()
         await self.feed.aclose()
+        # Closing sockets on the way out: a failure there has nothing left to protect.
         with contextlib.suppress(Exception):
             await close_exchange(self.exchange)
 
@@ -71,6 +72,7 @@ async def open_live(settings: Settings) -> LiveParts:
             raise LiveUnavailable(f"exchange {settings.exchange.id}: {text}") from None
         return LiveParts(exchange, feed, broker, LiveGate(exchange, settings.exchange))
     except BaseException:
+        # The start's own error is the one to report, not a failure to close after it.
         with contextlib.suppress(Exception):
             await close_exchange(exchange)
         raise
