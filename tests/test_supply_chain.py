@@ -91,14 +91,12 @@ def test_the_venv_has_exactly_the_locked_versions() -> None:
     assert differ == {}, "name: (locked, installed); `make` installs the lock"
 
 
-def _refused_port() -> Iterator[int]:
+@pytest.fixture
+def refused_port() -> Iterator[int]:
     """A port on 127.0.0.1 that refuses connections: bound, never listening."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
-
-
-refused_port = pytest.fixture(_refused_port)
 
 
 def _make_audit(args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
