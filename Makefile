@@ -1,21 +1,46 @@
 # Two commands: `make run` sets everything up and opens the console on the
-# built-in demo market; `make test` runs lint, type checks and the whole suite.
+# built-in demo market; `make test` runs lint, type checks, the audit and the whole suite.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest system-deps bench snapshots clean
+.PHONY: run test lint typecheck audit pytest system-deps bench snapshots lock lock-upgrade clean
 
-$(STAMP): pyproject.toml
+# The venv gets exactly the pinned, hash-checked set of requirements-dev.lock, then the
+# project itself with nothing resolved (--no-deps); `pip check` then catches a
+# pyproject.toml that asks for a package the lock lacks (run `make lock`).
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cma needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade 'pip>=25,<27'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
+	  echo "requirements-dev.lock does not cover pyproject.toml: run make lock"; exit 1; }
 	@# An editable install leaves the project uncompiled; where PYTHONDONTWRITEBYTECODE
 	@# is set, every start would compile it again (about 30 ms of the console's start).
 	$(BIN)/python -m compileall -q engine optimize persistence tui themes reports
 	@touch $(STAMP)
+
+# The lock files, made by uv from pyproject.toml for CPython 3.11 on Linux x86_64, with
+# every file's hash: requirements-dev.lock has every extra (what `make` installs),
+# requirements.lock the runtime set alone, at the same versions. `make lock` keeps the
+# pins there are and only adds, drops or moves what pyproject.toml changed;
+# `make lock-upgrade` takes the newest releases within pyproject.toml's bounds.
+UV        := uv>=0.13.8,<0.14
+LOCK_ARGS := --quiet --generate-hashes --python-version 3.11 \
+             --python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
+lock:
+	@[ -x $(BIN)/pip ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet '$(UV)'
+	$(BIN)/uv pip compile $(LOCK_ARGS) $(LOCK_UPGRADE) --all-extras pyproject.toml \
+	  -o requirements-dev.lock
+	$(BIN)/uv pip compile $(LOCK_ARGS) -c requirements-dev.lock pyproject.toml \
+	  -o requirements.lock
+
+lock-upgrade:
+	$(MAKE) lock LOCK_UPGRADE=--upgrade
 
 run: $(STAMP)
 	$(BIN)/cma
@@ -60,7 +85,12 @@ pytest: $(STAMP) system-deps
 	$(BIN)/coverage combine -q && $(BIN)/coverage report; report=$$?; \
 	if [ $$tests -ne 0 ]; then exit $$tests; fi; exit $$report
 
-test: lint typecheck pytest
+# pip-audit --strict over the pinned set when its vulnerability service answers, else
+# `audit skipped: service unreachable` (.ci/audit.py); AUDIT_ARGS go to pip-audit.
+audit: $(STAMP)
+	$(BIN)/python .ci/audit.py requirements-dev.lock $(AUDIT_ARGS)
+
+test: lint typecheck audit pytest
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
