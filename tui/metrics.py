@@ -108,7 +108,7 @@ class Metrics(Observer):
 
     def __init__(self) -> None:
         # No *_created series: a timestamp per label set doubles the scrape for nothing.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.proposals = Counter(
