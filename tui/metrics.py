@@ -56,6 +56,15 @@ __all__ = ["DENIAL_BUCKETS", "Metrics", "denial_bucket"]
 
 #: A denial's reason, by the words it starts with or holds, into a small fixed set.
 _DENIALS: tuple[tuple[str, str], ...] = (
+    # The exchange's and the live gate's first: their texts can hold the risk words.
+    ("circuit breaker", "circuit_breaker"),
+    ("refused by the exchange", "exchange_refused"),
+    ("by the exchange with nothing filled", "exchange_refused"),
+    ("not sent", "exchange_unreachable"),
+    ("not placed", "exchange_unreachable"),
+    ("never arrived", "exchange_unreachable"),
+    ("live daily notional cap", "live_cap"),
+    ("no price to value", "no_price"),
     ("trading ", "trading_state"),
     ("daily loss", "daily_loss"),
     ("drawdown", "drawdown"),
@@ -67,14 +76,6 @@ _DENIALS: tuple[tuple[str, str], ...] = (
     (" is open", "position_open"),
     ("already", "price_moved"),
     ("equity ", "no_equity"),
-    ("live daily notional cap", "live_cap"),
-    ("no price to value", "no_price"),
-    ("circuit breaker", "circuit_breaker"),
-    ("refused by the exchange", "exchange_refused"),
-    ("by the exchange with nothing filled", "exchange_refused"),
-    ("not sent", "exchange_unreachable"),
-    ("not placed", "exchange_unreachable"),
-    ("never arrived", "exchange_unreachable"),
     ("exit qty", "exit"),
     ("no open ", "exit"),
 )
