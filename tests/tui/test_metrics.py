@@ -327,6 +327,26 @@ async def test_a_taken_port_is_a_start_error_naming_metrics(tmp_path: Path) -> N
     assert observe.current() is not None and not isinstance(observe.current(), Metrics)
 
 
+async def test_the_console_serves_metrics_too(tmp_path: Path) -> None:
+    from harness import SteppedFeed, make_app, make_settings
+
+    feed = SteppedFeed()
+    settings = make_settings(tmp_path / "cma.db", metrics={"enabled": True, "port": 0})
+    app = make_app(tmp_path, feed, settings)
+    async with app.run_test(size=(120, 40)):
+        await until(lambda: app.session.engine and app.session.engine.status == "running", "run")
+        await feed.advance(3)
+        url = app.session.metrics_url
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        found = samples((await aget(url))[1])
+        assert found["cma_candles"] == 3 * len(feed.symbols)
+        assert found["cma_candle_seconds_count"] == 3 * len(feed.symbols)
+        assert await aget(url.replace("/metrics", "/healthz")) == (200, "ok\n")
+        await app.stop_engine()
+    with pytest.raises(urllib.error.URLError):  # the server closed with the session
+        await asyncio.to_thread(urllib.request.urlopen, url, timeout=2)
+
+
 # --- the exchange -------------------------------------------------------------------
 
 
