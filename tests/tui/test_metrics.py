@@ -484,3 +484,27 @@ def _exposition(metrics: Metrics) -> bytes:
 def test_a_denial_reason_falls_in_its_fixed_bucket(reason: str, bucket: str) -> None:
     assert denial_bucket(reason) == bucket
     assert bucket in DENIAL_BUCKETS
+
+
+def test_the_candle_histogram_matches_prometheus_clients_own() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from tui.metrics import _CANDLE_BUCKETS
+
+    metrics = Metrics()
+    registry = CollectorRegistry()
+    reference = Histogram("cma_candle_seconds", "x", buckets=_CANDLE_BUCKETS, registry=registry)
+    for seconds in (0.0, 1e-5, 2e-5, 2.5e-5, 7e-5, 0.003, 0.1, 0.25, 3.0):
+        metrics.candle_done(seconds)
+        reference.observe(seconds)
+
+    def lines(text: bytes) -> list[str]:
+        return [
+            line
+            for line in text.decode().splitlines()
+            if line.startswith("cma_candle_seconds_") and "_created" not in line
+        ]
+
+    mine = lines(generate_latest(metrics.registry))
+    assert mine == lines(generate_latest(registry))
+    assert 'cma_candle_seconds_bucket{le="1e-05"} 2.0' in mine  # an upper bound is inclusive
