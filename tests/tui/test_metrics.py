@@ -360,7 +360,7 @@ async def fake() -> AsyncIterator[Any]:
         yield server
 
 
-async def test_readyz_turns_503_when_the_exchange_feed_goes_stale_and_200_again(
+async def test_a_stale_exchange_feed_turns_readyz_503_then_200_and_a_broken_stream_counts(
     fake: Any, tmp_path: Path
 ) -> None:
     from engine.exchange.session import ExchangeSpec, open_exchange
@@ -414,6 +414,14 @@ async def test_readyz_turns_503_when_the_exchange_feed_goes_stale_and_200_again(
             return (await aget(f"{base}/readyz"))[0] == 200
 
         await until(ready, "fresh again")
+        await fake.close_websockets()  # the feed's stream breaks: an exchange error
+
+        async def counted() -> float:
+            found = samples((await aget(url))[1])
+            return total(found, "cma_exchange_errors_total", outcome="retry")
+
+        url = session.metrics_url
+        assert await until(counted, "the websocket's error counted") >= 1
     finally:
         await session.stop()
 
