@@ -303,6 +303,7 @@ class Metrics(Observer):
         task, self._lag_task = self._lag_task, None
         if task is not None:
             task.cancel()
+            # Cancelled just above: that is how the probe ends.
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -327,7 +328,9 @@ class Metrics(Observer):
                 what = "money moves" if kind == "work" else "equity points and candles"
                 reasons.append(f"store: the last commit of {what} failed")
         if engine.breaker_open:
-            reasons.append(f"exchange: circuit breaker open ({engine.risk.held})")
+            reasons.append(
+                f"exchange: {engine.risk.held}"
+            )  # "the ... circuit breaker is open (why)"
         return reasons
 
 

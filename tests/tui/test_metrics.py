@@ -308,6 +308,36 @@ async def test_readyz_says_503_with_the_reason_while_the_store_cannot_commit(
     await until(ready, "ready again")
 
 
+async def test_readyz_says_503_while_the_exchange_circuit_breaker_is_open(
+    sim_session: ConsoleSession,
+) -> None:
+    engine = sim_session.engine
+    assert engine is not None and sim_session.metrics_url is not None
+    url = sim_session.metrics_url
+    base = url.removesuffix("/metrics")
+    await until(lambda: engine.candles_seen, "candles")
+    # What the exchange broker tells its listener (the engine) after failures in a row.
+    engine.on_breaker(True, "5 failures in a row: RequestTimeout")
+
+    async def breaker_shown() -> dict[str, float] | None:
+        found = samples((await aget(url))[1])
+        return found if found["cma_circuit_breaker_open"] == 1.0 else None
+
+    found = await until(breaker_shown, "the breaker in /metrics")
+    assert found['cma_trading_state{state="REDUCING"}'] == 1.0
+    status, body = await aget(f"{base}/readyz")
+    assert status == 503
+    [reason] = json.loads(body)["reasons"]
+    assert reason.startswith("exchange: ") and "circuit breaker is open" in reason
+    assert "5 failures in a row: RequestTimeout" in reason
+    engine.on_breaker(False, "the exchange answers again")
+
+    async def ready() -> bool:
+        return (await aget(f"{base}/readyz"))[0] == 200
+
+    await until(ready, "ready again")
+
+
 async def test_a_taken_port_is_a_start_error_naming_metrics(tmp_path: Path) -> None:
     taken = socket.create_server(("127.0.0.1", 0))
     port = taken.getsockname()[1]
