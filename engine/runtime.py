@@ -17,6 +17,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal
 
+from engine import observe
 from engine.broker import Broker, PaperBroker
 from engine.config.sections import SECRET_FIELDS, Settings
 from engine.core import OrderGate, TradingCore
@@ -396,9 +397,19 @@ class Engine(EngineViews):
         core = self.core
         core.proposing = self.status == "running" and self._warm() and self.feed.is_live(batch)
         put = self._pipeline.put
-        for candle in batch:
-            for step in core.on_candle(candle):
-                await put(step)
+        observer = observe.current()
+        if observer.timed:
+            clock = time.perf_counter
+            for candle in batch:
+                began = clock()
+                steps = core.on_candle(candle)
+                observer.candle_done(clock() - began)
+                for step in steps:
+                    await put(step)
+        else:
+            for candle in batch:
+                for step in core.on_candle(candle):
+                    await put(step)
         if batch:
             now = batch[-1].ts + self._tf_ms
             if core.new_day(now):

@@ -16,12 +16,14 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from engine import observe
 from engine.events import (
     DecisionMade,
     EngineEvent,
@@ -522,8 +524,16 @@ class Store:
             if not isinstance(w, UnitOfWork):
                 raise TypeError(f"not a unit of work of this store: {type(w).__name__}")
             ops += w.ops
-        if ops:
+        if not ops:
+            return
+        observer = observe.current()
+        began = time.perf_counter()
+        try:
             await self.run(_apply_ops, ops)
+        except BaseException:
+            observer.store_commit("work", time.perf_counter() - began, 1 + len(more), False)
+            raise
+        observer.store_commit("work", time.perf_counter() - began, 1 + len(more), True)
 
     async def begin_session(self, mode: str, feed: str, config_json: str, ts: int) -> int:
         def _begin(conn: sqlite3.Connection) -> int:
@@ -611,14 +621,19 @@ class Store:
             while self._equity or self._candles:
                 equity, self._equity = self._equity, []
                 candles, self._candles = self._candles, []
+                observer = observe.current()
+                rows = len(equity) + len(candles)
+                began = time.perf_counter()
                 try:
                     await self.run(_apply_batch, equity, candles)
                 except Exception as exc:
+                    observer.store_commit("batch", time.perf_counter() - began, rows, False)
                     # Oldest first, ahead of rows recorded while the commit ran.
                     self._equity[:0] = equity
                     self._candles[:0] = candles
                     self._commit_failed(exc)
                     raise
+                observer.store_commit("batch", time.perf_counter() - began, rows, True)
                 if self._failures:
                     self._commit_recovered(len(equity) + len(candles), _newest(equity, candles))
 

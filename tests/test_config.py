@@ -425,7 +425,7 @@ def test_a_variable_for_an_unknown_section_is_an_error_naming_it(
         load_settings()
     assert str(err.value) == (
         f"{name}: no section 'nope'; known: store, feed, agents, approval, strategy, risk, "
-        "broker, engine, ui, exchange, report"
+        "broker, engine, ui, exchange, report, metrics"
     )
 
 

@@ -68,6 +68,31 @@ def _duration(value: str) -> float:
     return seconds
 
 
+def metrics_address(value: str) -> tuple[str, int]:
+    """``--metrics [HOST:]PORT`` as (host, port); HOST defaults to 127.0.0.1, and an
+    IPv6 address goes in brackets (``[::1]:9464``). ValueError for anything else."""
+    from engine.config.sections import check_host
+
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    elif host.count(":") and not host.startswith("["):
+        raise ValueError("an IPv6 address goes in brackets, like [::1]:9464")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65_535:
+        raise ValueError("the port must be a number from 0 to 65535")
+    return check_host(host), int(port_text)
+
+
+def _metrics(value: str) -> tuple[str, int]:
+    try:
+        return metrics_address(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"must be [HOST:]PORT, e.g. 9464 or 127.0.0.1:9464 ({exc}), got {value!r}"
+        ) from None
+
+
 class _Version(argparse.Action):
     """``--version``: looked up only when asked (importlib.metadata costs a few ms)."""
 
@@ -161,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--confirm-live",
         action="store_true",
         help="with --live --headless: the confirmation a console would ask you to type",
+    )
+    run.add_argument(
+        "--metrics",
+        type=_metrics,
+        metavar="[HOST:]PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz on this address "
+        "(HOST defaults to 127.0.0.1; port 0 picks a free one); sets [metrics]",
     )
     run.add_argument("--seed", type=int, help="seed of the demo market")
     run.add_argument(

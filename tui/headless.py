@@ -75,6 +75,8 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
             f"store {settings.store.resolved_path()}",
             flush=True,
         )
+        if session.metrics_url is not None:
+            print(f"metrics on {session.metrics_url}", flush=True)
         deadline = None if duration is None else time.monotonic() + duration
         interval = settings.engine.status_interval_seconds
         done = asyncio.ensure_future(engine.wait())

@@ -14,8 +14,9 @@ module: the console draws its first frame before paying for those imports.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from engine.models import EngineEvent
     from engine.runtime import Engine, Recovery
     from persistence.store import Store
+    from tui.health import MetricsServer
+    from tui.metrics import Metrics
+
+log = logging.getLogger("cma.session")
 
 #: Builds the feed the settings ask for (``engine.runtime.make_feed``); runs in a thread.
 FeedFactory = Callable[["Settings"], "Feed"]
@@ -74,6 +79,10 @@ class ConsoleSession:
         self._building_feed = False
         self._stopped = False
         self._unsubscribe: Callable[[], None] | None = None
+        #: With ``[metrics] enabled``: the collectors and their HTTP server.
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        self._closers: list[Callable[[], Awaitable[None] | None]] = []
 
     @property
     def stopped(self) -> bool:
@@ -120,6 +129,8 @@ class ConsoleSession:
         from persistence.store import Store
 
         settings = self.settings
+        if settings.metrics.enabled:
+            await self._start_metrics()
         live = None
         if self.feed is None and settings.broker.kind == "ccxt":
             # Live: one exchange instance for the feed and the broker, the keys checked.
@@ -163,6 +174,8 @@ class ConsoleSession:
         except ValueError as exc:
             raise StartError(str(exc), _USAGE) from None
         self.engine = engine
+        if self.metrics is not None:
+            self._closers.append(self.metrics.attach(engine))
         if subscriber is not None:
             self._unsubscribe = engine.subscribe(subscriber)
         try:
@@ -178,6 +191,37 @@ class ConsoleSession:
             text = describe(exc, live.broker.secrets)
             raise StartError(f"could not reconcile with the exchange: {text}", _FAIL) from None
         return self.recovery
+
+    async def _start_metrics(self) -> None:
+        """Serve /metrics, /healthz and /readyz from the start (``[metrics]``); the
+        engine's hooks count from now on."""
+        from engine import observe
+        from tui.health import MetricsServer
+        from tui.metrics import Metrics
+
+        m = self.settings.metrics
+        metrics = self.metrics = Metrics()
+        server = MetricsServer(metrics, m.host, m.port)
+        try:
+            await server.start()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StartError(
+                f"metrics: cannot listen on {m.host}:{m.port} ({reason}); "
+                "choose another with --metrics [HOST:]PORT or [metrics] port",
+                _FAIL,
+            ) from None
+        self.metrics_server = server
+        self._closers.append(server.stop)
+        self._closers.append(observe.install(metrics))
+        metrics.start_lag_probe()
+        self._closers.append(metrics.stop)
+        log.info("metrics on %s", server.url)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where /metrics answers, when metrics are on and served."""
+        return None if self.metrics_server is None else self.metrics_server.url
 
     async def stop(self, close_positions: bool | None = False) -> None:
         """Stop the engine and close the store once (safe to call again and before a start).
@@ -208,3 +252,8 @@ class ConsoleSession:
             if self.store is not None:
                 store, self.store = self.store, None
                 await store.close()
+            # The metrics server answers until the end (/readyz says "stopped").
+            while self._closers:
+                done = self._closers.pop()()
+                if done is not None:
+                    await done

@@ -330,4 +330,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         out.setdefault("approval", {})["policy"] = args.policy
     if getattr(args, "theme", None):
         out.setdefault("ui", {})["theme"] = args.theme
+    if getattr(args, "metrics", None) is not None:
+        host, port = args.metrics
+        out["metrics"] = {"enabled": True, "host": host, "port": port}
     return out

@@ -305,6 +305,41 @@ class ExchangeSettings(Section):
     """The API passphrase some exchanges use; from the keyring, never from the file."""
 
 
+#: A host name (letters, digits, dots, hyphens) or an IPv4 or IPv6 address.
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$|^[0-9A-Fa-f:.]+$")
+
+
+def check_host(value: str) -> str:
+    """A host to bind to: a name or an address, without a port or a scheme."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1], as in a URL
+    if (
+        not host
+        or len(host) > 253
+        or not _HOST_RE.match(host)
+        or (":" in host and host.count(":") < 2)
+    ):
+        raise ValueError(f"must be a host name or an IP address such as 127.0.0.1, got {value!r}")
+    return host
+
+
+class MetricsSettings(Section):
+    enabled: bool = False
+    """Serve /metrics (Prometheus), /healthz and /readyz over HTTP while the engine runs
+    (the console and headless alike; cma run --metrics [HOST:]PORT turns it on)."""
+    host: str = "127.0.0.1"
+    """Address the metrics server binds to; 127.0.0.1 keeps it on this machine
+    (0.0.0.0 opens it to every network the machine is on)."""
+    port: int = Field(default=9464, ge=0, le=65_535)
+    """TCP port of the metrics server (0: any free port, printed at start)."""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
+
+
 #: What a dump of the settings leaves out (the keys are ``exclude=True`` too).
 SECRET_FIELDS: dict[str, set[str]] = {"exchange": {"api_key", "api_secret", "api_password"}}
 
@@ -365,6 +400,8 @@ class Settings(BaseModel):
     """The exchange account for live trading."""
     report: ReportSettings = Field(default_factory=ReportSettings.model_construct)
     """Session reports (cma report, the console's e)."""
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings.model_construct)
+    """Metrics and health checks over HTTP (Prometheus)."""
 
 
 def is_collection(annotation: Any) -> bool:

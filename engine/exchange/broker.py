@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from engine import observe
 from engine.broker.port import Broker, Order, OrderStatus
 from engine.exchange.breaker import CircuitBreaker
 from engine.exchange.errors import classify, describe, retry_read
@@ -211,6 +212,7 @@ class ExchangeBroker(Broker):
                 )
             except Exception as exc:
                 kind = classify(exc, placing=True)
+                observe.current().exchange_error(type(exc).__name__, kind)
                 text = self.describe(exc)
                 if kind == "rejected":
                     self._success()
@@ -252,6 +254,7 @@ class ExchangeBroker(Broker):
                 "", intent.symbol, {"origClientOrderId": client_order_id}
             )
         except Exception as exc:
+            observe.current().exchange_error(type(exc).__name__, classify(exc))
             log.warning("cancel %s: %s", client_order_id, self.describe(exc))
             return False
         return True

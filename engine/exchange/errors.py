@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, quote_plus
 
+from engine import observe
+
 __all__ = [
     "Outcome",
     "classify",
@@ -178,6 +180,8 @@ async def retry_read(
             return result
         except Exception as exc:
             outcome = classify(exc)
+            observer = observe.current()
+            observer.exchange_error(type(exc).__name__, outcome)
             if outcome not in ("retry", "rate_limit") or attempt == attempts:
                 raise
             if outcome == "rate_limit":
@@ -189,6 +193,7 @@ async def retry_read(
                     if wait > cap_s:
                         raise
                     delay = max(delay, wait)
+                observer.rate_limit_wait(delay)
             else:
                 delay = draw.uniform(0.0, min(cap_s, base_s * 2 ** (attempt - 1)))
             if on_retry is not None:

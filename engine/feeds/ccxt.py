@@ -47,6 +47,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from engine import observe
 from engine.feeds.base import Feed, GapCallback
 from engine.models import Candle
 from engine.timeframes import candle_index, candle_open
@@ -387,6 +388,9 @@ class CcxtFeed(Feed):
                     return
                 failures += 1
                 self.reconnects += 1
+                from engine.exchange.errors import classify
+
+                observe.current().exchange_error(type(exc).__name__, classify(exc))
                 # Its last update may be lost with the connection: REST settles it.
                 self._forming[symbol] = None
                 self._rest_needed.add(symbol)
