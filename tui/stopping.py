@@ -4,9 +4,11 @@ The console and the headless run share this. The first of the three signals call
 ``graceful`` on the event loop: it stops taking proposals, lets the store finish or
 abandon its transactions, closes the exchange sessions and leaves or closes the
 positions as configured (``engine.close_positions_on_stop``). A second signal, while that
-stop is under way, ends the process at once with :data:`EXIT_INTERRUPTED` (after
-``before_exit``, which puts the console's terminal back): nothing stored is lost, as the
-store is crash-safe (``cma db check``), and the next start recovers.
+stop is under way, ends the process at once with :data:`~tui.cli.EXIT_INTERRUPTED`
+(after ``before_exit``, which puts the console's terminal back): nothing stored is lost,
+as the store is crash-safe (``cma db check``), and the next start recovers. A second
+SIGHUP does not count: a hang-up often arrives twice (from the kernel and from the login
+shell passing it on), and nobody asked for haste.
 
 The handlers are plain :func:`signal.signal` handlers, as ``asyncio.Runner``'s own for
 SIGINT: Python runs them in the main thread between two bytecodes, so a second signal
@@ -80,10 +82,16 @@ class StopSignals:
                 _say(f"cma: {sig.name}: stopping gracefully (a second signal exits at once)")
             self._loop.call_soon_threadsafe(self._graceful, sig)
             return
+        if sig is signal.SIGHUP:
+            # A hang-up often comes twice (the kernel, then the login shell passing it on
+            # to its jobs): not a person asking for haste. SIGINT or SIGTERM is.
+            if self._announce:
+                _say("cma: SIGHUP: already stopping (SIGINT or SIGTERM exits at once)")
+            return
         self.exit_now(sig)
 
     def exit_now(self, sig: signal.Signals) -> None:
-        """End the process at once with :data:`EXIT_INTERRUPTED`."""
+        """End the process at once with :data:`~tui.cli.EXIT_INTERRUPTED`."""
         if self._before_exit is not None:
             with contextlib.suppress(BaseException):
                 self._before_exit()
