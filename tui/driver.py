@@ -111,7 +111,9 @@ def restore_terminal_now() -> None:
     if driver is None or driver._gone:
         return
     if driver.attrs_before is not None:
+        # The terminal may be gone (a hang-up): nothing left to restore then.
         with contextlib.suppress(termios.error, OSError):
             termios.tcsetattr(driver.fileno, termios.TCSANOW, driver.attrs_before)
+    # The same (a closed or missing stderr): the process is about to end anyway.
     with contextlib.suppress(OSError, ValueError, AttributeError):
         os.write(sys.__stderr__.fileno(), _LEAVE.encode())  # type: ignore[union-attr]

@@ -71,6 +71,7 @@ class StopSignals:
         """Put back the handlers found at :meth:`install` (safe to call again)."""
         while self._previous:
             sig, handler = self._previous.popitem()
+            # Not the main thread, or a handler installed from C (None): leave it as it is.
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, handler)
 
@@ -93,6 +94,8 @@ class StopSignals:
     def exit_now(self, sig: signal.Signals) -> None:
         """End the process at once with :data:`~tui.cli.EXIT_INTERRUPTED`."""
         if self._before_exit is not None:
+            # Exiting at once whatever happens: a terminal that cannot be restored is not
+            # a reason to stay.
             with contextlib.suppress(BaseException):
                 self._before_exit()
         _say(
@@ -105,5 +108,5 @@ class StopSignals:
 def _say(line: str) -> None:
     """One line on stderr, written by the descriptor (a signal may have interrupted a
     ``print``: Python's buffered stream would refuse the reentrant call)."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # no stderr (closed): the exit code still says it
         os.write(2, f"{line}\n".encode())
