@@ -46,6 +46,8 @@ def test_the_unit_runs_the_headless_engine_sandboxed_and_restarts_only_on_failur
     assert service["Restart"] == "on-failure"
     # Bad input (2) and trading HALTED (4) would only come back: no restart loop.
     assert set(service["RestartPreventExitStatus"].split()) == {str(EXIT_USAGE), str(EXIT_HALTED)}
+    # A halt is risk doing its job: stopping a halted engine does not mark the unit failed.
+    assert service["SuccessExitStatus"] == str(EXIT_HALTED)
     assert service["KillSignal"] == "SIGTERM"  # one signal: the graceful stop
     assert int(service["TimeoutStopSec"]) >= 30  # room for closing positions on stop
     assert service["NoNewPrivileges"] == "yes"
