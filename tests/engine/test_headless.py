@@ -254,7 +254,7 @@ def test_a_run_that_ends_with_trading_halted_exits_4(tmp_path: Path) -> None:
     limits = {f"CMA_RISK__{k}": "0.0001" for k in ("MAX_DAILY_LOSS", "MAX_DRAWDOWN")}
     db = tmp_path / "cma.db"
     proc = subprocess.run(
-        cma("run", "--headless", "--policy", "auto", "--speed", "max", "--duration", "3s",
+        cma("run", "--headless", "--policy", "auto", "--speed", "max", "--duration", "2s",
             "--db", str(db)),
         cwd=ROOT, env=env_for(tmp_path, CMA_RISK__REDUCE_DRAWDOWN="0.0001", **limits),
         capture_output=True, text=True, timeout=30,
