@@ -38,13 +38,13 @@ from engine.config import Settings
 from engine.models import Position, Proposal
 from tui import format as fmt
 from tui.console_commands import MAIN_COMMANDS, ConsoleCommands
-from tui.driver import on_hang_up
 from tui.engine_events import EngineEvents
 from tui.keys import APP_BINDINGS, binding_classes, known_binding_ids, usable_keymap
 from tui.messages import CommandRequested, EngineEventPosted, EquityTicked
 from tui.redraw import FirstFrame, RedrawScheduler
 from tui.screens.main import MainScreen
 from tui.session import ConsoleSession, FeedFactory, StartError
+from tui.stopping import StopSignals
 from tui.theming import CMA_VARIABLES, THEMES_DIR, boot_themes, default_state_path, remember_theme
 
 if TYPE_CHECKING:
@@ -164,7 +164,11 @@ class CmaApp(App[int]):
         # The notices (themes, keymap) wait for the restart summary: toasts would cover it.
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self._signal_handlers:
-            self._remove_signal_handlers = on_hang_up(self._hang_up)
+            # SIGINT, SIGTERM, SIGHUP: one graceful stop; a second signal exits at once.
+            from tui.driver import restore_terminal_now
+
+            signals = StopSignals(self._signalled, before_exit=restore_terminal_now)
+            self._remove_signal_handlers = signals.install().remove
         self.redraws.start(self.settings.ui.max_fps)
         # The store and the engine start after the first frame is on screen: importing
         # the engine and opening the store (WAL setup, fsyncs) would otherwise delay it.
@@ -231,13 +235,14 @@ class CmaApp(App[int]):
         for message, severity in notices:
             self.notify(message, severity=severity, timeout=10, markup=False)
 
-    def _hang_up(self) -> None:
-        # The terminal (or the SSH link) is gone: nothing can be asked, so positions stay open.
-        self.shutdown(False)
+    def _signalled(self, sig: object) -> None:
+        # SIGINT, SIGTERM or SIGHUP (the terminal or the SSH link is gone): nobody may be
+        # there to ask, so positions stay open or are closed as configured.
+        self.shutdown(None)
 
     def terminal_gone(self) -> None:
         """The driver found the terminal gone (writes fail): shut down as on a hang-up."""
-        self.shutdown(False)
+        self.shutdown(None)
 
     def shutdown(self, close_positions: bool | None) -> None:
         """Stop the engine gracefully (closing positions if asked), close the store, exit."""

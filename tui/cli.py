@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+#: The exit codes (the README lists them; deploy/cma.service names 2 and 4).
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_NOT_YET = 3
+#: A headless run ended with trading HALTED by risk (a limit, or a halt kept from before):
+#: starting it again would not trade, so systemd must not restart it.
+EXIT_HALTED = 4
+#: Interrupted: a second signal ended a run at once, or Ctrl-C a command (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
@@ -471,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_command(args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def entry() -> None:

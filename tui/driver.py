@@ -16,14 +16,19 @@ This subclass drops output once the writer thread is gone, never waits on a
 dead writer at close, ignores SIGCONT unless it follows a suspend (ctrl+z),
 and tells the app (``terminal_gone``) so it shuts down as on a hang-up. The
 private parts of LinuxDriver it needs go through :mod:`tui.compat`.
+
+:func:`restore_terminal_now` puts the terminal back in one go, for a process about to
+end at once (a second signal, :mod:`tui.stopping`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
-from collections.abc import Callable
-from typing import Any
+import contextlib
+import os
+import sys
+import termios
+from typing import Any, ClassVar
 
 from textual.drivers.linux_driver import LinuxDriver
 
@@ -38,11 +43,19 @@ class HangUpSafeDriver(LinuxDriver):
     #: The app's event loop, where ``terminal_gone`` is called (not Driver's own
     #: ``_loop``, a private attribute).
     _app_loop: asyncio.AbstractEventLoop | None = None
+    #: The driver in application mode now (what :func:`restore_terminal_now` restores).
+    active: ClassVar[HangUpSafeDriver | None] = None
 
     def start_application_mode(self) -> None:
         self._app_loop = asyncio.get_running_loop()
+        HangUpSafeDriver.active = self
         # LinuxDriver.start_application_mode has no annotations (Textual 8.2).
         super().start_application_mode()  # type: ignore[no-untyped-call]
+
+    def stop_application_mode(self) -> None:
+        if HangUpSafeDriver.active is self:
+            HangUpSafeDriver.active = None
+        super().stop_application_mode()
 
     def write(self, data: str) -> None:
         writer = compat.writer_thread(self)
@@ -81,20 +94,26 @@ class HangUpSafeDriver(LinuxDriver):
             self._app_loop.call_soon_threadsafe(callback)
 
 
-def on_hang_up(callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` on SIGHUP and SIGTERM (the terminal or the SSH link is gone, or
-    the process is asked to end); returns what removes those handlers again."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGHUP, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, callback)
-        except (NotImplementedError, RuntimeError, ValueError):
-            continue
-        installed.append(sig)
+#: What leaves application mode, as LinuxDriver.stop_application_mode and the mouse and
+#: paste switches write it: mouse reports, bracketed paste and focus events off, line wrap
+#: on, the Kitty keyboard protocol popped, the main screen back, the cursor shown.
+_LEAVE = (
+    "\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?2004l\x1b[?1004l\x1b[?7h"
+    "\x1b[<u\x1b[?1049l\x1b[?25h"
+)
 
-    def remove() -> None:
-        while installed:
-            loop.remove_signal_handler(installed.pop())
 
-    return remove
+def restore_terminal_now() -> None:
+    """Put the console's terminal back as it was (modes, screen, cursor) at once, by the
+    file descriptors, not through the writer thread: for a process about to end without
+    shutting the app down. Nothing to do when no console is in application mode."""
+    driver = HangUpSafeDriver.active
+    if driver is None or driver._gone:
+        return
+    if driver.attrs_before is not None:
+        # The terminal may be gone (a hang-up): nothing left to restore then.
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(driver.fileno, termios.TCSANOW, driver.attrs_before)
+    # The same (a closed or missing stderr): the process is about to end anyway.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.write(sys.__stderr__.fileno(), _LEAVE.encode())  # type: ignore[union-attr]

@@ -8,18 +8,18 @@ file, never on the terminal.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import Settings
-from engine.models import EngineEvent, EngineMessage
+from engine.models import EngineEvent, EngineMessage, TradingState
 from engine.runtime import Engine
-from tui.cli import EXIT_FAIL, EXIT_OK, die
+from tui.cli import EXIT_FAIL, EXIT_HALTED, EXIT_OK, die
 from tui.logs import shown
 from tui.session import ConsoleSession, StartError
+from tui.stopping import StopSignals
 
 
 def _error_printer(engine: Engine, log_file: Path | None) -> Callable[[EngineEvent], None]:
@@ -41,9 +41,8 @@ def _error_printer(engine: Engine, log_file: Path | None) -> Callable[[EngineEve
 async def _main(settings: Settings, duration: float | None, log_file: Path | None) -> int:
     session = ConsoleSession(settings)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
+    # The first of SIGINT, SIGTERM, SIGHUP stops gracefully; a second exits at once.
+    signals = StopSignals(lambda sig: stop.set(), announce=True).install()
     printer: Callable[[EngineEvent], None] | None = None
 
     def on_event(event: EngineEvent) -> None:
@@ -96,15 +95,29 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
             print(f"cma: engine stopped on an error: {engine.error}{where}", file=sys.stderr)
             return EXIT_FAIL
         print(engine.status_line(), flush=True)
+        if engine.risk.state is TradingState.HALTED:
+            # Restarting would not trade either: say so, with a code systemd does not
+            # restart on (deploy/cma.service: RestartPreventExitStatus).
+            print(
+                f"cma: trading HALTED: {engine.risk.state_reason} (exit {EXIT_HALTED}; "
+                "resume trading in the console once the cause is dealt with)",
+                file=sys.stderr,
+            )
+            return EXIT_HALTED
         return EXIT_OK
     finally:
-        await session.stop(close_positions=None)
+        try:
+            await session.stop(close_positions=None)
+        finally:
+            signals.remove()
 
 
 def run_headless(
     settings: Settings, duration: float | None = None, log_file: Path | None = None
 ) -> int:
-    """Run the engine without a UI until SIGINT/SIGTERM/SIGHUP or ``duration`` seconds.
+    """Run the engine without a UI until SIGINT/SIGTERM/SIGHUP or ``duration`` seconds;
+    returns the exit code: 0, 1 (the engine stopped on an error) or
+    :data:`~tui.cli.EXIT_HALTED` (it ended with trading HALTED).
 
     ``log_file`` is where tracebacks go (:func:`tui.logs.setup_logging`), for the messages.
     """

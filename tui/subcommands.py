@@ -239,9 +239,16 @@ def run_command(args: argparse.Namespace) -> int:
     elif getattr(args, "confirm_live", False):
         die("--confirm-live goes with --live", EXIT_USAGE)
     from tui.logs import secrets_of, setup_logging
+    from tui.tracking import TrackingError, dsn_from, start_tracking
 
-    # Once, for the console and the headless run alike; the settings' secrets are masked.
-    log_file = setup_logging(secrets=secrets_of(settings))
+    # Once, for the console and the headless run alike; the settings' secrets (and a
+    # Sentry DSN) are masked in the log and in what error tracking sends.
+    secrets = [*secrets_of(settings), *filter(None, [dsn_from()])]
+    log_file = setup_logging(secrets=secrets)
+    try:
+        start_tracking(secrets)  # only with SENTRY_DSN set
+    except TrackingError as exc:
+        die(str(exc), EXIT_USAGE)
     if args.headless:
         from tui.headless import run_headless
 

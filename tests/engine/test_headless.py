@@ -1,11 +1,13 @@
 """``cma run --headless`` end to end, in subprocesses: it trades the demo market into the
-store, stops cleanly on SIGTERM and SIGINT, paces by --speed, refuses a bad CSV and a
-store another run is writing."""
+store, stops cleanly on SIGTERM, SIGINT and SIGHUP (closing positions if configured), exits
+at once on a second signal, exits 4 when trading ended HALTED, paces by --speed, refuses a
+bad CSV and a store another run is writing."""
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -35,8 +37,8 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         PYTHONPATH=str(ROOT),
         CMA_ENGINE__STATUS_INTERVAL_SECONDS="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -44,10 +46,10 @@ def cma(*args: str) -> list[str]:
     return [sys.executable, "-m", "tui", *args]
 
 
-def start(tmp_path: Path, db: Path, *args: str) -> subprocess.Popen[str]:
+def start(tmp_path: Path, db: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         cma("run", "--headless", "--db", str(db), *args),
-        cwd=ROOT, env=env_for(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT, env=env_for(tmp_path, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
 
@@ -113,13 +115,41 @@ def test_headless_auto_run_trades_the_demo_market_into_the_store(tmp_path: Path)
     assert oct(db.stat().st_mode & 0o777) == oct(0o600)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_the_headless_run_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+def open_positions(db: Path) -> int:
+    conn = connect_reader(db)
+    try:
+        return int(
+            conn.execute("SELECT COUNT(*) FROM positions WHERE closed_at IS NULL").fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def wait_for_open_position(db: Path, proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while open_positions(db) == 0:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the engine opened no position"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("sig", "close_on_stop"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True)],
+    ids=["SIGTERM", "SIGINT", "SIGHUP-closing-positions"],
+)
+def test_a_signal_stops_the_headless_run_cleanly(
+    tmp_path: Path, sig: signal.Signals, close_on_stop: bool
+) -> None:
     db = tmp_path / "cma.db"
-    proc = start(tmp_path, db, "--policy", "auto", "--speed", "max")
+    close = "true" if close_on_stop else "false"
+    proc = start(
+        tmp_path, db, "--policy", "auto", "--speed", "max",
+        CMA_ENGINE__CLOSE_POSITIONS_ON_STOP=close,
+    )  # fmt: skip
     try:
         wait_for_equity(db, proc)
-        time.sleep(0.3)
+        wait_for_open_position(db, proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
     finally:
@@ -127,6 +157,7 @@ def test_a_signal_stops_the_headless_run_cleanly(tmp_path: Path, sig: signal.Sig
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
+    assert f"cma: {sig.name}: stopping gracefully (a second signal exits at once)" in err
     last = out.splitlines()[-1]
     assert STATUS.match(last) and " stopped " in last, out
     checks_pass(db)
@@ -136,6 +167,108 @@ def test_a_signal_stops_the_headless_run_cleanly(tmp_path: Path, sig: signal.Sig
     finally:
         conn.close()
     assert len(ended) == 1 and ended[0][0] is not None  # the session was closed, not cut
+    # Positions stay open unless engine.close_positions_on_stop closes them on the stop.
+    left = open_positions(db)
+    assert (left == 0) if close_on_stop else (left > 0)
+    assert (" pos 0 " in last) == close_on_stop, last
+
+
+#: A user agent stuck in a long computation: a graceful stop waits for the event loop it
+#: holds (its candle would be finished and stored first); a second signal does not wait.
+SLOW_AGENT = """
+import os
+import time
+from pathlib import Path
+
+from engine.agents.base import Agent
+
+
+class Slow(Agent):
+    name = "slow"
+
+    def on_candle(self, candle):
+        Path(os.environ["SLOW_AGENT_MARK"]).touch()
+        time.sleep(60)
+"""
+
+
+def read_until(proc: subprocess.Popen[str], text: str, timeout: float = 15.0) -> str:
+    """What ``proc`` wrote on stderr up to a line containing ``text``."""
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen:
+        assert time.monotonic() < deadline, f"no {text!r} on stderr: {seen!r}"
+        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+        if ready:
+            line = proc.stderr.readline()
+            assert line, f"stderr closed before {text!r}: {seen!r}"
+            seen += line
+    return seen
+
+
+def test_a_second_signal_exits_at_once_and_the_store_stays_sound(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "slowagent.py").write_text(SLOW_AGENT, encoding="utf-8")
+    mark = tmp_path / "mark"
+    db = tmp_path / "cma.db"
+    proc = start(
+        tmp_path, db, "--policy", "auto", "--speed", "max",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(lib)]),
+        CMA_AGENTS__USER="slowagent:Slow", SLOW_AGENT_MARK=str(mark),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not mark.exists():  # the agent now holds the event loop for a minute
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        read_until(proc, "cma: SIGTERM: stopping gracefully")
+        # A hang-up during the stop is no call for haste (one often comes twice).
+        proc.send_signal(signal.SIGHUP)
+        read_until(proc, "cma: SIGHUP: already stopping (SIGINT or SIGTERM exits at once)")
+        assert proc.poll() is None  # the graceful stop waits for the agent's candle
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - began
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "cma: SIGTERM again: exiting at once (code 130)" in err
+    assert took < 10  # not the minute the agent would have taken
+    # Cut short, yet the store is sound (crash-safe), and `cma db check` says so.
+    check = subprocess.run(
+        cma("db", "check", "--db", str(db)),
+        cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "0 failed" in check.stdout
+
+
+def test_a_run_that_ends_with_trading_halted_exits_4(tmp_path: Path) -> None:
+    # Limits so tight that the first fee halts trading.
+    limits = {f"CMA_RISK__{k}": "0.0001" for k in ("MAX_DAILY_LOSS", "MAX_DRAWDOWN")}
+    db = tmp_path / "cma.db"
+    proc = subprocess.run(
+        cma("run", "--headless", "--policy", "auto", "--speed", "max", "--duration", "2s",
+            "--db", str(db)),
+        cwd=ROOT, env=env_for(tmp_path, CMA_RISK__REDUCE_DRAWDOWN="0.0001", **limits),
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == 4, (proc.stdout, proc.stderr)
+    last = proc.stdout.splitlines()[-1]
+    assert STATUS.match(last) and last.split()[2:4] == ["stopped", "HALTED"], last
+    (line,) = proc.stderr.splitlines()
+    assert re.fullmatch(
+        r"cma: trading HALTED: (daily loss|drawdown) [\d.]+% exceeds [\d.]+% \(exit 4; "
+        r"resume trading in the console once the cause is dealt with\)",
+        line,
+    ), line
+    checks_pass(db)
 
 
 def test_speed_60_plays_about_a_minute_of_market_per_wall_second(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from harness import SteppedFeed, make_app, make_settings, query
 from textual.pilot import Pilot
 
@@ -260,21 +261,31 @@ async def test_q_then_leave_open_keeps_positions_and_restart_shows_them(tmp_path
         assert str(again.engine.status) == "running"
 
 
-async def test_sighup_shuts_down_like_q_and_leaves_positions_open(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "close_on_stop"),
+    [(signal.SIGHUP, False), (signal.SIGTERM, True)],
+    ids=["SIGHUP-leaves-positions-open", "SIGTERM-closes-them-as-configured"],
+)
+async def test_a_signal_shuts_down_like_q_with_positions_as_configured(
+    tmp_path: Path, sig: signal.Signals, close_on_stop: bool
+) -> None:
     db = tmp_path / "cma.db"
     feed = SteppedFeed()
-    app = make_app(tmp_path, feed, make_settings(db), signal_handlers=True)
+    settings = make_settings(db, engine={"close_positions_on_stop": close_on_stop})
+    app = make_app(tmp_path, feed, settings, signal_handlers=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await boot(app, pilot, feed)
         await pilot.press("end", "a")  # the newest proposal: its entry is near the market
         await settle(app, pilot)
         await feed.advance(1)
         await settle(app, pilot)
-        os.kill(os.getpid(), signal.SIGHUP)
+        assert query(db, "SELECT COUNT(*) FROM positions WHERE closed_at IS NULL") == [(1,)]
+        os.kill(os.getpid(), sig)
         await pilot.pause()
         await app.workers.wait_for_complete()
     assert app.return_code == 0
-    assert query(db, "SELECT COUNT(*) FROM positions WHERE closed_at IS NULL") == [(1,)]
+    open_after = 0 if close_on_stop else 1
+    assert query(db, "SELECT COUNT(*) FROM positions WHERE closed_at IS NULL") == [(open_after,)]
     assert query(db, "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL") == [(0,)]
 
 

@@ -1,12 +1,14 @@
 """End to end: the real ``cma`` command in tmux at 80×24 with TERM=xterm.
 
 The test types keys with ``send-keys``, reads the screen with ``capture-pane``,
-approves a proposal, exports the report, quits, and checks the store with ``cma db check``.
+approves a proposal, exports the report, quits, and checks the store with ``cma db check``;
+others hang the terminal up, or send cma signals (one: a graceful stop; two: at once).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,13 +30,17 @@ def tmux(*args: str) -> str:
     return out.stdout
 
 
-def start_cma(name: str, tmp_path: Path) -> None:
-    """Start ``cma run`` on ``tmp_path/cma.db`` in a new 80×24 tmux session ``name``."""
+def start_cma(
+    name: str, tmp_path: Path, extra_env: dict[str, str] | None = None, linger: bool = False
+) -> None:
+    """Start ``cma run`` on ``tmp_path/cma.db`` in a new 80×24 tmux session ``name``
+    (with ``linger`` the pane stays a while after cma exits, to be looked at)."""
     env = {
         "TERM": "xterm",
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "CMA_APPROVAL__TTL_SECONDS": "86400",
+        **(extra_env or {}),
     }
     if "COVERAGE_PROCESS_CONFIG" in os.environ:  # `make test`: the console counts too
         env["COVERAGE_PROCESS_CONFIG"] = os.environ["COVERAGE_PROCESS_CONFIG"]
@@ -49,6 +55,7 @@ def start_cma(name: str, tmp_path: Path) -> None:
             "--speed",
             "600",
             f"; echo CMA-EXIT=$? > {tmp_path / 'exit'}",
+            "; sleep 60" if linger else "",
         ]
     )
     tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
@@ -232,3 +239,69 @@ def test_a_burst_of_keys_in_the_policy_dialog_is_applied_in_order(
     wait_for("the read-back", lambda: "confidence ≥ 80%?" in screen(name), timeout=15.0)
     tmux("send-keys", "-t", name, "Enter")
     wait_for("the switch", lambda: "auto ≥ 80%" in screen(name), timeout=15.0)
+
+
+def test_sigint_stops_the_console_gracefully(session: tuple[str, Path]) -> None:
+    name, tmp_path = session
+    wait_for("the console", lambda: "PAPER" in screen(name) and "Proposals (" in screen(name))
+    os.kill(cma_pid(name), signal.SIGINT)
+    exit_file = tmp_path / "exit"
+    wait_for("cma to exit", exit_file.exists)
+    assert exit_file.read_text().strip() == "CMA-EXIT=0"
+    assert not stored(tmp_path / "cma.db", "sessions WHERE ended_at IS NULL")  # closed, not cut
+    assert_store_checks(tmp_path / "cma.db", tmp_path)
+
+
+#: A user agent stuck in a long computation: it holds the console's event loop, so the
+#: graceful stop a first signal asks for waits for it; a second signal does not.
+SLOW_AGENT = """
+import os
+import time
+from pathlib import Path
+
+from engine.agents.base import Agent
+
+
+class Slow(Agent):
+    name = "slow"
+
+    def on_candle(self, candle):
+        Path(os.environ["SLOW_AGENT_MARK"]).touch()
+        time.sleep(60)
+"""
+
+
+def test_a_second_signal_ends_the_console_at_once_with_the_terminal_restored(
+    tmp_path: Path,
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "slowagent.py").write_text(SLOW_AGENT, encoding="utf-8")
+    mark = tmp_path / "mark"
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(root), str(lib)]),
+        "CMA_AGENTS__USER": "slowagent:Slow",
+        "SLOW_AGENT_MARK": str(mark),
+    }
+    name = f"cma-e2e-{uuid.uuid4().hex[:8]}"
+    start_cma(name, tmp_path, env, linger=True)
+    try:
+        wait_for("the console", lambda: "PAPER" in screen(name))
+        wait_for("the slow agent", mark.exists)
+        assert tmux("display", "-p", "-t", name, "#{alternate_on}").strip() == "1"
+        pid = cma_pid(name)
+        os.kill(pid, signal.SIGINT)  # a graceful stop, which waits for the agent
+        time.sleep(0.3)
+        assert running(pid)
+        os.kill(pid, signal.SIGTERM)
+        exit_file = tmp_path / "exit"
+        wait_for("cma to exit", exit_file.exists, timeout=10.0)
+        assert exit_file.read_text().strip() == "CMA-EXIT=130"
+        # The terminal is back: the main screen, the cursor shown, the line on it.
+        flags = tmux("display", "-p", "-t", name, "#{alternate_on} #{cursor_flag}").split()
+        assert flags == ["0", "1"]
+        assert "cma: SIGTERM again: exiting at once (code 130)" in screen(name)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+    assert_store_checks(tmp_path / "cma.db", tmp_path)
