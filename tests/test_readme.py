@@ -533,6 +533,22 @@ ELSEWHERE: dict[str, str] = {
     "--output data/": "the internet again; tests/tui/test_data_fetch.py fetches, resumes and "
     "stores from the local exchange",
     "cma keys set binance": "asks on a terminal: tests/tui/test_keys_cli.py types into a pty",
+    **dict.fromkeys(
+        [
+            "sudo useradd --system --home-dir /var/lib/cma --shell /usr/sbin/nologin cma",
+            "sudo python3 -m venv /opt/cma/.venv && sudo /opt/cma/.venv/bin/pip install .",
+            "sudo install -d /etc/cma && sudo /opt/cma/.venv/bin/cma config init "
+            "--config /etc/cma/config.toml",
+            "sudo cp deploy/cma.service /etc/systemd/system/ && sudo systemctl daemon-reload",
+            "sudo systemctl enable --now cma",
+        ],
+        "a system install as root: tests/test_systemd_unit.py verifies the unit "
+        "(systemd-analyze verify) and runs its ExecStart command",
+    ),
+    "make lock": "tests/test_supply_chain.py: the locks cover pyproject.toml, hash-checked, "
+    "and are what the venv has",
+    "make lock-upgrade": "make lock with --upgrade; tests/test_supply_chain.py checks what "
+    "it writes",
     "cma keys delete binance": "tests/tui/test_keys_cli.py sets, shows and deletes keys",
     "cma run --live --exchange binance --symbols BTC/USDT": (
         "real money on the internet; tests/tui/test_live_console.py runs it in tmux against "
