@@ -61,7 +61,7 @@ def test_top_level_help_lists_every_subcommand(env: dict[str, str]) -> None:
         assert name in out
 
 
-@pytest.mark.parametrize("command", ["keys", "data"])
+@pytest.mark.parametrize("command", ["keys"])
 def test_unfinished_commands_exit_3_and_say_so(env: dict[str, str], command: str) -> None:
     done = cma(env, command)
     assert done.returncode == 3
@@ -246,7 +246,7 @@ def test_the_command_list_reads_as_commands(env: dict[str, str]) -> None:
     assert "backtesting" not in out and "optimizing" not in out and "exporting" not in out
 
 
-@pytest.mark.parametrize("command", ["keys", "data"])
+@pytest.mark.parametrize("command", ["keys"])
 def test_each_unavailable_commands_help_says_so(env: dict[str, str], command: str) -> None:
     done = real_cma(env, command, "--help")
     assert done.returncode == 0

@@ -21,7 +21,6 @@ EXIT_NOT_YET = 3
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
     "keys": "store exchange API keys in the keyring",
-    "data": "download and manage candle data",
 }
 DISTRIBUTION = "crypto-market-agents"
 
@@ -167,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.report_cmd import add_report_parser
 
     add_report_parser(sub, common)
+    from tui.data_cmd import add_data_parser
+
+    add_data_parser(sub, common)
 
     for name, what in NOT_YET.items():
         sub.add_parser(
@@ -384,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "db", "config", "backtest", "report", "optimize", *NOT_YET}
+    commands = {"run", "db", "config", "backtest", "report", "optimize", "data", *NOT_YET}
     if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
@@ -418,6 +420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.optimize_cmd import optimize_command
 
             return optimize_command(args)
+        if command == "data":
+            from tui.data_cmd import data_command
+
+            return data_command(args)
         from tui.subcommands import run_command
 
         return run_command(args)
