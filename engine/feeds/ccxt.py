@@ -504,7 +504,7 @@ class CcxtFeed(Feed):
                 if now >= self._rest_after:
                     symbols, self._rest_needed = set(self._rest_needed), set()
                     rest = asyncio.create_task(self._catch_up(symbols), name="cma-feed-rest")
-                    self._tasks.append(rest)
+                    self._tasks = [t for t in self._tasks if not t.done()] + [rest]
                 else:
                     wait = min(wait, self._rest_after - now)
             await self._sleep(max(0.0, wait))
@@ -543,6 +543,8 @@ class CcxtFeed(Feed):
         wake = self._wake
         assert wake is not None
         wake.clear()
+        if self._closed:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await wake.wait()

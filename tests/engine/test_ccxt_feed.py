@@ -141,6 +141,7 @@ async def test_rest_polling_gives_the_same_candles(fake: FakeBinance) -> None:
     for n in range(1, 6):
         await fake.advance()
         await until(lambda n=n: len(run.batches) >= 20 + n)  # type: ignore[misc]
+    assert len(run.feed._tasks) <= 1  # one REST round at a time, finished ones let go
     await run.stop()
     for symbol in SYMBOLS:
         assert as_rows(run.batches, symbol) == expected(symbol, START - 20, START + 4)
@@ -238,3 +239,12 @@ async def test_candles_the_exchange_does_not_have_are_gaps_not_candles() -> None
         ("ADA/BTC", data[1502][0] + 300_000, 1),
         ("ADA/BTC", data[1505][0] + 300_000, 1),
     ]
+
+
+async def test_local_feeds_are_never_stale_and_know_no_candle_age() -> None:
+    from engine.feeds.sim import SimFeed
+
+    feed = SimFeed(symbols=["BTC/USDT"], timeframe="1m", seed=1, limit=3)
+    await feed.prepare()  # nothing to check against
+    assert [len(b) async for b in feed.batches()] == [1, 1, 1]
+    assert feed.staleness() is None and feed.last_candle_age() is None
