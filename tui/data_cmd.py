@@ -33,7 +33,6 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -264,10 +263,9 @@ def _line(row: list[Any]) -> str:
 
 
 def _number(value: Any) -> str:
-    """A price or volume as Python writes a float (as the shared files have it), spelled
-    out without an exponent."""
-    text = repr(float(value or 0.0))
-    return format(Decimal(text), "f") if "e" in text else text
+    """A price or volume as the shared files write it: the shortest text that reads back
+    as the same float (``23140.0``, ``9e-05``)."""
+    return repr(float(value or 0.0))
 
 
 # ---------------------------------------------------------------- fetching

@@ -165,6 +165,7 @@ def test_fetch_into_the_store_resumes_after_its_newest_candle(
         (["--timeframe", "7m"], "--timeframe must be one of"),
         (["--since", "2999-01-01"], "--since 2999-01-01 is in the future"),
         (["--since", "yesterday"], "--since must be a UTC date"),
+        (["--since", "2024-01-01"], "--since is after binance's clock: nothing has closed yet"),
         (["--until", "2023-02-01"], "--until 2023-02-01 must be after --since 2023-03-01"),
         (["--output", "/nonexistent/x.csv"], "directory /nonexistent does not exist"),
         (["--output", "README.md"], "exists and is not a candle CSV"),
@@ -250,3 +251,16 @@ def test_a_headless_run_trades_on_paper_on_the_exchanges_candles_without_keys(
         (mode,) = conn.execute("SELECT mode FROM sessions").fetchone()
     assert mode == "paper"
     assert candles > 300  # the warm-up and live candles after it
+
+
+def test_a_run_on_a_symbol_the_exchange_does_not_list_exits_2_before_the_store_opens(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    db = tmp_path / "run.db"
+    done = cma(env, "run", "--headless", "--exchange", "binance", "--symbols", "DOGE/USDT",
+               "--duration", "1s", "--db", str(db))  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr == "cma: feed.symbols: binance does not list DOGE/USDT " + (
+        "(symbols are BASE/QUOTE as the exchange spells them, e.g. BTC/USDT)\n"
+    )
+    assert not db.exists()
