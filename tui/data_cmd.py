@@ -271,7 +271,51 @@ def _number(value: Any) -> str:
 # ---------------------------------------------------------------- fetching
 
 
+#: Exit code after Ctrl-C (128 + SIGINT), as ``cma`` gives for an interrupt.
+EXIT_INTERRUPTED = 130
+
+
 async def _fetch(settings: Settings, req: FetchRequest, stream: TextIO) -> int:
+    """Run :func:`_fetch_pages` with Ctrl-C stopping it at its next request: what was
+    written stays (whole lines) and the exit code is :data:`EXIT_INTERRUPTED`."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        return await _fetch_pages(settings, req, stream, stop)
+    except _Interrupted:
+        return EXIT_INTERRUPTED
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C: the request under way was dropped."""
+
+
+async def _until_stopped(call: Any, stop: Any) -> Any:
+    """``await call()``, or raise :class:`_Interrupted` as soon as ``stop`` is set."""
+    import asyncio
+
+    if stop.is_set():
+        raise _Interrupted
+    work = asyncio.ensure_future(call())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    raise _Interrupted
+
+
+async def _fetch_pages(settings: Settings, req: FetchRequest, stream: TextIO, stop: Any) -> int:
     from engine.exchange.errors import describe, retry_read
     from engine.exchange.session import ExchangeSetupError, close_exchange, open_exchange, spec_of
     from engine.timeframes import candle_index, candle_open, floor_ts
@@ -299,7 +343,9 @@ async def _fetch(settings: Settings, req: FetchRequest, stream: TextIO) -> int:
     finished = False
     try:
         try:
-            markets = await retry_read(exchange.load_markets, what="markets", exchange=exchange)
+            markets = await _until_stopped(
+                lambda: retry_read(exchange.load_markets, what="markets", exchange=exchange), stop
+            )
             if req.symbol not in markets:
                 raise _Refused(f"--symbol: {exchange.id} does not list {req.symbol}", EXIT_USAGE)
             timeframes = exchange.timeframes or {}
@@ -310,7 +356,12 @@ async def _fetch(settings: Settings, req: FetchRequest, stream: TextIO) -> int:
                     EXIT_USAGE,
                 )
             if exchange.has.get("fetchTime"):
-                now = int(await retry_read(exchange.fetch_time, what="time", exchange=exchange))
+                now = int(
+                    await _until_stopped(
+                        lambda: retry_read(exchange.fetch_time, what="time", exchange=exchange),
+                        stop,
+                    )
+                )
             else:
                 now = int(exchange.milliseconds())
             first = candle_open(candle_index(req.since - 1, tf) + 1, tf)  # the first open >= since
@@ -340,7 +391,9 @@ async def _fetch(settings: Settings, req: FetchRequest, stream: TextIO) -> int:
                 fetch = functools.partial(
                     exchange.fetch_ohlcv, req.symbol, tf, since=cursor, limit=limit
                 )
-                rows = await retry_read(fetch, what="candles", exchange=exchange)
+                rows = await _until_stopped(
+                    functools.partial(retry_read, fetch, what="candles", exchange=exchange), stop
+                )
                 page = [r for r in rows if cursor <= int(r[0]) <= last]
                 if not page:
                     break

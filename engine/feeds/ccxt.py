@@ -545,9 +545,13 @@ class CcxtFeed(Feed):
         wake.clear()
         if self._closed:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await wake.wait()
+        # asyncio.wait's timeout cancels nothing: no cancellation of this task to tell
+        # apart from a real one (the engine's stop, Ctrl-C).
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
 
     def _poke(self) -> None:
         if self._wake is not None:
