@@ -371,7 +371,7 @@ def client(fake: FakeBinance, *, pro: bool = True, keys: bool = True, **config: 
     """A real ccxt binance (``ccxt.pro`` or ``ccxt.async_support``) pointed at ``fake``.
 
     ``keys`` gives it the fixture's test keys; ``config`` goes to the ccxt constructor
-    (``timeout`` in ms defaults to 1000; ccxt's own throttle is off, the fake has no rate
+    (``timeout`` in ms defaults to 10 000; ccxt's own throttle is off, the fake has no rate
     limit and the throttle would cost seconds: fetch_open_orders() without a symbol weighs
     40 x 50 ms). The caller closes it (``await exchange.close()``).
     """
@@ -380,7 +380,7 @@ def client(fake: FakeBinance, *, pro: bool = True, keys: bool = True, **config: 
     else:
         import ccxt.async_support as module
     settings: dict[str, Any] = {
-        "timeout": 1000,
+        "timeout": 10_000,
         "enableRateLimit": False,
         "timeout_on_exit": 0,  # close() would wait 250 ms for TLS that 127.0.0.1 does not use
         "options": dict(CCXT_OPTIONS),

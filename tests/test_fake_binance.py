@@ -42,8 +42,8 @@ FEE = Decimal("0.001")
 
 @pytest.fixture
 async def exchange(fake_binance: FakeBinance) -> AsyncIterator[Any]:
-    """ccxt.pro binance with the test keys, markets loaded, a short timeout."""
-    ex = client(fake_binance, timeout=500)
+    """ccxt.pro binance with the test keys and its markets loaded."""
+    ex = client(fake_binance)
     await ex.load_markets()
     yield ex
     await ex.close()
@@ -86,7 +86,7 @@ async def test_load_markets_asks_only_exchange_info_and_gets_precision_and_limit
 async def test_without_the_options_ccxt_asks_futures_endpoints_the_fake_does_not_serve(
     fake_binance: FakeBinance,
 ) -> None:
-    ex = ccxt_async.binance({"timeout": 500, "timeout_on_exit": 0})
+    ex = ccxt_async.binance({"timeout_on_exit": 0})
     point(ex, fake_binance.url)
     try:
         with pytest.raises(errors.ExchangeNotAvailable, match="404"):
@@ -313,8 +313,8 @@ async def test_refusals_arrive_as_ccxt_error_classes(exchange: Any) -> None:
 
 
 async def test_signed_requests_need_the_right_key_and_secret(fake_binance: FakeBinance) -> None:
-    wrong_secret = client(fake_binance, secret="not-the-secret", timeout=500)
-    wrong_key = client(fake_binance, apiKey="not-the-key", timeout=500)
+    wrong_secret = client(fake_binance, secret="not-the-secret")
+    wrong_key = client(fake_binance, apiKey="not-the-key")
     try:
         with pytest.raises(errors.AuthenticationError, match="-1022"):
             await wrong_secret.fetch_balance()
@@ -421,12 +421,14 @@ async def test_ws_close_drops_watchers_and_a_new_watch_reconnects(
 async def test_each_fault_surfaces_as_its_ccxt_error(
     fake_binance: FakeBinance, kind: str, count: int, error: type[Exception]
 ) -> None:
-    ex = client(fake_binance, timeout=200)
+    ex = client(fake_binance)
     try:
         await ex.load_markets()
-        fake_binance.fault(kind, path="/api/v3/ticker/24hr", count=count, seconds=1.0)
+        fake_binance.fault(kind, path="/api/v3/ticker/24hr", count=count, seconds=3.0)
+        ex.timeout = 300  # ms, well under the 3 s the "timeout" fault holds its answer
         with pytest.raises(error) as raised:
             await ex.fetch_ticker("BTC/USDT")
+        ex.timeout = 10_000
         # RateLimitExceeded is a subclass of DDoSProtection: ccxt's binance maps HTTP 418/429
         # to DDoSProtection before it reads the -1003 body.
         assert type(raised.value) is error
@@ -438,7 +440,7 @@ async def test_each_fault_surfaces_as_its_ccxt_error(
 
 
 async def test_drop_once_is_retried_by_aiohttp_for_a_get(fake_binance: FakeBinance) -> None:
-    ex = client(fake_binance, timeout=500)
+    ex = client(fake_binance)
     try:
         await ex.load_markets()
         fake_binance.fault("drop", path="/api/v3/ticker/24hr")
@@ -501,13 +503,13 @@ async def test_lost_response_leaves_the_order_on_the_server(
 
 
 async def test_a_timed_out_order_was_still_placed(exchange: Any, fake_binance: FakeBinance) -> None:
-    fake_binance.fault("timeout", path="/api/v3/order", seconds=1.0)
-    exchange.timeout = 200
+    fake_binance.fault("timeout", path="/api/v3/order", seconds=3.0)
+    exchange.timeout = 300
     with pytest.raises(errors.RequestTimeout):
         await exchange.create_order(
             "BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "T"}
         )
-    exchange.timeout = 500
+    exchange.timeout = 10_000
     found = await exchange.fetch_order(None, "BTC/USDT", {"origClientOrderId": "T"})
     assert (found["clientOrderId"], found["status"]) == ("T", "open")
 
@@ -565,7 +567,6 @@ async def test_subprocess_mode_serves_until_sigterm_and_is_controlled_over_http(
             {
                 "apiKey": "k",
                 "secret": "s",
-                "timeout": 1000,
                 "timeout_on_exit": 0,
                 "options": dict(CCXT_OPTIONS),
             }
