@@ -373,6 +373,29 @@ async def test_watch_ohlcv_for_symbols_and_watch_trades(
     assert trade["timestamp"] == CANDLES[START + 1].ts - 1
 
 
+async def test_watch_ohlcv_for_symbols_sees_every_symbol_close() -> None:
+    eth, ltc = load_candles(ETH_BTC.resolve()), load_candles(LTC_BTC.resolve())
+    async with FakeBinance([ETH_BTC, LTC_BTC], start=20) as fake:
+        ex = client(fake, keys=False)
+        try:
+            await ex.load_markets()
+            wanted = [["ETH/BTC", "5m"], ["LTC/BTC", "5m"]]
+            closed: dict[str, list[Any]] = {}
+            await asyncio.wait_for(ex.watch_ohlcv_for_symbols(wanted), 5)
+            await fake.advance()
+            async with asyncio.timeout(5):
+                while len(closed) < 2:
+                    got = await ex.watch_ohlcv_for_symbols(wanted)
+                    for symbol, by_tf in got.items():
+                        for row in by_tf["5m"]:
+                            if row[0] == eth[20].ts and row[5]:
+                                closed[symbol] = row
+        finally:
+            await ex.close()
+    assert d(closed["ETH/BTC"][4]) == eth[20].close
+    assert d(closed["LTC/BTC"][4]) == ltc[20].close
+
+
 async def test_interval_mode_advances_by_itself() -> None:
     async with FakeBinance([BTC_USDT], start=50, interval=0.05) as fake:
         ex = client(fake, keys=False)
