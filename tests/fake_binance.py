@@ -13,8 +13,9 @@ Data and clock
     is drawn as one that has just opened (open = high = low = close, volume 0).
     ``await fake.advance(n)`` closes it (a websocket kline with ``"x": true`` and one trade),
     starts the next one and fills working orders. With ``interval=SECONDS`` a background task
-    advances by itself. Timestamps are the data's own; ``/api/v3/time`` is the forming
-    candle's open plus the elapsed fraction of the interval (0 without ``interval``).
+    advances by itself, and half-way sends the forming candle again (``update_forming()``).
+    Timestamps are the data's own; ``/api/v3/time`` is the forming candle's open plus the
+    elapsed fraction of the interval (0 without ``interval``).
 
 Orders (the paper broker's rules)
     MARKET orders fill at the open of the next candle (on the next advance). A LIMIT order
@@ -525,11 +526,14 @@ class FakeBinance:
         await self.stop()
 
     async def _tick(self) -> None:
+        # Half-way through each interval the forming candle is sent again (as Binance sends
+        # updates of a forming kline), then the interval ends with its close.
         assert self.interval
-        while True:
-            await asyncio.sleep(self.interval)
-            if self.cursor + 1 < self.length:
-                await self.advance()
+        while self.cursor + 1 < self.length:
+            await asyncio.sleep(self.interval / 2)
+            await self.update_forming()
+            await asyncio.sleep(self.interval / 2)
+            await self.advance()
 
     # -- test controls -----------------------------------------------------------------
 
@@ -585,6 +589,11 @@ class FakeBinance:
                 await self._broadcast(
                     market, "kline", self._kline_event(market, self.cursor, False)
                 )
+
+    async def update_forming(self) -> None:
+        """Send the forming candle to its subscribers again (an update with ``"x": false``)."""
+        for market in self.markets.values():
+            await self._broadcast(market, "kline", self._kline_event(market, self.cursor, False))
 
     # -- candles -----------------------------------------------------------------------
 

@@ -411,6 +411,35 @@ async def test_interval_mode_advances_by_itself() -> None:
             await ex.close()
 
 
+async def test_raw_kline_stream_acknowledges_and_alternates_forming_and_closed() -> None:
+    # What ccxt relies on, seen on the wire: the SUBSCRIBE answer, the forming candle at
+    # once, its update half-way, then each close ("x": true) followed by the next forming.
+    seen: list[tuple[int, bool]] = []
+    async with (
+        FakeBinance([BTC_USDT], start=50, interval=0.1) as fake,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.url + "/stream") as ws,
+    ):
+        await ws.send_json({"method": "SUBSCRIBE", "params": ["btcusdt@kline_1m"], "id": 7})
+        assert await ws.receive_json(timeout=5) == {"result": None, "id": 7}
+        while sum(closed for _, closed in seen) < 2:
+            frame = await ws.receive_json(timeout=5)
+            assert frame["stream"] == "btcusdt@kline_1m"
+            kline = frame["data"]["k"]
+            seen.append((kline["t"], kline["x"]))
+    first = seen[0][0]
+    assert first >= CANDLES[50].ts
+    closes = [i for i, (_, closed) in enumerate(seen) if closed]
+    # A whole candle is sent forming twice (on opening and half-way), then closed; the one
+    # forming when we subscribed was sent at least once (at the subscription).
+    for n, i in enumerate(closes):
+        ts = seen[i][0]
+        forming = [t for t, closed in seen[:i] if t == ts and not closed]
+        assert len(forming) == 2 if n else len(forming) >= 1
+        assert seen[i + 1 :][:1] in ([], [(ts + 60_000, False)])
+    assert [t for t, _ in seen] == sorted(t for t, _ in seen)
+
+
 async def test_ws_close_drops_watchers_and_a_new_watch_reconnects(
     exchange: Any, fake_binance: FakeBinance
 ) -> None:
