@@ -440,6 +440,16 @@ async def test_raw_kline_stream_acknowledges_and_alternates_forming_and_closed()
     assert [t for t, _ in seen] == sorted(t for t, _ in seen)
 
 
+async def test_websocket_pings_are_answered(fake_binance: FakeBinance) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake_binance.url + "/ws", autoping=False) as ws,
+    ):
+        await ws.ping(b"still there?")
+        pong = await ws.receive(timeout=5)
+        assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"still there?")
+
+
 async def test_ws_close_drops_watchers_and_a_new_watch_reconnects(
     exchange: Any, fake_binance: FakeBinance
 ) -> None:
