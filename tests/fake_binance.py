@@ -7,13 +7,15 @@ Binance SPOT REST and websocket API that ccxt 4.5 (``ccxt.async_support.binance`
 Data and clock
     Each file ``<exchange>_<BASE>-<QUOTE>_<timeframe>_<period>.csv`` is one market
     (``BTC-USDT`` -> ``BTC/USDT``, market id ``BTCUSDT``); all files of one server share one
-    timeframe. A cursor (an index into every file, ``start=500`` by default) splits the
-    candles: before it is closed history, at it is the candle now forming. The forming candle
+    timeframe and should cover the same period. A cursor (one index into every file,
+    ``start=500`` by default) splits the candles: before it is closed history, at it is the
+    candle now forming. The forming candle
     is drawn as one that has just opened (open = high = low = close, volume 0).
     ``await fake.advance(n)`` closes it (a websocket kline with ``"x": true`` and one trade),
     starts the next one and fills working orders. With ``interval=SECONDS`` a background task
-    advances by itself. Timestamps are the data's own; ``/api/v3/time`` is the forming
-    candle's open plus the elapsed fraction of the interval (0 without ``interval``).
+    advances by itself, and half-way sends the forming candle again (``update_forming()``).
+    Timestamps are the data's own; ``/api/v3/time`` is the forming candle's open plus the
+    elapsed fraction of the interval (0 without ``interval``).
 
 Orders (the paper broker's rules)
     MARKET orders fill at the open of the next candle (on the next advance). A LIMIT order
@@ -64,24 +66,35 @@ dropped). "ws_close" closes every websocket at once. ``fake.hold_orders()`` make
 /api/v3/order store the order and then wait for ``fake.release()`` before answering;
 ``fake.order_received`` (an asyncio.Event) is set and ``fake.orders_received`` counts up when
 an order is stored.
-``fake.requests`` lists ``(method, path, params)`` of every API request (signature left out);
-``fake.orders`` maps client order id -> the order (a Binance order dict).
+``fake.requests`` lists ``(method, path, params)`` of every request (the signature left out;
+a websocket connects as ("GET", "/ws/0", {}) then ("WS", "/ws/0", {}), and each message it
+sends is ("WS", path, {"method", "params"})). ``fake.orders`` maps client order id -> the
+``Order`` (``.status``, ``.executed``, ``.fills``, ``.as_json()`` for Binance's JSON).
 
 Subprocess use (end-to-end tests)::
 
     python tests/fake_binance.py --data FILE... [--start N] [--interval S]
         [--api-key K --api-secret S] [--balance USDT=10000 ...]
 
-prints ``listening http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT. Control over
-HTTP: POST /_fake/fault (JSON {kind, path, count, ...opts}), POST /_fake/advance (JSON {n}),
-POST /_fake/hold, POST /_fake/release, POST /_fake/ws_close, GET /_fake/orders,
-GET /_fake/requests.
+prints ``listening http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT (exit 0). The keys
+may come from FAKE_BINANCE_API_KEY / FAKE_BINANCE_API_SECRET instead of the arguments. Control
+over HTTP: POST /_fake/fault (JSON {kind, path, count, ...opts}), POST /_fake/advance (JSON
+{n}), POST /_fake/hold, POST /_fake/release, POST /_fake/ws_close, GET /_fake/orders (client
+order id -> Binance order JSON with fills), GET /_fake/requests, GET /_fake/status (cursor,
+serverTime, ordersReceived, held, websockets).
+
+Endpoints served (under /api/v3): GET ping, time, exchangeInfo, ticker/24hr, ticker/price,
+ticker/bookTicker, klines (uiKlines too); signed: GET account, POST/GET/DELETE order, GET and
+DELETE openOrders, GET myTrades. Websocket: /ws, /ws/<anything>, /stream (combined frames
+{"stream", "data"}) with SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS; streams
+``<id>@kline_<timeframe>`` and ``<id>@trade``. Anything else under /api/v3 is a 404.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import csv
 import functools
@@ -90,6 +103,7 @@ import hmac
 import itertools
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -172,6 +186,10 @@ class Market:
     tick_size: Decimal = Decimal(0)
     step_size: Decimal = Decimal(0)
     min_notional: Decimal = Decimal(0)
+
+    @functools.cached_property
+    def timestamps(self) -> list[int]:
+        return [c.ts for c in self.candles]
 
     @property
     def id(self) -> str:
@@ -354,7 +372,7 @@ def client(fake: FakeBinance, *, pro: bool = True, keys: bool = True, **config: 
     """A real ccxt binance (``ccxt.pro`` or ``ccxt.async_support``) pointed at ``fake``.
 
     ``keys`` gives it the fixture's test keys; ``config`` goes to the ccxt constructor
-    (``timeout`` in ms defaults to 1000; ccxt's own throttle is off, the fake has no rate
+    (``timeout`` in ms defaults to 10 000; ccxt's own throttle is off, the fake has no rate
     limit and the throttle would cost seconds: fetch_open_orders() without a symbol weighs
     40 x 50 ms). The caller closes it (``await exchange.close()``).
     """
@@ -363,8 +381,9 @@ def client(fake: FakeBinance, *, pro: bool = True, keys: bool = True, **config: 
     else:
         import ccxt.async_support as module
     settings: dict[str, Any] = {
-        "timeout": 1000,
+        "timeout": 10_000,
         "enableRateLimit": False,
+        "timeout_on_exit": 0,  # close() would wait 250 ms for TLS that 127.0.0.1 does not use
         "options": dict(CCXT_OPTIONS),
     }
     if keys:
@@ -456,6 +475,7 @@ class FakeBinance:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.url = ""
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -473,16 +493,15 @@ class FakeBinance:
         app.router.add_post("/_fake/ws_close", self._control_ws_close)
         app.router.add_get("/_fake/orders", self._control_orders)
         app.router.add_get("/_fake/requests", self._control_requests)
+        app.router.add_get("/_fake/status", self._control_status)
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
         self._advanced_at = time.monotonic()
         if self.interval:
             self._ticker = asyncio.create_task(self._tick())
@@ -507,18 +526,23 @@ class FakeBinance:
         await self.stop()
 
     async def _tick(self) -> None:
+        # Half-way through each interval the forming candle is sent again (as Binance sends
+        # updates of a forming kline), then the interval ends with its close.
         assert self.interval
-        while True:
-            await asyncio.sleep(self.interval)
-            if self.cursor + 1 < self.length:
-                await self.advance()
+        while self.cursor + 1 < self.length:
+            await asyncio.sleep(self.interval / 2)
+            await self.update_forming()
+            await asyncio.sleep(self.interval / 2)
+            await self.advance()
 
     # -- test controls -----------------------------------------------------------------
 
     def fault(self, kind: str, path: str | None = None, count: int = 1, **opts: Any) -> None:
         """The next ``count`` requests to ``path`` (any when None) misbehave as ``kind``."""
         if kind == "ws_close":
-            asyncio.get_running_loop().create_task(self.close_websockets())
+            task = asyncio.get_running_loop().create_task(self.close_websockets())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
@@ -565,6 +589,11 @@ class FakeBinance:
                 await self._broadcast(
                     market, "kline", self._kline_event(market, self.cursor, False)
                 )
+
+    async def update_forming(self) -> None:
+        """Send the forming candle to its subscribers again (an update with ``"x": false``)."""
+        for market in self.markets.values():
+            await self._broadcast(market, "kline", self._kline_event(market, self.cursor, False))
 
     # -- candles -----------------------------------------------------------------------
 
@@ -961,12 +990,17 @@ class FakeBinance:
         limit = int(params.get("limit", 500))
         if not 1 <= limit <= 1000:
             raise BinanceError(400, -1130, "Invalid data sent for a parameter.")
-        candles = [self.candle(market, i) for i in range(self.cursor + 1)]
+        stamps = market.timestamps
+        first, end = 0, self.cursor + 1  # nothing after the forming candle
         if "startTime" in params:
-            candles = [c for c in candles if c.ts >= int(params["startTime"])]
+            first = bisect.bisect_left(stamps, int(params["startTime"]), 0, end)
         if "endTime" in params:
-            candles = [c for c in candles if c.ts <= int(params["endTime"])]
-        candles = candles[:limit] if "startTime" in params else candles[-limit:]
+            end = bisect.bisect_right(stamps, int(params["endTime"]), first, end)
+        if "startTime" in params:
+            end = min(end, first + limit)
+        else:
+            first = max(first, end - limit)
+        candles = [self.candle(market, i) for i in range(first, end)]
         return [
             [
                 c.ts,
@@ -1034,6 +1068,11 @@ class FakeBinance:
         body["transactTime"] = order.update_time
         return body
 
+    def _cancel_open_orders(self, params: dict[str, str]) -> Any:
+        market = self._market(params)
+        mine = [o for o in self.orders.values() if o.is_open and o.market is market]
+        return [self._cancel_order({"symbol": market.id, "orderId": str(o.order_id)}) for o in mine]
+
     def _open_orders(self, params: dict[str, str]) -> Any:
         market = self._market(params) if "symbol" in params else None
         return [
@@ -1068,6 +1107,7 @@ class FakeBinance:
         ("GET", "order"): _get_order,
         ("DELETE", "order"): _cancel_order,
         ("GET", "openOrders"): _open_orders,
+        ("DELETE", "openOrders"): _cancel_open_orders,
         ("GET", "myTrades"): _my_trades,
     }
     _signed_routes: ClassVar[set[tuple[str, str]]] = {
@@ -1076,6 +1116,7 @@ class FakeBinance:
         ("GET", "order"),
         ("DELETE", "order"),
         ("GET", "openOrders"),
+        ("DELETE", "openOrders"),
         ("GET", "myTrades"),
     }
 
@@ -1104,7 +1145,8 @@ class FakeBinance:
                 await ws.send_json({"error": {"code": 3, "msg": "Invalid JSON"}, "id": None})
                 continue
             method, ident = body.get("method"), body.get("id")
-            self.requests.append(("WS", request.path, {"method": method}))
+            streams_named = ",".join(str(p) for p in body.get("params", []))
+            self.requests.append(("WS", request.path, {"method": method, "params": streams_named}))
             if method == "SUBSCRIBE":
                 new = [s for s in body.get("params", []) if s not in streams]
                 streams.update(body.get("params", []))
@@ -1173,6 +1215,17 @@ class FakeBinance:
             {cid: o.as_json(with_fills=True) for cid, o in self.orders.items()}
         )
 
+    async def _control_status(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "cursor": self.cursor,
+                "serverTime": self.server_time(),
+                "ordersReceived": self.orders_received,
+                "held": not self._released.is_set(),
+                "websockets": len(self._sockets),
+            }
+        )
+
     async def _control_requests(self, request: web.Request) -> web.Response:
         return web.json_response([list(r) for r in self.requests])
 
@@ -1204,8 +1257,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", nargs="+", required=True, help="candle CSV files")
     parser.add_argument("--start", type=int, default=500)
     parser.add_argument("--interval", type=float, default=None)
-    parser.add_argument("--api-key", default=None)
-    parser.add_argument("--api-secret", default=None)
+    # The keys may come from the environment instead, to keep them out of the process list.
+    parser.add_argument("--api-key", default=os.environ.get("FAKE_BINANCE_API_KEY"))
+    parser.add_argument("--api-secret", default=os.environ.get("FAKE_BINANCE_API_SECRET"))
     parser.add_argument("--balance", action="append", default=[], help="ASSET=AMOUNT")
     parser.add_argument("--port", type=int, default=0)
     asyncio.run(_serve(parser.parse_args(argv)))
