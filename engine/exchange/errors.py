@@ -143,6 +143,7 @@ async def retry_read(
     rng: random.Random | None = None,
     on_retry: Callable[[int, float, BaseException], Any] | None = None,
     exchange: Any = None,
+    valid: Callable[[T], bool] | None = None,
 ) -> T:
     """``await call()``, again after a backoff when it fails with a ``retry`` or
     ``rate_limit`` error, at most ``attempts`` times in all; then the last error is
@@ -156,6 +157,10 @@ async def retry_read(
     ``on_retry(n, delay, exc)`` is told before each wait (a log line; ``what`` names the
     read, e.g. "fetch_balance", for the caller's messages).
 
+    ``valid(result)``: False makes the answer a ccxt ``BadResponse`` (retried like one).
+    ccxt does not raise on a body it cannot parse as JSON: it hands back empty structures
+    (a ticker whose ``last`` is None, candles of None), so a read says what it needs.
+
     Reads only: never wrap ``create_order`` in this (a placement is never retried
     blindly; its ``unknown_outcome`` is resolved by a lookup).
     """
@@ -164,7 +169,13 @@ async def retry_read(
     draw = rng if rng is not None else random.Random()
     for attempt in range(1, attempts + 1):
         try:
-            return await call()
+            result = await call()
+            if valid is not None and not valid(result):
+                import ccxt  # an exchange answered: ccxt is loaded
+
+                who = f"{exchange.id} " if exchange is not None else ""
+                raise ccxt.BadResponse(f"{who}{what}: the answer could not be read")
+            return result
         except Exception as exc:
             outcome = classify(exc)
             if outcome not in ("retry", "rate_limit") or attempt == attempts:

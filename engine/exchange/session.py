@@ -39,13 +39,16 @@ __all__ = [
 _BASE = re.compile(r"(https?)://([^/\s?#]+)")
 
 # Options a spot trader needs beyond ccxt's defaults, per exchange. Binance: load only
-# the spot markets (exchangeInfo of api/v3; not the futures hosts), and neither the
-# margin pairs nor the currencies, which are private sapi endpoints needing keys.
+# the spot markets (exchangeInfo of api/v3; not the futures hosts), neither the margin
+# pairs nor the currencies (private sapi endpoints needing keys), and let
+# fetch_open_orders() go without a symbol (reconciliation asks for all of them; ccxt
+# raises otherwise, warning of its higher weight).
 _SPOT_OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {
         "fetchMarkets": {"types": ["spot"]},
         "fetchMargins": False,
         "fetchCurrencies": False,
+        "fetchOpenOrders": {"warnWithoutSymbol": False},
     },
 }
 _SPOT_OPTIONS["binanceus"] = _SPOT_OPTIONS["binance"]

@@ -330,8 +330,26 @@ def test_describe_names_the_exchange_when_the_error_does_not() -> None:
         "binance: RequestTimeout: GET http://h/api/v3/time"
     )
     assert describe(ValueError("bad")) == "ValueError: bad"
+    assert describe(TimeoutError("binance GET /x"), exchange_id="binance") == (
+        "binance: TimeoutError: GET /x"
+    )
 
 
 def test_describe_cuts_a_long_message_after_redacting_it() -> None:
     line = describe(ccxt.ExchangeError("binance " + f"{KEY} and more words " * 20), [KEY])
     assert len(line) == 300 and line.endswith("…") and KEY[:10] not in line
+
+
+async def test_an_answer_the_read_cannot_use_is_a_bad_response_retried_then_raised() -> None:
+    answers = iter([{"last": None}, {"last": None}, {"last": 5}])
+
+    async def read() -> dict[str, Any]:
+        return next(answers)
+
+    sleeps = Sleeps()
+    result = await retry_read(
+        read, what="fetch_ticker", sleep=sleeps, valid=lambda t: t["last"] is not None
+    )
+    assert result == {"last": 5} and len(sleeps.delays) == 2
+    with pytest.raises(ccxt.BadResponse, match=r"^fetch_ticker: the answer could not be read$"):
+        await retry_read(Flaky(), what="fetch_ticker", attempts=1, valid=lambda t: False)

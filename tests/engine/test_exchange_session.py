@@ -36,6 +36,7 @@ async def test_binance_opens_as_ccxt_pro_with_the_rate_limiter_and_spot_markets_
         assert exchange.options["fetchMargins"] is False
         assert exchange.options["fetchCurrencies"] is False
         assert exchange.options["defaultType"] == "spot"
+        assert exchange.options["fetchOpenOrders"] == {"warnWithoutSymbol": False}
         assert has_websocket(exchange) and has_websocket(exchange, "watchTrades")
         assert not exchange.apiKey and not exchange.secret
     finally:
