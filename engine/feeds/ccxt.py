@@ -93,7 +93,8 @@ class CcxtFeed(Feed):
     ``websocket`` None streams where the exchange has ``watchOHLCV``, False polls REST.
     ``poll``, ``grace`` (seconds) default to :func:`poll_seconds` and :func:`grace_seconds`;
     ``read_attempts`` is how often a REST read is tried (:func:`retry_read`) before the
-    feed backs off (live) or gives up (at start).
+    feed backs off (live) or gives up (at start); ``backoff`` is the first wait and the
+    longest after a websocket or REST failure in a row (seconds, jittered).
     """
 
     name = "ccxt"
@@ -114,6 +115,7 @@ class CcxtFeed(Feed):
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         read_attempts: int = 5,
+        backoff: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_CAP_S),
     ) -> None:
         super().__init__(symbols, timeframe, on_gap=on_gap)
         from engine.exchange.session import has_websocket
@@ -128,6 +130,7 @@ class CcxtFeed(Feed):
         self._clock = clock
         self._rng = rng or random.Random()
         self._attempts = read_attempts
+        self._backoff_base, self._backoff_cap = backoff
         self._prepared = False
         self._exchange_closed = False
         #: Per symbol: every timestamp up to this one is settled (a candle or a gap).
@@ -558,8 +561,9 @@ class CcxtFeed(Feed):
             self._wake.set()
 
     def _backoff(self, failures: int) -> float:
-        """Exponential backoff with jitter: half to all of ``base * 2**(failures-1)``."""
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(failures - 1, 16))
+        """Exponential backoff with jitter: half to all of ``base * 2**(failures-1)``,
+        at most the cap."""
+        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** min(failures - 1, 16))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
     # --- timestamps -------------------------------------------------------------------
