@@ -435,6 +435,7 @@ def test_files_with_another_feed_exit_2(env: dict[str, str], tmp_path: Path) -> 
         (["--seed", "99999999999999999999"], "feed.seed = 99999999999999999999"),
         (["--feed", "ccxt", "--files", "x.csv"], "--files needs the replay feed (--feed replay)"),
         (["--exchange", "Bin ance"], "exchange.id = 'Bin ance': must be a ccxt exchange id"),
+        (["--exchange", "binance", "--feed", "sim"], "--exchange needs the ccxt feed"),
         (["--symbols", "BTCUSDT"], "feed.symbols"),
         (["--timeframe", "7m"], "feed.timeframe = '7m': timeframe must be one of"),
     ],
