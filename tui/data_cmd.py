@@ -68,10 +68,9 @@ def add_data_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     fetch.add_argument("--until", metavar="DATE", help="stop before this time, UTC (default now)")
     fetch.add_argument(
         "--output",
-        type=Path,
-        metavar="FILE.csv|DIR",
-        help="CSV file to write or extend (a directory: the shared data's file name in it); "
-        "default: the store's candle table",
+        metavar="FILE.csv|DIR/",
+        help="CSV file to write or extend; a directory (made if named with a trailing /): "
+        "the shared data's file name in it; default: the store's candle table",
     )
 
 
@@ -146,8 +145,17 @@ def default_name(exchange: str, symbol: str, timeframe: str, since: int) -> str:
     return f"{exchange}_{symbol.replace('/', '-')}_{timeframe}_{day}.csv"
 
 
-def _output_path(output: Path, exchange: str, symbol: str, timeframe: str, since: int) -> Path:
-    """``output`` (a directory: the default name in it), or exit 2 when it cannot be written."""
+def _output_path(text: str, exchange: str, symbol: str, timeframe: str, since: int) -> Path:
+    """The file ``--output`` names (a directory: the default name in it; one named with
+    a trailing slash is made), or exit 2 when it cannot be written."""
+    output = Path(text)
+    if text.endswith(("/", os.sep)) and not output.exists():
+        if not output.parent.is_dir():
+            die(f"--output {text}: directory {output.parent} does not exist")
+        try:
+            output.mkdir()
+        except OSError as exc:
+            die(f"--output {text}: cannot make the directory: {exc.strerror}")
     if output.is_dir():
         output = output / default_name(exchange, symbol, timeframe, since)
     parent = output.parent

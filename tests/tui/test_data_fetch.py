@@ -84,9 +84,10 @@ def cma(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.Complet
 def test_fetch_into_a_csv_file_gives_the_exchanges_rows_in_the_shared_format(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    done = cma(env, *FETCH, "--since", "2023-03-01", "--output", str(tmp_path))
+    # A directory named with a trailing slash is made, the file named like the shared data.
+    done = cma(env, *FETCH, "--since", "2023-03-01", "--output", f"{tmp_path}/data/")
     assert done.returncode == 0, done.stderr
-    path = tmp_path / "binance_BTC-USDT_1m_2023-03-01.csv"
+    path = tmp_path / "data" / "binance_BTC-USDT_1m_2023-03-01.csv"
     assert path.read_text(encoding="utf-8").splitlines() == data_lines(START)
     assert "3,000 candles fetched" in done.stdout
     assert done.stderr == ""  # no progress line when stderr is not a terminal
@@ -168,6 +169,7 @@ def test_fetch_into_the_store_resumes_after_its_newest_candle(
         (["--since", "2024-01-01"], "--since is after binance's clock: nothing has closed yet"),
         (["--until", "2023-02-01"], "--until 2023-02-01 must be after --since 2023-03-01"),
         (["--output", "/nonexistent/x.csv"], "directory /nonexistent does not exist"),
+        (["--output", "/nonexistent/data/"], "directory /nonexistent does not exist"),
         (["--output", "README.md"], "exists and is not a candle CSV"),
     ],
 )
