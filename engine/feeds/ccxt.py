@@ -267,6 +267,8 @@ class CcxtFeed(Feed):
             self._exchange_closed = True
             from engine.exchange.session import close_exchange
 
+            # Best effort: the feed is over, and a session that failed to close is
+            # nothing it could act on (ccxt itself warns about what stays open).
             with contextlib.suppress(Exception):
                 await close_exchange(self.exchange)
 
