@@ -388,7 +388,7 @@ class Engine(EngineViews):
     async def _on_batch(self, batch: list[Candle]) -> None:
         self._batches += 1
         if self._resume_ts is not None and not self._caught_up(batch):
-            if self.on_exchange:
+            if self.on_exchange or not self.feed.is_live(batch):
                 # An exchange's history from before the restart: it warms the agents
                 # up again, and nothing else (no order, stop or proposal on it).
                 for candle in batch:

@@ -7,6 +7,9 @@ the variable at a temporary folder here covers them all.
 Tests that share an Optuna study ask for ``postgres_db``: an empty database on
 a throwaway PostgreSQL server (tests/postgres.py), started once per session by
 the first test that asks.
+
+Tests that talk to an exchange ask for ``fake_binance``: a local Binance-spot server
+(tests/fake_binance.py) of their own, started and stopped around the test (a few ms).
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ Data and clock
     is drawn as one that has just opened (open = high = low = close, volume 0).
     ``await fake.advance(n)`` closes it (a websocket kline with ``"x": true`` and one trade),
     starts the next one and fills working orders. With ``interval=SECONDS`` a background task
-    advances by itself. Timestamps are the data's own; ``/api/v3/time`` is the forming
-    candle's open plus the elapsed fraction of the interval (0 without ``interval``).
+    advances by itself, and half-way sends the forming candle again (``update_forming()``).
+    Timestamps are the data's own; ``/api/v3/time`` is the forming candle's open plus the
+    elapsed fraction of the interval (0 without ``interval``).
 
 Orders (the paper broker's rules)
     MARKET orders fill at the open of the next candle (on the next advance). A LIMIT order
@@ -371,7 +372,7 @@ def client(fake: FakeBinance, *, pro: bool = True, keys: bool = True, **config: 
     """A real ccxt binance (``ccxt.pro`` or ``ccxt.async_support``) pointed at ``fake``.
 
     ``keys`` gives it the fixture's test keys; ``config`` goes to the ccxt constructor
-    (``timeout`` in ms defaults to 1000; ccxt's own throttle is off, the fake has no rate
+    (``timeout`` in ms defaults to 10 000; ccxt's own throttle is off, the fake has no rate
     limit and the throttle would cost seconds: fetch_open_orders() without a symbol weighs
     40 x 50 ms). The caller closes it (``await exchange.close()``).
     """
@@ -380,7 +381,7 @@ def client(fake: FakeBinance, *, pro: bool = True, keys: bool = True, **config: 
     else:
         import ccxt.async_support as module
     settings: dict[str, Any] = {
-        "timeout": 1000,
+        "timeout": 10_000,
         "enableRateLimit": False,
         "timeout_on_exit": 0,  # close() would wait 250 ms for TLS that 127.0.0.1 does not use
         "options": dict(CCXT_OPTIONS),
@@ -525,11 +526,14 @@ class FakeBinance:
         await self.stop()
 
     async def _tick(self) -> None:
+        # Half-way through each interval the forming candle is sent again (as Binance sends
+        # updates of a forming kline), then the interval ends with its close.
         assert self.interval
-        while True:
-            await asyncio.sleep(self.interval)
-            if self.cursor + 1 < self.length:
-                await self.advance()
+        while self.cursor + 1 < self.length:
+            await asyncio.sleep(self.interval / 2)
+            await self.update_forming()
+            await asyncio.sleep(self.interval / 2)
+            await self.advance()
 
     # -- test controls -----------------------------------------------------------------
 
@@ -585,6 +589,11 @@ class FakeBinance:
                 await self._broadcast(
                     market, "kline", self._kline_event(market, self.cursor, False)
                 )
+
+    async def update_forming(self) -> None:
+        """Send the forming candle to its subscribers again (an update with ``"x": false``)."""
+        for market in self.markets.values():
+            await self._broadcast(market, "kline", self._kline_event(market, self.cursor, False))
 
     # -- candles -----------------------------------------------------------------------
 

@@ -63,15 +63,6 @@ def test_top_level_help_lists_every_subcommand(env: dict[str, str]) -> None:
         assert name in out
 
 
-@pytest.mark.parametrize("command", ["data"])
-def test_unfinished_commands_exit_3_and_say_so(env: dict[str, str], command: str) -> None:
-    done = cma(env, command)
-    assert done.returncode == 3
-    assert "not available yet" in done.stderr
-    assert f"cma {command}" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
 def test_config_validate_of_a_broken_file_exits_2_naming_the_field(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -246,14 +237,6 @@ def test_the_command_list_reads_as_commands(env: dict[str, str]) -> None:
     ):
         assert line in out
     assert "backtesting" not in out and "optimizing" not in out and "exporting" not in out
-
-
-@pytest.mark.parametrize("command", ["data"])
-def test_each_unavailable_commands_help_says_so(env: dict[str, str], command: str) -> None:
-    done = real_cma(env, command, "--help")
-    assert done.returncode == 0
-    assert "Not available yet in this version" in done.stdout
-    assert "code 3" in done.stdout
 
 
 def test_run_help_tells_the_real_speed_default_and_the_exchange_options(
@@ -435,6 +418,7 @@ def test_files_with_another_feed_exit_2(env: dict[str, str], tmp_path: Path) -> 
         (["--seed", "99999999999999999999"], "feed.seed = 99999999999999999999"),
         (["--feed", "ccxt", "--files", "x.csv"], "--files needs the replay feed (--feed replay)"),
         (["--exchange", "Bin ance"], "exchange.id = 'Bin ance': must be a ccxt exchange id"),
+        (["--exchange", "binance", "--feed", "sim"], "--exchange needs the ccxt feed"),
         (["--symbols", "BTCUSDT"], "feed.symbols"),
         (["--timeframe", "7m"], "feed.timeframe = '7m': timeframe must be one of"),
     ],

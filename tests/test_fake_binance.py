@@ -42,8 +42,8 @@ FEE = Decimal("0.001")
 
 @pytest.fixture
 async def exchange(fake_binance: FakeBinance) -> AsyncIterator[Any]:
-    """ccxt.pro binance with the test keys, markets loaded, a short timeout."""
-    ex = client(fake_binance, timeout=500)
+    """ccxt.pro binance with the test keys and its markets loaded."""
+    ex = client(fake_binance)
     await ex.load_markets()
     yield ex
     await ex.close()
@@ -86,7 +86,7 @@ async def test_load_markets_asks_only_exchange_info_and_gets_precision_and_limit
 async def test_without_the_options_ccxt_asks_futures_endpoints_the_fake_does_not_serve(
     fake_binance: FakeBinance,
 ) -> None:
-    ex = ccxt_async.binance({"timeout": 500, "timeout_on_exit": 0})
+    ex = ccxt_async.binance({"timeout_on_exit": 0})
     point(ex, fake_binance.url)
     try:
         with pytest.raises(errors.ExchangeNotAvailable, match="404"):
@@ -313,8 +313,8 @@ async def test_refusals_arrive_as_ccxt_error_classes(exchange: Any) -> None:
 
 
 async def test_signed_requests_need_the_right_key_and_secret(fake_binance: FakeBinance) -> None:
-    wrong_secret = client(fake_binance, secret="not-the-secret", timeout=500)
-    wrong_key = client(fake_binance, apiKey="not-the-key", timeout=500)
+    wrong_secret = client(fake_binance, secret="not-the-secret")
+    wrong_key = client(fake_binance, apiKey="not-the-key")
     try:
         with pytest.raises(errors.AuthenticationError, match="-1022"):
             await wrong_secret.fetch_balance()
@@ -373,6 +373,29 @@ async def test_watch_ohlcv_for_symbols_and_watch_trades(
     assert trade["timestamp"] == CANDLES[START + 1].ts - 1
 
 
+async def test_watch_ohlcv_for_symbols_sees_every_symbol_close() -> None:
+    eth, ltc = load_candles(ETH_BTC.resolve()), load_candles(LTC_BTC.resolve())
+    async with FakeBinance([ETH_BTC, LTC_BTC], start=20) as fake:
+        ex = client(fake, keys=False)
+        try:
+            await ex.load_markets()
+            wanted = [["ETH/BTC", "5m"], ["LTC/BTC", "5m"]]
+            closed: dict[str, list[Any]] = {}
+            await asyncio.wait_for(ex.watch_ohlcv_for_symbols(wanted), 5)
+            await fake.advance()
+            async with asyncio.timeout(5):
+                while len(closed) < 2:
+                    got = await ex.watch_ohlcv_for_symbols(wanted)
+                    for symbol, by_tf in got.items():
+                        for row in by_tf["5m"]:
+                            if row[0] == eth[20].ts and row[5]:
+                                closed[symbol] = row
+        finally:
+            await ex.close()
+    assert d(closed["ETH/BTC"][4]) == eth[20].close
+    assert d(closed["LTC/BTC"][4]) == ltc[20].close
+
+
 async def test_interval_mode_advances_by_itself() -> None:
     async with FakeBinance([BTC_USDT], start=50, interval=0.05) as fake:
         ex = client(fake, keys=False)
@@ -386,6 +409,45 @@ async def test_interval_mode_advances_by_itself() -> None:
             assert CANDLES[before].ts <= now < CANDLES[after + 1].ts
         finally:
             await ex.close()
+
+
+async def test_raw_kline_stream_acknowledges_and_alternates_forming_and_closed() -> None:
+    # What ccxt relies on, seen on the wire: the SUBSCRIBE answer, the forming candle at
+    # once, its update half-way, then each close ("x": true) followed by the next forming.
+    seen: list[tuple[int, bool]] = []
+    async with (
+        FakeBinance([BTC_USDT], start=50, interval=0.1) as fake,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.url + "/stream") as ws,
+    ):
+        await ws.send_json({"method": "SUBSCRIBE", "params": ["btcusdt@kline_1m"], "id": 7})
+        assert await ws.receive_json(timeout=5) == {"result": None, "id": 7}
+        while sum(closed for _, closed in seen) < 2:
+            frame = await ws.receive_json(timeout=5)
+            assert frame["stream"] == "btcusdt@kline_1m"
+            kline = frame["data"]["k"]
+            seen.append((kline["t"], kline["x"]))
+    first = seen[0][0]
+    assert first >= CANDLES[50].ts
+    closes = [i for i, (_, closed) in enumerate(seen) if closed]
+    # A whole candle is sent forming twice (on opening and half-way), then closed; the one
+    # forming when we subscribed was sent at least once (at the subscription).
+    for n, i in enumerate(closes):
+        ts = seen[i][0]
+        forming = [t for t, closed in seen[:i] if t == ts and not closed]
+        assert len(forming) == 2 if n else len(forming) >= 1
+        assert seen[i + 1 :][:1] in ([], [(ts + 60_000, False)])
+    assert [t for t, _ in seen] == sorted(t for t, _ in seen)
+
+
+async def test_websocket_pings_are_answered(fake_binance: FakeBinance) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake_binance.url + "/ws", autoping=False) as ws,
+    ):
+        await ws.ping(b"still there?")
+        pong = await ws.receive(timeout=5)
+        assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"still there?")
 
 
 async def test_ws_close_drops_watchers_and_a_new_watch_reconnects(
@@ -421,12 +483,14 @@ async def test_ws_close_drops_watchers_and_a_new_watch_reconnects(
 async def test_each_fault_surfaces_as_its_ccxt_error(
     fake_binance: FakeBinance, kind: str, count: int, error: type[Exception]
 ) -> None:
-    ex = client(fake_binance, timeout=200)
+    ex = client(fake_binance)
     try:
         await ex.load_markets()
-        fake_binance.fault(kind, path="/api/v3/ticker/24hr", count=count, seconds=1.0)
+        fake_binance.fault(kind, path="/api/v3/ticker/24hr", count=count, seconds=3.0)
+        ex.timeout = 300  # ms, well under the 3 s the "timeout" fault holds its answer
         with pytest.raises(error) as raised:
             await ex.fetch_ticker("BTC/USDT")
+        ex.timeout = 10_000
         # RateLimitExceeded is a subclass of DDoSProtection: ccxt's binance maps HTTP 418/429
         # to DDoSProtection before it reads the -1003 body.
         assert type(raised.value) is error
@@ -438,7 +502,7 @@ async def test_each_fault_surfaces_as_its_ccxt_error(
 
 
 async def test_drop_once_is_retried_by_aiohttp_for_a_get(fake_binance: FakeBinance) -> None:
-    ex = client(fake_binance, timeout=500)
+    ex = client(fake_binance)
     try:
         await ex.load_markets()
         fake_binance.fault("drop", path="/api/v3/ticker/24hr")
@@ -501,13 +565,13 @@ async def test_lost_response_leaves_the_order_on_the_server(
 
 
 async def test_a_timed_out_order_was_still_placed(exchange: Any, fake_binance: FakeBinance) -> None:
-    fake_binance.fault("timeout", path="/api/v3/order", seconds=1.0)
-    exchange.timeout = 200
+    fake_binance.fault("timeout", path="/api/v3/order", seconds=3.0)
+    exchange.timeout = 300
     with pytest.raises(errors.RequestTimeout):
         await exchange.create_order(
             "BTC/USDT", "market", "buy", 0.01, params={"clientOrderId": "T"}
         )
-    exchange.timeout = 500
+    exchange.timeout = 10_000
     found = await exchange.fetch_order(None, "BTC/USDT", {"origClientOrderId": "T"})
     assert (found["clientOrderId"], found["status"]) == ("T", "open")
 
@@ -565,7 +629,6 @@ async def test_subprocess_mode_serves_until_sigterm_and_is_controlled_over_http(
             {
                 "apiKey": "k",
                 "secret": "s",
-                "timeout": 1000,
                 "timeout_on_exit": 0,
                 "options": dict(CCXT_OPTIONS),
             }

@@ -486,6 +486,13 @@ def check_keys_status(home: Home, demo: tuple[Home, Done]) -> None:
     assert done.code == 0 and done.out == alone.out, (done, alone)
 
 
+def check_data(home: Home, demo: tuple[Home, Done]) -> None:
+    """``cma data`` asks for its action (``fetch``: tests/tui/test_data_fetch.py runs it)."""
+    done = home.sh("cma data")
+    assert done.code == 2 and "ACTION" in done.err, done
+    assert "fetch" in home.sh("cma data --help").ok().out
+
+
 Check = Callable[[Home, tuple[Home, Done]], None]
 
 #: Each README command and the check that it does what the README says.
@@ -512,7 +519,7 @@ CHECKS: dict[str, Check] = {
     PRINT_SPACE: check_print_space,
     "cma keys": check_keys,
     "cma keys status": check_keys_status,
-    "cma data": check_not_yet("data"),
+    "cma data": check_data,
 }
 
 #: README commands whose check lives elsewhere, and where.

@@ -25,9 +25,7 @@ EXIT_HALTED = 4
 EXIT_INTERRUPTED = 130
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
-NOT_YET = {
-    "data": "download and manage candle data",
-}
+NOT_YET: dict[str, str] = {}
 DISTRIBUTION = "crypto-market-agents"
 
 
@@ -218,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.keys_cmd import add_keys_parser
 
     add_keys_parser(sub, common)
+
+    from tui.data_cmd import add_data_parser
+
+    add_data_parser(sub, common)
 
     for name, what in NOT_YET.items():
         sub.add_parser(
@@ -435,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cma`` console script."""
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run", "db", "config", "backtest", "report", "optimize", "keys", *NOT_YET}
+    commands = {"run", "db", "config", "backtest", "report", "optimize", "keys", "data", *NOT_YET}
     if not commands & set(given) and not {"-h", "--help", "--version"} & set(given):
         # `cma` alone is `cma run`, and so is `cma --speed 100`: run's options apply.
         given = ["run", *given]
@@ -473,6 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.optimize_cmd import optimize_command
 
             return optimize_command(args)
+        if command == "data":
+            from tui.data_cmd import data_command
+
+            return data_command(args)
         from tui.subcommands import run_command
 
         return run_command(args)

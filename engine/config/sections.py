@@ -141,7 +141,8 @@ class FeedSettings(Section):
     """Candles of history the ccxt feed fetches on start, so agents are warm."""
     stale_seconds: float = Field(default=30.0, gt=0, le=86_400)
     """The ccxt feed counts as stale after this long without word from the exchange
-    (on top of one timeframe); no proposals are made on stale data."""
+    (polling REST: on top of one timeframe); the candles it catches up on afterwards
+    make no proposals."""
 
     @field_validator("symbols")
     @classmethod

@@ -116,6 +116,11 @@ class Feed(ABC):
         are never stale."""
         return None
 
+    def last_candle_age(self) -> float | None:
+        """Seconds since the last candle yielded closed, by the market's clock, where the
+        feed knows it (an exchange feed; the console shows it beside a stale feed)."""
+        return None
+
     def close(self) -> None:
         """Stop the feed: a running ``batches()`` finishes promptly. Idempotent.
 

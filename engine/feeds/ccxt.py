@@ -94,7 +94,8 @@ class CcxtFeed(Feed):
     ``websocket`` None streams where the exchange has ``watchOHLCV``, False polls REST.
     ``poll``, ``grace`` (seconds) default to :func:`poll_seconds` and :func:`grace_seconds`;
     ``read_attempts`` is how often a REST read is tried (:func:`retry_read`) before the
-    feed backs off (live) or gives up (at start).
+    feed backs off (live) or gives up (at start); ``backoff`` is the first wait and the
+    longest after a websocket or REST failure in a row (seconds, jittered).
     """
 
     name = "ccxt"
@@ -115,6 +116,7 @@ class CcxtFeed(Feed):
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         read_attempts: int = 5,
+        backoff: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_CAP_S),
     ) -> None:
         super().__init__(symbols, timeframe, on_gap=on_gap)
         from engine.exchange.session import has_websocket
@@ -129,6 +131,7 @@ class CcxtFeed(Feed):
         self._clock = clock
         self._rng = rng or random.Random()
         self._attempts = read_attempts
+        self._backoff_base, self._backoff_cap = backoff
         self._prepared = False
         self._exchange_closed = False
         #: Per symbol: every timestamp up to this one is settled (a candle or a gap).
@@ -265,6 +268,8 @@ class CcxtFeed(Feed):
             self._exchange_closed = True
             from engine.exchange.session import close_exchange
 
+            # Best effort: the feed is over, and a session that failed to close is
+            # nothing it could act on (ccxt itself warns about what stays open).
             with contextlib.suppress(Exception):
                 await close_exchange(self.exchange)
 
@@ -508,7 +513,7 @@ class CcxtFeed(Feed):
                 if now >= self._rest_after:
                     symbols, self._rest_needed = set(self._rest_needed), set()
                     rest = asyncio.create_task(self._catch_up(symbols), name="cma-feed-rest")
-                    self._tasks.append(rest)
+                    self._tasks = [t for t in self._tasks if not t.done()] + [rest]
                 else:
                     wait = min(wait, self._rest_after - now)
             await self._sleep(max(0.0, wait))
@@ -547,17 +552,24 @@ class CcxtFeed(Feed):
         wake = self._wake
         assert wake is not None
         wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await wake.wait()
+        if self._closed:
+            return
+        # asyncio.wait's timeout cancels nothing: no cancellation of this task to tell
+        # apart from a real one (the engine's stop, Ctrl-C).
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
 
     def _poke(self) -> None:
         if self._wake is not None:
             self._wake.set()
 
     def _backoff(self, failures: int) -> float:
-        """Exponential backoff with jitter: half to all of ``base * 2**(failures-1)``."""
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(failures - 1, 16))
+        """Exponential backoff with jitter: half to all of ``base * 2**(failures-1)``,
+        at most the cap."""
+        ceiling = min(self._backoff_cap, self._backoff_base * 2.0 ** min(failures - 1, 16))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
     # --- timestamps -------------------------------------------------------------------

@@ -91,7 +91,12 @@ async def fake() -> AsyncIterator[FakeBinance]:
 
 def make_feed(fake: FakeBinance, *, websocket: bool = True, **kw: Any) -> CcxtFeed:
     exchange = open_exchange(ExchangeSpec("binance", api_base=fake.url, timeout_ms=2000))
-    options: dict[str, Any] = {"warmup_candles": 20, "poll": 0.05, "grace": 0.2}
+    options: dict[str, Any] = {
+        "warmup_candles": 20,
+        "poll": 0.05,
+        "grace": 0.2,
+        "backoff": (0.02, 0.2),
+    }
     options.update(kw)
     return CcxtFeed(exchange, SYMBOLS, "1m", owns_exchange=True, websocket=websocket, **options)
 
@@ -141,6 +146,7 @@ async def test_rest_polling_gives_the_same_candles(fake: FakeBinance) -> None:
     for n in range(1, 6):
         await fake.advance()
         await until(lambda n=n: len(run.batches) >= 20 + n)  # type: ignore[misc]
+    assert len(run.feed._tasks) <= 1  # one REST round at a time, finished ones let go
     await run.stop()
     for symbol in SYMBOLS:
         assert as_rows(run.batches, symbol) == expected(symbol, START - 20, START + 4)
@@ -238,3 +244,29 @@ async def test_candles_the_exchange_does_not_have_are_gaps_not_candles() -> None
         ("ADA/BTC", data[1502][0] + 300_000, 1),
         ("ADA/BTC", data[1505][0] + 300_000, 1),
     ]
+
+
+async def test_local_feeds_are_never_stale_and_know_no_candle_age() -> None:
+    from engine.feeds.sim import SimFeed
+
+    feed = SimFeed(symbols=["BTC/USDT"], timeframe="1m", seed=1, limit=3)
+    await feed.prepare()  # nothing to check against
+    assert [len(b) async for b in feed.batches()] == [1, 1, 1]
+    assert feed.staleness() is None and feed.last_candle_age() is None
+
+
+async def test_rest_failures_while_live_back_off_and_miss_no_candle(
+    fake: FakeBinance, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="cma.feed")
+    run = Run(make_feed(fake, websocket=False, read_attempts=1))
+    await until(lambda: len(run.batches) >= 20)
+    fake.fault("500", path="/api/v3/klines", count=3)
+    for n in (21, 22):
+        await fake.advance()
+        await until(lambda n=n: len(run.batches) >= n)  # type: ignore[misc]
+    await run.stop()
+    for symbol in SYMBOLS:
+        assert as_rows(run.batches, symbol) == expected(symbol, START - 20, START + 1)
+    failed = [r.getMessage() for r in caplog.records if "fetching candles failed" in r.getMessage()]
+    assert failed and all("again in" in m and "ExchangeNotAvailable" in m for m in failed)
