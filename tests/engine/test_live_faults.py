@@ -1,0 +1,195 @@
+"""Whole live runs against the local Binance exchange with faults on the order path and
+the read paths: real ccxt, a real SQLite store, the engine's exchange broker and gate.
+
+Scripted votes make entries, closing by hand makes exits (a short vote proposes
+nothing on a spot market); each fault is injected on POST /api/v3/order (or the lookups, or the feed's websocket) while an
+order is on its way. Afterwards nothing is duplicated or lost: no client order id
+is sent again once the exchange has it, every exchange order is an intent of the
+store, every filled one has exactly one fill row with the exchange's quantity, the
+position is the exchange's base balance change, and the store's checks pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crafted_market import ScriptedAgent, assert_checks_pass, query
+from fake_binance import TEST_API_KEY, TEST_API_SECRET, FakeBinance
+from shared_data import shared_data_dir
+from test_live_engine import BTC, DATA, live_engine, live_settings, wait_for
+
+from engine.config import Settings
+from engine.exchange.breaker import CircuitBreaker
+from engine.exchange.live import LiveParts
+from engine.models import Side
+from engine.runtime import Engine
+
+ORDER = "/api/v3/order"
+
+
+class RecordingBinance(FakeBinance):
+    """The local exchange, also noting at which request each order was stored."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: client order id -> index in ``requests`` of the POST that stored it.
+        self.stored_at: dict[str, int] = {}
+
+    def _new_order(self, params: Mapping[str, str]) -> Any:
+        order = super()._new_order(params)
+        self.stored_at[order.client_id] = len(self.requests) - 1
+        return order
+
+
+@dataclass
+class Run:
+    fake: RecordingBinance
+    engine: Engine
+    parts: LiveParts
+    base_start: Decimal
+    #: Reasons of the orders the exchange refused, by client order id (from the store).
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def vote(self, side: Side) -> None:
+        """A vote on the forming candle (it is decided when the next advance closes it)."""
+        ts = self.fake.markets["BTCUSDT"].candles[self.fake.cursor].ts
+        ScriptedAgent.script[(BTC, ts)] = (side, 1.0)
+
+    async def settle(self, within: float = 8.0) -> None:
+        """Advance until no order is working on the exchange or in the engine."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            await self.engine.synced()
+            intents = await query(
+                self.engine, "SELECT COUNT(*) FROM order_intents WHERE status IN ('pending','sent')"
+            )
+            if intents[0][0] == 0 and not any(o.is_open for o in self.fake.orders.values()):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"orders still working: {intents}, {self.fake.orders}")
+            await self.fake.advance()
+            await asyncio.sleep(0.1)
+
+    async def enter(self) -> None:
+        """A scripted long vote closed by an advance (approved by policy), then settled."""
+        await self._order(self._vote_long)
+
+    async def exit(self) -> None:
+        """Close the position by hand (spot: a short vote proposes nothing), then settled."""
+        await self._order(lambda: self.engine.close_position(BTC))
+
+    async def _vote_long(self) -> None:
+        self.vote(Side.LONG)
+        await self.fake.advance()
+
+    async def _order(self, make: Callable[[], Awaitable[None]]) -> None:
+        before = await self.intents()
+        await make()
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while await self.intents() == before:
+            assert asyncio.get_running_loop().time() < deadline, "no order for the vote"
+            await asyncio.sleep(0.02)
+        await self.settle()
+
+    async def intents(self) -> int:
+        [(count,)] = await query(self.engine, "SELECT COUNT(*) FROM order_intents")
+        return int(count)
+
+    def position_qty(self) -> Decimal:
+        pos = self.engine.portfolio.positions.get(BTC)
+        return Decimal(0) if pos is None else pos.qty
+
+
+@asynccontextmanager
+async def live_run(tmp_path: Path, **exchange: Any) -> AsyncIterator[Run]:
+    async with RecordingBinance(
+        [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
+    ) as fake:
+        cfg = live_settings(fake.url, tmp_path)
+        cfg = _with_exchange(cfg, timeout_seconds=0.5, **exchange)
+        ScriptedAgent.script = {}
+        async with live_engine(cfg) as (engine, parts):
+            await engine.start()
+            await wait_for(lambda: 0 < engine.feed.warmup_batches <= engine._batches)
+            base = fake.balances["BTC"][0] + fake.balances["BTC"][1]
+            yield Run(fake, engine, parts, base)
+
+
+def _with_exchange(cfg: Settings, **values: Any) -> Settings:
+    return cfg.model_copy(update={"exchange": cfg.exchange.model_copy(update=values)})
+
+
+async def assert_nothing_duplicated_or_lost(run: Run) -> None:
+    """The invariants of the module docstring."""
+    fake, engine = run.fake, run.engine
+    await engine.synced()
+    intents = dict(await query(engine, "SELECT client_order_id, status FROM order_intents"))
+    # No client order id is sent again once the exchange has it.
+    for coid, index in fake.stored_at.items():
+        later = [
+            r
+            for r in fake.requests[index + 1 :]
+            if r[0] == "POST" and r[1] == ORDER and r[2].get("newClientOrderId") == coid
+        ]
+        assert later == [], f"{coid} sent again after the exchange stored it"
+    # Every exchange order is an intent of the store (none unknown, none lost).
+    assert set(fake.orders) <= set(intents), set(fake.orders) - set(intents)
+    fills = Counter[str]()
+    qty: dict[str, Decimal] = {}
+    for coid, q in await query(engine, "SELECT client_order_id, qty FROM fills"):
+        fills[coid] += 1
+        qty[coid] = Decimal(q)
+    for coid, order in fake.orders.items():
+        if order.status == "FILLED":
+            assert fills[coid] == 1, f"{coid}: {fills[coid]} fill rows"
+            assert qty[coid] == order.executed
+            assert intents[coid] == "filled"
+        else:
+            assert fills[coid] == 0
+            assert intents[coid] in ("cancelled", "denied")
+    assert set(fills) <= set(fake.orders)
+    # The position is what the exchange's base balance moved by.
+    held = fake.balances["BTC"][0] + fake.balances["BTC"][1]
+    assert run.position_qty() == held - run.base_start
+    await assert_checks_pass(engine)
+
+
+FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("429", {"retry_after": 0}),
+    ("418", {"retry_after": 0}),
+    ("500", {}),
+    ("503", {}),
+    ("drop", {}),
+    ("timeout", {"seconds": 0.8}),
+    ("malformed", {}),
+    ("lost_response", {}),
+]
+
+
+@pytest.mark.parametrize(("kind", "opts"), FAULTS, ids=[k for k, _ in FAULTS])
+async def test_a_fault_on_the_order_path_neither_duplicates_nor_loses_an_order(
+    tmp_path: Path, kind: str, opts: dict[str, Any]
+) -> None:
+    async with live_run(tmp_path) as run:
+        # The entry's POST fails, and then the exit's.
+        run.fake.fault(kind, ORDER, **opts)
+        await run.enter()
+        assert run.position_qty() > 0
+        run.fake.fault(kind, ORDER, **opts)
+        await run.exit()
+        assert run.position_qty() == 0
+        # A clean round trip after it.
+        await run.enter()
+        assert run.position_qty() > 0
+        posts = [r for r in run.fake.requests if r[0] == "POST" and r[1] == ORDER]
+        assert len(posts) >= 3
+        await run.engine.stop()
+        await assert_nothing_duplicated_or_lost(run)
