@@ -377,11 +377,26 @@ class ExchangeBroker(Broker):
                 continue
             self._adopt(intent, remote)
 
+    async def probe(self) -> None:
+        """With no order working, the open circuit breaker has nothing to close it (no
+        entry goes out while it holds the engine in REDUCING): once its cooldown has
+        passed, ask the exchange something cheap (its time) as the probe."""
+        if self.breaker.state == "closed" or not self.breaker.allows():
+            return
+        try:
+            await self.exchange.fetch_time()
+        except Exception as exc:
+            self._failure(self.describe(exc))
+            return
+        self._success()
+
     async def _poll(self) -> None:
         while True:
             await self._sleep(self._poll_seconds)
-            if self._working:
-                try:
+            try:
+                if self._working:
                     await self.poll_once()
-                except Exception:  # never let the poller die: the next round asks again
-                    log.exception("polling working orders failed")
+                else:
+                    await self.probe()
+            except Exception:  # never let the poller die: the next round asks again
+                log.exception("polling working orders failed")

@@ -29,7 +29,8 @@ from test_live_engine import BTC, DATA, live_engine, live_settings, wait_for
 from engine.config import Settings
 from engine.exchange.breaker import CircuitBreaker
 from engine.exchange.live import LiveParts
-from engine.models import Side
+from engine.events import EngineEvent, TradingStateChanged
+from engine.models import Side, TradingState
 from engine.runtime import Engine
 
 ORDER = "/api/v3/order"
@@ -256,4 +257,70 @@ async def test_the_feed_reconnects_after_its_websocket_closes_and_trading_goes_o
         stamps = [ts for (ts,) in rows]
         assert stamps == list(range(stamps[0], stamps[-1] + 60_000, 60_000))  # no gap
         assert len(set(stamps)) == len(stamps)  # none twice
+        await assert_nothing_duplicated_or_lost(run)
+
+
+async def test_repeated_failures_open_the_breaker_reducing_until_the_exchange_answers(
+    tmp_path: Path,
+) -> None:
+    async with live_run(tmp_path) as run:
+        engine = run.engine
+        breaker = run.parts.broker.breaker = CircuitBreaker(threshold=1, cooldown_s=1.0)
+        seen: list[tuple[str, str]] = []
+        changes: list[TradingStateChanged] = []
+
+        def heard(event: EngineEvent) -> None:
+            seen.append((engine.risk.state.value, engine.status_line()))
+            if isinstance(event, TradingStateChanged):
+                changes.append(event)
+
+        engine.subscribe(heard)
+        run.fake.fault("500", ORDER)
+        # The POST fails: open. The lookup finds nothing, it is sent again (0.5 s later),
+        # fills; the hold reaches the console; after the cooldown a probe closes it.
+        await run.enter()
+        assert run.position_qty() > 0
+        await wait_for(lambda: breaker.state == "closed" and engine.risk.held is None)
+        await engine.synced()
+        held = [(state, line) for state, line in seen if "BREAKER OPEN" in line]
+        assert held and all(state == "REDUCING" for state, _ in held)
+        assert [c.new for c in changes] == [TradingState.REDUCING, TradingState.ACTIVE]
+        assert "circuit breaker is open" in changes[0].reason
+        assert "500" in changes[0].reason
+        assert engine.risk.state is TradingState.ACTIVE and "BREAKER" not in engine.status_line()
+        await engine.stop()
+        await assert_nothing_duplicated_or_lost(run)
+
+
+async def test_an_order_the_exchange_refuses_cancels_its_intent_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    async with live_run(tmp_path) as run:
+        usdt = run.fake.balances["USDT"]
+        kept, usdt[0] = usdt[0], Decimal(1)  # the account's cash went elsewhere
+        await run.enter()
+        usdt[0] = kept
+        run.fake.markets["BTCUSDT"].min_notional = Decimal(10**9)  # the filter changed
+        await run.enter()
+        rows = await query(
+            run.engine, "SELECT status, reason FROM order_intents ORDER BY created_at, rowid"
+        )
+        assert [status for status, _ in rows] == ["cancelled", "cancelled"]
+        assert "insufficient balance" in rows[0][1] and "refused by the exchange" in rows[0][1]
+        assert "Filter failure: NOTIONAL" in rows[1][1]
+        assert run.fake.orders == {} and run.position_qty() == 0
+        await run.engine.stop()
+        await assert_nothing_duplicated_or_lost(run)
+
+
+async def test_a_proposal_below_the_markets_minimum_notional_is_denied_with_that_reason(
+    tmp_path: Path,
+) -> None:
+    async with live_run(tmp_path, max_order_notional=Decimal(4)) as run:
+        await run.enter()
+        [(status, reason)] = await query(run.engine, "SELECT status, reason FROM order_intents")
+        assert status == "denied"
+        assert "below the minimum 5 USDT" in reason, reason
+        assert run.posts() == 0 and run.fake.orders == {}
+        await run.engine.stop()
         await assert_nothing_duplicated_or_lost(run)
