@@ -1,12 +1,13 @@
 """Whole live runs against the local Binance exchange with faults on the order path and
 the read paths: real ccxt, a real SQLite store, the engine's exchange broker and gate.
 
-Scripted votes make entries, closing by hand makes exits (a short vote proposes
-nothing on a spot market); each fault is injected on POST /api/v3/order (or the lookups, or the feed's websocket) while an
-order is on its way. Afterwards nothing is duplicated or lost: no client order id
-is sent again once the exchange has it, every exchange order is an intent of the
-store, every filled one has exactly one fill row with the exchange's quantity, the
-position is the exchange's base balance change, and the store's checks pass.
+Scripted votes make entries, closing by hand makes exits (a short vote proposes nothing
+on a spot market); each fault is injected on POST /api/v3/order (or on the lookups, or
+the feed's websocket) while an order is on its way. Afterwards nothing is duplicated or
+lost: no client order id is sent again once the exchange has it, every exchange order is
+an intent of the store, every filled one has exactly one fill row with the exchange's
+quantity, the position is the exchange's base balance change, and the store's checks
+pass.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from shared_data import shared_data_dir
 from test_live_engine import BTC, DATA, live_engine, live_settings, wait_for
 
 from engine.config import Settings
+from engine.events import EngineEvent, TradingStateChanged
 from engine.exchange.breaker import CircuitBreaker
 from engine.exchange.live import LiveParts
-from engine.events import EngineEvent, TradingStateChanged
 from engine.models import Side, TradingState
 from engine.runtime import Engine
 
@@ -251,9 +252,7 @@ async def test_the_feed_reconnects_after_its_websocket_closes_and_trading_goes_o
         await run.enter()
         assert run.position_qty() > 0
         await run.engine.stop()
-        rows = await query(
-            run.engine, "SELECT ts FROM candles WHERE symbol = ? ORDER BY ts", BTC
-        )
+        rows = await query(run.engine, "SELECT ts FROM candles WHERE symbol = ? ORDER BY ts", BTC)
         stamps = [ts for (ts,) in rows]
         assert stamps == list(range(stamps[0], stamps[-1] + 60_000, 60_000))  # no gap
         assert len(set(stamps)) == len(stamps)  # none twice
