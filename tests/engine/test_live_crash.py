@@ -1,0 +1,138 @@
+"""Crash mid-order: ``cma run --headless --live`` is killed with SIGKILL between an
+order's intent and its acknowledgement, then started again on the same store.
+
+One local exchange process serves every round; it holds each order's answer (the
+order is stored, the answer waits). A seeded random picks where each kill lands:
+right after the intent is in the store (before or while it is sent), while the
+exchange holds the answer, or after the answer is released (before or after the
+fill is stored). Each restart is the next round: it reconciles first (its notes say
+what it found), then trades again. Afterwards every exchange order was sent once,
+is an intent of the store, and (filled) has exactly one fill row of its quantity;
+no intent is left unresolved, and ``cma db check`` passes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from live_procs import FakeProcess, LiveHome, intents, wait_until
+
+KEY = "crash-test-key-31d6"
+SECRET = "crash-test-secret-8f0e"
+KILLS = 21
+SEED = int(os.environ.get("CMA_CRASH_SEED", "1313"))
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeProcess]:
+    process = FakeProcess(KEY, SECRET)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _started(out: Path, proc: subprocess.Popen[str]) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"cma exited {proc.returncode}:\n{out.read_text()}")
+    return "cma headless:" in out.read_text()
+
+
+def test_a_kill_between_intent_and_acknowledgement_is_adopted_exactly_once(
+    tmp_path: Path, fake: FakeProcess
+) -> None:
+    rng = random.Random(SEED)
+    home = LiveHome(tmp_path, fake.url)
+    home.set_keys(KEY, SECRET)
+    store = tmp_path / "live.db"
+    fake.post("/_fake/hold")
+    #: What each killed run left unresolved (client order id -> kind of kill point).
+    left: list[dict[str, str]] = []
+    outs: list[Path] = []
+    modes = Counter[str]()
+    for round_ in range(KILLS):
+        out = tmp_path / f"run{round_}.out"
+        outs.append(out)
+        known = intents(store)
+        received = fake.status()["ordersReceived"]
+        proc = home.start(store, out=out)
+        try:
+            wait_until(lambda: _started(out, proc), what=f"round {round_} start")
+            home.vote_file.touch()
+            wait_until(lambda: set(intents(store)) - set(known), what="an intent")
+            home.vote_file.unlink()
+            mode = rng.choice(["intent", "held", "released"])
+            modes[mode] += 1
+            if mode == "intent":  # before the POST, while it is on its way, or held
+                time.sleep(rng.uniform(0.0, 0.05))
+            else:
+                wait_until(lambda: fake.status()["ordersReceived"] > received, what="a POST")
+                if mode == "held":
+                    time.sleep(rng.uniform(0.0, 0.1))
+                else:  # answered: the fill is stored up to a poll (1 s) later, or not yet
+                    fake.post("/_fake/release")
+                    time.sleep(rng.uniform(0.0, 1.3))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        fake.post("/_fake/release")  # a held answer goes to the dead connection
+        fake.post("/_fake/hold")
+        now = intents(store)
+        left.append({c: s for c, s in now.items() if s in ("pending", "sent")})
+    # The last restart reconciles and stops.
+    fake.post("/_fake/release")
+    out = tmp_path / "last.out"
+    outs.append(out)
+    proc = home.start(store, "--duration", "2s", out=out)
+    assert proc.wait(timeout=30) == 0, out.read_text()
+    assert all(modes.values()) and len(modes) == 3, modes
+
+    orders = fake.orders()
+    posts = Counter(
+        r[2].get("newClientOrderId")
+        for r in fake.requests()
+        if r[0] == "POST" and r[1] == "/api/v3/order"
+    )
+    stored = intents(store)
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    fills = Counter[str]()
+    qty: dict[str, Decimal] = {}
+    for coid, q in conn.execute("SELECT client_order_id, qty FROM fills"):
+        fills[coid] += 1
+        qty[coid] = Decimal(q)
+    conn.close()
+    mine = {c: o for c, o in orders.items() if c in stored}
+    assert len(mine) >= KILLS // 2, (len(mine), modes)
+    for coid, order in mine.items():
+        assert posts[coid] == 1, f"{coid} sent {posts[coid]} times"
+        if order["status"] == "FILLED":
+            assert fills[coid] == 1, f"{coid}: {fills[coid]} fill rows"
+            assert qty[coid] == Decimal(order["executedQty"])
+            assert stored[coid] == "filled"
+    # Nothing the store sent is unknown to it, nothing it holds is left unresolved.
+    assert set(fills) <= set(mine)
+    assert all(status in ("filled", "cancelled", "denied") for status in stored.values()), stored
+    for coid, status in stored.items():
+        if coid not in orders:
+            assert status in ("cancelled", "denied") and posts[coid] == 0
+    # Each restart's notes told what became of the orders the kill left unresolved.
+    for round_, unresolved in enumerate(left):
+        notes = outs[round_ + 1].read_text()
+        for coid in unresolved:
+            if coid not in orders:
+                assert f"order {coid} " in notes and "never reached the exchange" in notes
+            else:
+                assert f"order {coid} " in notes, (coid, notes)
+    check = home.cma("db", "check", "--db", str(store))
+    assert check.returncode == 0, check.stdout + check.stderr
