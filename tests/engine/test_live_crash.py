@@ -29,7 +29,7 @@ from live_procs import FakeProcess, LiveHome, intents, wait_until
 
 KEY = "crash-test-key-31d6"
 SECRET = "crash-test-secret-8f0e"
-KILLS = 21
+KILLS = 20
 SEED = int(os.environ.get("CMA_CRASH_SEED", "1313"))
 
 
@@ -48,6 +48,35 @@ def _started(out: Path, proc: subprocess.Popen[str]) -> bool:
     return "cma headless:" in out.read_text()
 
 
+def kill_round(
+    rng: random.Random, home: LiveHome, fake: FakeProcess, store: Path, out: Path
+) -> str:
+    """Start cma, have it send an order, SIGKILL it at a random point; the kind of point."""
+    known = set(intents(store))
+    received = fake.status()["ordersReceived"]
+    proc = home.start(store, out=out)
+    try:
+        wait_until(lambda: _started(out, proc), what=f"{out.name}: the start")
+        home.vote_file.touch()
+        wait_until(lambda: set(intents(store)) - known, what=f"{out.name}: an intent")
+        home.vote_file.unlink()
+        mode = rng.choice(["intent", "held", "released"])
+        if mode == "intent":  # before the POST, while it is on its way, or held
+            time.sleep(rng.uniform(0.0, 0.05))
+        else:
+            wait_until(lambda: fake.status()["ordersReceived"] > received, what="a POST")
+            if mode == "held":
+                time.sleep(rng.uniform(0.0, 0.1))
+            else:  # answered: the fill is stored at the next poll (1 s), or not yet
+                fake.post("/_fake/release")
+                time.sleep(rng.uniform(0.0, 1.1))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    return mode
+
+
 def test_a_kill_between_intent_and_acknowledgement_is_adopted_exactly_once(
     tmp_path: Path, fake: FakeProcess
 ) -> None:
@@ -63,38 +92,15 @@ def test_a_kill_between_intent_and_acknowledgement_is_adopted_exactly_once(
     for round_ in range(KILLS):
         out = tmp_path / f"run{round_}.out"
         outs.append(out)
-        known = intents(store)
-        received = fake.status()["ordersReceived"]
-        proc = home.start(store, out=out)
-        try:
-            wait_until(lambda: _started(out, proc), what=f"round {round_} start")
-            home.vote_file.touch()
-            wait_until(lambda: set(intents(store)) - set(known), what="an intent")
-            home.vote_file.unlink()
-            mode = rng.choice(["intent", "held", "released"])
-            modes[mode] += 1
-            if mode == "intent":  # before the POST, while it is on its way, or held
-                time.sleep(rng.uniform(0.0, 0.05))
-            else:
-                wait_until(lambda: fake.status()["ordersReceived"] > received, what="a POST")
-                if mode == "held":
-                    time.sleep(rng.uniform(0.0, 0.1))
-                else:  # answered: the fill is stored up to a poll (1 s) later, or not yet
-                    fake.post("/_fake/release")
-                    time.sleep(rng.uniform(0.0, 1.3))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-        assert proc.returncode == -signal.SIGKILL
+        modes[kill_round(rng, home, fake, store, out)] += 1
         fake.post("/_fake/release")  # a held answer goes to the dead connection
         fake.post("/_fake/hold")
-        now = intents(store)
-        left.append({c: s for c, s in now.items() if s in ("pending", "sent")})
+        left.append({c: s for c, s in intents(store).items() if s in ("pending", "sent")})
     # The last restart reconciles and stops.
     fake.post("/_fake/release")
     out = tmp_path / "last.out"
     outs.append(out)
-    proc = home.start(store, "--duration", "2s", out=out)
+    proc = home.start(store, "--duration", "1s", out=out)
     assert proc.wait(timeout=30) == 0, out.read_text()
     assert all(modes.values()) and len(modes) == 3, modes
 
