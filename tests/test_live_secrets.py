@@ -11,14 +11,16 @@ signature (any 64-hex-digit string: an HMAC-SHA256), no ``signature=`` with a va
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_procs import FakeProcess, LiveHome, intents, wait_until
+from live_procs import CMA, FakeProcess, LiveHome, intents, wait_until
 
 KEY = "LiveKeyQ7w9Zt2mXv4Nc8Rb1"
 SECRET = "LiveSecretHj3Kp6Ls0Df5Gy9"
@@ -57,6 +59,10 @@ def files(path: Path) -> list[tuple[str, bytes]]:
             with zipfile.ZipFile(item) as z:
                 out.extend((f"{item}:{n}", z.read(n)) for n in z.namelist())
     return out
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
 def process_list() -> str:
@@ -158,3 +164,46 @@ def test_no_key_or_signature_reaches_the_logs_reports_store_or_process_list(
     assert_no_leaks(found)
     # The search can fail: it finds a key, a signature, a signed query.
     assert len(leaks("probe", f"{KEY} signature=abc {'ab' * 32}".encode())) == 3
+
+
+@pytest.mark.slow
+def test_the_live_console_screen_shows_no_key_or_signature(
+    tmp_path: Path, fake: FakeProcess
+) -> None:
+    """``cma run --live`` in tmux at 100x30: the typed confirmation, the console with an
+    order whose POST fails (500) and is sent again; every captured screen is searched."""
+    home = LiveHome(tmp_path / "home", fake.url)
+    home.set_keys(KEY, SECRET)
+    store = tmp_path / "console.db"
+    exit_file = tmp_path / "exit"
+    # The environment through a script, never on a command line (ps would show it).
+    script = tmp_path / "run.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in home.env(TERM="xterm").items())
+    script.write_text(f"{exports}{CMA} run --live --db {store}; echo CMA-EXIT=$? > {exit_file}\n")
+    name = f"cma-live-{uuid.uuid4().hex[:8]}"
+    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30", f"sh {script}")
+    screens: list[str] = []
+
+    def shows(text: str) -> bool:
+        screens.append(tmux("capture-pane", "-p", "-t", name))
+        return text in screens[-1]
+
+    try:
+        wait_until(lambda: shows("binance"), what="the confirmation prompt")
+        tmux("send-keys", "-t", name, "binance", "Enter")
+        wait_until(lambda: shows("LIVE"), what="the live console")
+        fake.post("/_fake/fault", {"kind": "500", "path": "/api/v3/order"})
+        home.vote_file.touch()
+        wait_until(lambda: intents(store), what="an intent")
+        home.vote_file.unlink()
+        wait_until(lambda: shows("LIVE") and fake.status()["ordersReceived"] >= 1, what="the order")
+        tmux("send-keys", "-t", name, "q")
+        wait_until(lambda: shows("Leave positions open"), what="the quit dialog")
+        tmux("send-keys", "-t", name, "l")
+        wait_until(exit_file.exists, what="cma to exit")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+    assert exit_file.read_text().strip() == "CMA-EXIT=0"
+    assert len(screens) >= 4
+    assert_no_leaks([(f"screen {i}", s.encode()) for i, s in enumerate(screens)])
+    assert_no_leaks([*files(tmp_path / "home"), ("store", store.read_bytes())])
