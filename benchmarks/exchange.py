@@ -15,8 +15,9 @@ Run: ``.venv/bin/python benchmarks/exchange.py [--orders N] [--warmup N] [--cand
    scripted agent of tests/engine/crafted_market.py voting on the first live candle)
    starts on the feed with a warm-up of ``--warmup`` candles; the exchange closes the
    next candle as soon as the warm-up is in; the clock stops when the proposal is
-   announced. Baseline in the same run: bare ccxt ``load_markets`` plus
-   ``fetch_ohlcv`` pages of the same candles.
+   announced; with ccxt's rate limiter on (as cma runs: the klines and time requests
+   wait for it) and off. Baseline in the same run: bare ccxt ``load_markets`` plus
+   ``fetch_ohlcv`` pages of the same candles, limiter off.
 3. Websocket candle to the engine: the time from just before ``fake.advance()``
    sends a closed kline to the engine's core having it (``core.candles_seen`` moves,
    polled every event-loop turn), median and p95 over ``--candles`` candles. Baseline
@@ -171,14 +172,18 @@ async def bare_orders_per_second(n: int) -> float:
 # --- 2. start to the first proposal --------------------------------------------------
 
 
-async def first_proposal(warmup: int, folder: Path) -> dict[str, float]:
+async def first_proposal(warmup: int, folder: Path, *, rate_limit: bool) -> dict[str, float]:
     async with FakeBinance([DATA], start=max(500, warmup + 10)) as fake:
         signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
         ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
-        cfg = settings(fake.url, folder / f"first-{warmup}.db", warmup)
+        cfg = settings(fake.url, folder / f"first-{warmup}-{rate_limit}.db", warmup)
         proposed = asyncio.Event()
         t0 = time.perf_counter()
-        feed = CcxtFeed.from_settings(cfg)
+        exchange = open_exchange(replace(spec_of(cfg.exchange), rate_limit=rate_limit))
+        feed = CcxtFeed(
+            exchange, cfg.feed.symbols, cfg.feed.timeframe, owns_exchange=True,
+            warmup_candles=warmup,
+        )  # fmt: skip
         await feed.prepare()
         t_prepared = time.perf_counter()
         store = await Store.open(str(cfg.store.resolved_path()))
@@ -295,14 +300,15 @@ async def main(args: argparse.Namespace) -> None:
 
     print(f"\n2. Start to the first proposal on the ccxt feed (warm-up {args.warmup} candles)")
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        parts = await first_proposal(args.warmup, Path(folder))
         bare_s = await bare_history(args.warmup)
         print(f"   bare ccxt markets + {args.warmup} candles of history   {bare_s * 1000:8.1f} ms")
-        detail = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in parts.items() if k != "total")
-        print(
-            f"   engine start to first proposal          {parts['total'] * 1000:8.1f} ms "
-            f"({parts['total'] / bare_s:.2f} x bare; {detail})"
-        )
+        for on in (True, False):
+            parts = await first_proposal(args.warmup, Path(folder), rate_limit=on)
+            detail = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in parts.items() if k != "total")
+            print(
+                f"   engine start to first proposal, limiter {'on ' if on else 'off'}"
+                f" {parts['total'] * 1000:8.1f} ms ({parts['total'] / bare_s:.2f} x bare; {detail})"
+            )
 
         print(f"\n3. Websocket candle close to the engine ({args.candles} candles)")
         bare_l = await bare_latency(args.candles)

@@ -20,8 +20,9 @@ FIGURES = [
     r" +[\d.]+ orders/s",
     r"broker, rate limiter on, 2 orders +[\d.]+ orders/s",
     r"bare ccxt markets \+ 20 candles of history +[\d.]+ ms",
-    r"engine start to first proposal +[\d.]+ ms \([\d.]+ x bare; markets [\d.]+ ms, "
+    r"engine start to first proposal, limiter on +[\d.]+ ms \([\d.]+ x bare; markets [\d.]+ ms, "
     r"engine start [\d.]+ ms, warm-up [\d.]+ ms, live candle [\d.]+ ms\)",
+    r"engine start to first proposal, limiter off +[\d.]+ ms",
     r"bare ccxt.pro watch_ohlcv +median +[\d.]+ ms +p95 +[\d.]+ ms",
     r"engine core +median +[\d.]+ ms +p95 +[\d.]+ ms",
     r"engine / bare \(median\): [\d.]+",
