@@ -166,12 +166,24 @@ def test_no_key_or_signature_reaches_the_logs_reports_store_or_process_list(
     assert len(leaks("probe", f"{KEY} signature=abc {'ab' * 32}".encode())) == 3
 
 
+@pytest.fixture
+def own_fake() -> Iterator[FakeProcess]:
+    """An exchange of its own: an account the other tests traded on would be a difference
+    the console's recovery screen shows first (trading paused until a keypress)."""
+    process = FakeProcess(KEY, SECRET)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.mark.slow
 def test_the_live_console_screen_shows_no_key_or_signature(
-    tmp_path: Path, fake: FakeProcess
+    tmp_path: Path, own_fake: FakeProcess
 ) -> None:
     """``cma run --live`` in tmux at 100x30: the typed confirmation, the console with an
     order whose POST fails (500) and is sent again; every captured screen is searched."""
+    fake = own_fake
     home = LiveHome(tmp_path / "home", fake.url)
     home.set_keys(KEY, SECRET)
     store = tmp_path / "console.db"
