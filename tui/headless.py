@@ -65,9 +65,9 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
                 f"{len(recovery.pending)} pending proposals, trading {recovery.trading_state}",
                 flush=True,
             )
-        if not recovery.is_fresh:
-            for note in recovery.notes:
-                print(f"  {note}", flush=True)
+        # A fresh live store has notes too: what the exchange holds that it does not know.
+        for note in recovery.notes:
+            print(f"  {note}", flush=True)
         print(
             f"cma headless: {engine.mode} on {engine.feed_name} "
             f"({', '.join(session.feed.symbols)}), policy {engine.policy}, "

@@ -136,6 +136,12 @@ def remote_of(order: dict[str, Any], symbol: str, client_order_id: str) -> Remot
     )
 
 
+def _has_fee(order: dict[str, Any]) -> bool:
+    """Whether a ccxt order structure says what it paid in fees (some answers do not)."""
+    fees = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    return any((fee or {}).get("cost") is not None for fee in fees)
+
+
 _STATUS: dict[str, OrderStatus] = {"closed": "filled", "canceled": "cancelled"}
 
 
@@ -314,7 +320,25 @@ class ExchangeBroker(Broker):
             exchange=self.exchange,
             valid=lambda o: o is None or (isinstance(o, dict) and o.get("status") is not None),
         )
-        return None if order is None else remote_of(order, symbol, client_order_id)
+        if order is None:
+            return None
+        remote = remote_of(order, symbol, client_order_id)
+        if remote.final and remote.filled > 0 and not _has_fee(order) and order.get("id"):
+            remote = remote_of(await self._with_fees(order, symbol), symbol, client_order_id)
+        return remote
+
+    async def _with_fees(self, order: dict[str, Any], symbol: str) -> dict[str, Any]:
+        """A filled order whose answer carries no fee (Binance's order query has none,
+        only the answer to the placement has its fills): the fees of its trades."""
+
+        async def ask() -> Any:
+            return await self.exchange.fetch_order_trades(str(order["id"]), symbol)
+
+        trades = await retry_read(
+            ask, what=f"trades of order {order['id']}", exchange=self.exchange
+        )
+        fees = [t["fee"] for t in trades or () if t.get("fee")]
+        return {**order, "fees": fees} if fees else order
 
     async def remote_open_orders(self, symbols: Iterable[str]) -> list[Remote]:
         """Every open order the exchange has on ``symbols`` (for reconciliation)."""
@@ -407,11 +431,26 @@ class ExchangeBroker(Broker):
                 continue
             self._adopt(intent, remote)
 
+    async def probe(self) -> None:
+        """With no order working, the open circuit breaker has nothing to close it (no
+        entry goes out while it holds the engine in REDUCING): once its cooldown has
+        passed, ask the exchange something cheap (its time) as the probe."""
+        if self.breaker.state == "closed" or not self.breaker.allows():
+            return
+        try:
+            await self.exchange.fetch_time()
+        except Exception as exc:
+            self._failure(self.describe(exc))
+            return
+        self._success()
+
     async def _poll(self) -> None:
         while True:
             await self._sleep(self._poll_seconds)
-            if self._working:
-                try:
+            try:
+                if self._working:
                     await self.poll_once()
-                except Exception:  # never let the poller die: the next round asks again
-                    log.exception("polling working orders failed")
+                else:
+                    await self.probe()
+            except Exception:  # never let the poller die: the next round asks again
+                log.exception("polling working orders failed")
