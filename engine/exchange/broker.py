@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -173,15 +174,37 @@ class ExchangeBroker(Broker):
         self._reported: set[str] = set()
         self._poller: asyncio.Task[None] | None = None
         self._breaker_open = False
+        #: Orders handed over by the commit pipeline, sent one by one, in order, by the
+        #: sender task (so a slow exchange never holds up the store or the candle loop).
+        self._outbox: deque[OrderIntent] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
+        self._sender: asyncio.Task[None] | None = None
+        self._in_flight: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start looking up working orders until they are final."""
+        """Start sending handed-over orders, and looking up working ones until final."""
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll(), name="cma-exchange-orders")
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send(), name="cma-exchange-sender")
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 10.0) -> None:
+        """Send what was handed over (up to ``drain_s``), then stop. An order still
+        unsent then is an intent marked sent that the exchange never saw: the next
+        start's reconciliation cancels it."""
+        if self._sender is not None:
+            waiter = asyncio.ensure_future(self._outbox_empty.wait())
+            await asyncio.wait([waiter], timeout=drain_s)
+            waiter.cancel()
+            self._sender.cancel()
+            # Cancelled just above: that is how the sender ends.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
         if self._poller is not None:
             self._poller.cancel()
             # Cancelled just above: that is how the poller ends.
@@ -196,8 +219,37 @@ class ExchangeBroker(Broker):
     # --- the port ------------------------------------------------------------------
 
     async def submit(self, intent: OrderIntent) -> None:
-        """Send a market order whose intent is stored. Never raises: the outcome reaches
-        the listener (a fill, now or when polled; or a refusal)."""
+        """Hand over a market order whose intent is stored: once started, the sender task
+        sends it (in the order handed over) and this returns at once; before, it is sent
+        now. Never raises: the outcome reaches the listener."""
+        if self._sender is None:
+            await self.place(intent)
+            return
+        self._outbox.append(intent)
+        self._outbox_empty.clear()
+        self._outbox_ready.set()
+
+    async def _send(self) -> None:
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                self._outbox_empty.set()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            intent = outbox[0]
+            self._in_flight = intent.client_order_id
+            try:
+                await self.place(intent)
+            except Exception:  # place never raises; if it did, the next order still goes
+                log.exception("sending order %s failed", intent.client_order_id)
+            finally:
+                self._in_flight = None
+            outbox.popleft()
+
+    async def place(self, intent: OrderIntent) -> None:
+        """Send a market order whose intent is stored, now. Never raises: the outcome
+        reaches the listener (a fill, now or when polled; or a refusal)."""
         coid = intent.client_order_id
         if coid in self._working or coid in self._reported:
             return  # already out (a restart's reconciliation adopted it)
@@ -252,6 +304,12 @@ class ExchangeBroker(Broker):
         )
 
     async def cancel(self, client_order_id: str) -> bool:
+        for i, waiting in enumerate(self._outbox):
+            if waiting.client_order_id == client_order_id:
+                if i == 0 and self._in_flight == client_order_id:
+                    break  # on its way: a fill it makes still comes in and is stored
+                del self._outbox[i]  # never sent: nothing to cancel on the exchange
+                return True
         intent = self._working.get(client_order_id)
         if intent is None:
             return False

@@ -141,3 +141,36 @@ async def test_a_restart_lists_what_the_exchange_holds_that_the_store_does_not_k
             assert not [d for d in recovery.differences if d.startswith("BTC:")]
             await engine.stop()
             await assert_checks_pass(engine)
+
+
+async def test_an_order_the_exchange_holds_up_does_not_hold_up_the_candles(
+    tmp_path: Path,
+) -> None:
+    async with FakeBinance(
+        [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
+    ) as fake:
+        cfg = live_settings(fake.url, tmp_path)
+        cfg = cfg.model_copy(
+            update={"exchange": cfg.exchange.model_copy(update={"timeout_seconds": 30.0})}
+        )
+        signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
+        ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
+        async with live_engine(cfg) as (engine, _):
+            await engine.start()
+            await wait_for(lambda: engine._batches >= 30)
+            fake.hold_orders()  # the exchange takes the order and sits on its answer
+            await fake.advance()
+            await wait_for(lambda: fake.orders_received == 1)
+            seen = engine.candles_seen
+            await fake.advance(2)
+            # The candle loop and the store go on while the answer is held.
+            await wait_for(lambda: engine.candles_seen >= seen + 2)
+            # Stored too: nothing waits for the exchange's answer.
+            await asyncio.wait_for(engine.synced(), 5)
+            assert BTC not in engine.portfolio.positions
+            fake.release()
+            await wait_for(lambda: BTC in engine.portfolio.positions)
+            posts = [r for r in fake.requests if r[0] == "POST" and r[1] == "/api/v3/order"]
+            assert len(posts) == 1
+            await engine.stop()
+            await assert_checks_pass(engine)
