@@ -179,6 +179,18 @@ def test_only_named_fields_of_the_config_reach_the_report(mixed_copy: Path) -> N
         assert secret.encode() not in render(report, fmt), fmt
 
 
+def _has_sessions(db: Path) -> bool:
+    """Whether the store's tables are there yet (read-only, never creating anything)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        conn.execute("SELECT 1 FROM sessions LIMIT 1")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
 def test_a_report_is_built_while_a_running_console_writes_its_store(tmp_path: Path) -> None:
     """A real ``cma run --headless`` holds the store (WAL, its lock) and writes it;
     reports built meanwhile succeed, see its session, and see it grow."""
@@ -195,7 +207,9 @@ def test_a_report_is_built_while_a_running_console_writes_its_store(tmp_path: Pa
         seen: list[int] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(seen) < 5:
-            if not Path(f"{db}-wal").exists():
+            if not Path(f"{db}-wal").exists() or not _has_sessions(db):
+                # The store is still being made (its tables come in the first transaction
+                # after WAL is on: under load a read can fall in between).
                 time.sleep(0.1)
                 continue
             try:
