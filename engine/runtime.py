@@ -356,14 +356,18 @@ class Engine(EngineViews):
                     for pos in self.positions():
                         # No next price after the feed stops: close at the last mark.
                         await self._pipeline.run(self.core.close_at_mark(pos))
-        await self._pipeline.close()
-        stop_broker = getattr(self.broker, "close", None)
-        if stop_broker is not None:
-            await stop_broker()
-        await self.store.flush()
-        await self.store.end_session(round(self._wall_clock() * 1000))
-        self._stopped.set()
-        self._set_status("stopped")
+        try:
+            await self._pipeline.close()
+            stop_broker = getattr(self.broker, "close", None)
+            if stop_broker is not None:
+                await stop_broker()
+            await self.store.flush()
+            await self.store.end_session(round(self._wall_clock() * 1000))
+        finally:
+            # Stopped even when the last flush failed (a full disk): a second stop,
+            # and whoever waits, must not wait for ever.
+            self._stopped.set()
+            self._set_status("stopped")
 
     async def _close_live(self, wait_s: float = 15.0) -> None:
         """Live: market orders closing every position, waiting (up to ``wait_s``) for the

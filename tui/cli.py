@@ -17,6 +17,8 @@ EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_NOT_YET = 3
+#: The store's disk is full: the engine stopped trading; what is stored is intact.
+EXIT_DISK_FULL = 5
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET = {
