@@ -134,8 +134,13 @@ def parse_metrics(body: str, soak: Soak) -> None:
 def _scrape(url: str, every: float, proc: subprocess.Popen[str], soak: Soak) -> None:
     began = time.monotonic()
     tick = began
+    # The engine's --duration runs from about when it printed the URL; in its last
+    # half second it closes the metrics server, and a refused scrape then means nothing.
+    end = began + soak.seconds - 0.5
     while proc.poll() is None:
         tick += every
+        if tick > end:
+            return
         time.sleep(max(0.0, tick - time.monotonic()))
         mem = memory_kib(proc.pid)
         if mem is None:
@@ -232,7 +237,7 @@ def report(soak: Soak) -> list[str]:
     )
     for what, mem in (
         (f"at {soak.mark_s:g} s", soak.mem_at_mark),
-        (f"at the end ({soak.seconds:g} s)", soak.mem_at_end),
+        (f"at the end (the last scrape of {soak.seconds:g} s)", soak.mem_at_end),
     ):
         if mem is None:
             lines.append(f"memory {what}: not read")
