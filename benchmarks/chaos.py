@@ -5,8 +5,9 @@ Run: ``.venv/bin/python benchmarks/chaos.py [--kills 50] [--seed 1] [--files CSV
 The replay (by default the shared ETH-BTC and LTC-BTC 5-minute candles of January
 2018) runs as ``cma run --headless --feed replay --speed max --policy auto`` with
 ``CMA_APPROVAL__AUTO_CONFIDENCE=0.3``, so it trades, into a store of its own. A seeded
-``random.Random`` picks when to kill it: anywhere from its start (imports, recovery)
-to the end of the replay. Then it is started again on the same store, and so on; a
+``random.Random`` picks when to kill it: a fifth of the kills anywhere in its start
+(imports, opening the store, the recovery), the others while it trades what is left
+of the replay (or just after its end). Then it is started again on the same store, and so on; a
 replay that reaches its end starts a new round on a fresh store.
 
 What "nothing lost or duplicated" is checked against: a run without kills from the
@@ -36,6 +37,7 @@ It prints the kills and checks made, and exits 1 on the first mismatch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -118,6 +120,15 @@ def read_content(db: Path) -> Content:
             positions=conn.execute(_POSITIONS).fetchall(),
             market_ts=last or 0,
         )
+    finally:
+        conn.close()
+
+
+def first_ts(db: Path) -> int:
+    """The market time of the store's first equity point (the replay's start)."""
+    conn = connect_reader(db)
+    try:
+        return int(conn.execute("SELECT MIN(ts) FROM equity").fetchone()[0])
     finally:
         conn.close()
 
@@ -251,6 +262,7 @@ class Chaos:
     checks: int = 0
     rounds: int = 0
     finished: int = 0  # starts that reached the replay's end before their kill
+    start_kills: int = 0  # kills before it printed its start line (recovered)
     problems: list[str] = field(default_factory=list)
 
 
@@ -273,6 +285,7 @@ def run_chaos(
             one, two = work / "ref1.db", work / "ref2.db"
             seconds = runner.run_through(one)
             startup = runner.startup
+            begin_ts = first_ts(one)
             runner.run_through(two)
             a, b = read_content(one), read_content(two)
             if (a.decisions, a.fills, a.positions) != (b.decisions, b.fills, b.positions):
@@ -289,21 +302,28 @@ def run_chaos(
                 if not db.exists():
                     chaos.rounds += 1
                 fresh = not db.exists()
+                left = 1.0  # the share of the replay still to trade
                 if not fresh:
                     copy_store(db, ref)
+                    with contextlib.suppress(sqlite3.OperationalError):  # no tables yet
+                        done_ts = read_content(db).market_ts
+                        left = max(0.0, (a.market_ts - done_ts) / (a.market_ts - begin_ts))
                 proc = runner.start(db)
                 started = _watch_start(proc)
+                in_start = rng.random() < DURING_START
                 try:
-                    if rng.random() < DURING_START:
+                    if in_start:
                         # During the start: imports, opening the store, the recovery.
                         proc.wait(timeout=rng.uniform(0.0, startup))
                     else:
                         started.wait(timeout=60)
-                        proc.wait(timeout=rng.uniform(0.0, seconds - startup))
+                        # While it trades what is left of the replay (or just after).
+                        proc.wait(timeout=rng.uniform(0.0, (seconds - startup) * left + 0.1))
                 except subprocess.TimeoutExpired:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
                     chaos.kills += 1
+                    chaos.start_kills += int(in_start and not started.is_set())
                 else:
                     err = proc.stderr.read().decode() if proc.stderr else ""
                     if proc.returncode != 0:
@@ -369,7 +389,8 @@ def main() -> int:
         args.kills, args.seed, files, log=lambda s: print(s, flush=True), keep=args.keep
     )
     print(
-        f"kills: {chaos.kills}, restarts checked: {chaos.checks}, rounds: {chaos.rounds}, "
+        f"kills: {chaos.kills} ({chaos.start_kills} during the start), "
+        f"stores checked: {chaos.checks}, rounds: {chaos.rounds}, "
         f"runs that reached the end before their kill: {chaos.finished}; "
         f"{time.monotonic() - began:.0f} s"
     )
