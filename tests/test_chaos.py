@@ -11,6 +11,7 @@ duplicated and a changed row.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -113,5 +114,7 @@ def test_five_kills_during_a_replay_lose_and_duplicate_nothing(tmp_path: Path) -
     # The two uninterrupted runs, and at least one restart for most kills (a kill before
     # the store's first table leaves nothing to check).
     assert result.checks >= 4, result
-    assert lines and lines[0].startswith("two uninterrupted runs agree: 31 decisions"), lines
+    agree = re.match(r"two uninterrupted runs agree: (\d+) decisions, (\d+) fills", lines[0])
+    assert agree is not None, lines
+    assert int(agree[1]) >= 10 and int(agree[2]) >= 10, lines  # the replay trades
     assert list(tmp_path.iterdir()) == [], "the temp dir is left behind"
