@@ -190,6 +190,11 @@ class Metrics(Observer):
         )
         for kind in ("work", "batch"):  # present from the start, at 0
             self.commit_failures.labels(kind)
+        # A commit's two observations without a labels() lookup each.
+        self._commit_children = {
+            kind: (self.commit_seconds.labels(kind), self.commit_size.labels(kind))
+            for kind in ("work", "batch")
+        }
         for bucket in DENIAL_BUCKETS:
             self.denials.labels(bucket)
         self.engine: Engine | None = None
@@ -269,8 +274,9 @@ class Metrics(Observer):
         return family
 
     def store_commit(self, kind: CommitKind, seconds: float, size: int, ok: bool) -> None:
-        self.commit_seconds.labels(kind).observe(seconds)
-        self.commit_size.labels(kind).observe(size)
+        seconds_child, size_child = self._commit_children[kind]
+        seconds_child.observe(seconds)
+        size_child.observe(size)
         self.failing[kind] = not ok
         if not ok:
             self.commit_failures.labels(kind).inc()
