@@ -392,9 +392,12 @@ class Engine(EngineViews):
     async def _on_batch(self, batch: list[Candle]) -> None:
         self._batches += 1
         if self._resume_ts is not None and not self._caught_up(batch):
-            if self.on_exchange:
-                # An exchange's history from before the restart: it warms the agents
-                # up again, and nothing else (no order, stop or proposal on it).
+            if self.on_exchange or self.feed_name == "replay":
+                # History from before the restart (an exchange's, or the replay's own
+                # candles): it warms the agents up again, and nothing else (no order,
+                # stop or proposal on it), so a replay carries on exactly as the run
+                # that was never stopped (benchmarks/chaos.py). The demo market's
+                # history can be long and is only skipped.
                 for candle in batch:
                     self.core.warm(candle)
             return
