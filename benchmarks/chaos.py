@@ -1,21 +1,24 @@
 """Chaos: the headless engine killed (SIGKILL) and restarted at random during a replay.
 
-Run: ``.venv/bin/python benchmarks/chaos.py [--kills 50] [--seed 1] [--files CSV ...]``
+Run: ``.venv/bin/python benchmarks/chaos.py [--kills 50] [--seed 1] [--files CSV ...]
+[--whole] [--keep DIR]``
 
 The replay (by default the shared ETH-BTC and LTC-BTC 5-minute candles of January
 2018) runs as ``cma run --headless --feed replay --speed max --policy auto`` with
 ``CMA_APPROVAL__AUTO_CONFIDENCE=0.3``, so it trades, into a store of its own. A seeded
 ``random.Random`` picks when to kill it: a fifth of the kills anywhere in its start
 (imports, opening the store, the recovery), the others while it trades what is left
-of the replay (or just after its end). Then it is started again on the same store, and so on; a
-replay that reaches its end starts a new round on a fresh store.
+of the replay (or just after its end). Then it is started again on the same store,
+and so on; a replay that reaches its end starts a new round on a fresh store.
 
 What "nothing lost or duplicated" is checked against: a run without kills from the
 same point. Before each start the store is copied; after the kill, the copy is run
-uninterrupted to the replay's end (the reference). A restarted replay plays the candles
-before the store's market time unpaced and untraded, so the reference is the engine
-doing exactly what the killed run would have done had it not been killed. The killed
-store must then hold, by content and in order (ids differ between runs):
+uninterrupted to the replay's end (the reference; from an empty store, that is the
+whole replay's run). A restarted replay plays the candles before the store's market
+time unpaced and untraded, so the reference is the engine doing exactly what the
+killed run would have done had it not been killed. After each kill (and at each
+round's end) the killed store must hold, by content and in order (ids differ between
+runs):
 
 * decisions (the proposal's symbol, side, entry, stop, take-profit, size and time,
   the action, size, reason, who decided and when), fills (symbol, side, quantity,
@@ -30,6 +33,16 @@ store must then hold, by content and in order (ids differ between runs):
 
 First, two uninterrupted runs of the whole replay must store identical content: the
 comparison means nothing unless the replay is deterministic.
+
+With ``--whole`` the reference is always the one uninterrupted run of the whole
+replay: the stricter claim that a restarted replay carries on exactly as the run never
+killed. It does not always hold. A restart used not to warm the agents on the candles
+it skips, and then missed the proposals of its first candles and sized later ones
+otherwise; since it does (``Engine._on_batch``), most restarts match, but not all
+(seed 3, 20 kills: one missed an expired proposal; a likely cause, not yet proven: a
+kill inside a batch keeps a prefix of its units of work, and the restart resumes
+after the store's market time, past that batch's rest). The default check holds
+either way; it costs a run of the rest of the replay per kill.
 
 It prints the kills and checks made, and exits 1 on the first mismatch.
 """
@@ -273,6 +286,7 @@ def run_chaos(
     tmp: Path | None = None,
     log: Any = print,
     keep: Path | None = None,
+    whole: bool = False,
 ) -> Chaos:
     """Kill and restart the engine ``kills`` times (see the module docstring)."""
     rng = random.Random(seed)
@@ -304,7 +318,8 @@ def run_chaos(
                 fresh = not db.exists()
                 left = 1.0  # the share of the replay still to trade
                 if not fresh:
-                    copy_store(db, ref)
+                    if not whole:
+                        copy_store(db, ref)
                     with contextlib.suppress(sqlite3.OperationalError):  # no tables yet
                         done_ts = read_content(db).market_ts
                         left = max(0.0, (a.market_ts - done_ts) / (a.market_ts - begin_ts))
@@ -320,10 +335,11 @@ def run_chaos(
                         # While it trades what is left of the replay (or just after).
                         proc.wait(timeout=rng.uniform(0.0, (seconds - startup) * left + 0.1))
                 except subprocess.TimeoutExpired:
+                    before_line = not started.is_set()  # (set at its end too)
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
                     chaos.kills += 1
-                    chaos.start_kills += int(in_start and not started.is_set())
+                    chaos.start_kills += int(before_line)
                 else:
                     err = proc.stderr.read().decode() if proc.stderr else ""
                     if proc.returncode != 0:
@@ -341,8 +357,8 @@ def run_chaos(
                     if "no such table" in str(exc):
                         continue  # killed before the first migration committed
                     raise
-                if fresh:
-                    ref_content = a  # from an empty store: the whole replay's run
+                if fresh or whole:
+                    ref_content = a  # the whole replay's uninterrupted run
                 else:
                     runner.run_through(ref)
                     ref_content = read_content(ref)
@@ -375,6 +391,11 @@ def main() -> int:
     parser.add_argument(
         "--keep", type=Path, default=None, help="copy the stores here on a mismatch"
     )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="compare with the whole replay's run without kills (not one from each restart)",
+    )
     args = parser.parse_args()
     files = (
         [Path(f) for f in args.files] if args.files else [shared_data() / f for f in DEFAULT_FILES]
@@ -386,7 +407,12 @@ def main() -> int:
     )
     began = time.monotonic()
     chaos = run_chaos(
-        args.kills, args.seed, files, log=lambda s: print(s, flush=True), keep=args.keep
+        args.kills,
+        args.seed,
+        files,
+        log=lambda s: print(s, flush=True),
+        keep=args.keep,
+        whole=args.whole,
     )
     print(
         f"kills: {chaos.kills} ({chaos.start_kills} during the start), "
