@@ -356,14 +356,18 @@ class Engine(EngineViews):
                     for pos in self.positions():
                         # No next price after the feed stops: close at the last mark.
                         await self._pipeline.run(self.core.close_at_mark(pos))
-        await self._pipeline.close()
-        stop_broker = getattr(self.broker, "close", None)
-        if stop_broker is not None:
-            await stop_broker()
-        await self.store.flush()
-        await self.store.end_session(round(self._wall_clock() * 1000))
-        self._stopped.set()
-        self._set_status("stopped")
+        try:
+            await self._pipeline.close()
+            stop_broker = getattr(self.broker, "close", None)
+            if stop_broker is not None:
+                await stop_broker()
+            await self.store.flush()
+            await self.store.end_session(round(self._wall_clock() * 1000))
+        finally:
+            # Stopped even when the last flush failed (a full disk): a second stop,
+            # and whoever waits, must not wait for ever.
+            self._stopped.set()
+            self._set_status("stopped")
 
     async def _close_live(self, wait_s: float = 15.0) -> None:
         """Live: market orders closing every position, waiting (up to ``wait_s``) for the
@@ -388,9 +392,12 @@ class Engine(EngineViews):
     async def _on_batch(self, batch: list[Candle]) -> None:
         self._batches += 1
         if self._resume_ts is not None and not self._caught_up(batch):
-            if self.on_exchange or not self.feed.is_live(batch):
-                # An exchange's history from before the restart: it warms the agents
-                # up again, and nothing else (no order, stop or proposal on it).
+            if self.on_exchange or self.feed_name == "replay" or not self.feed.is_live(batch):
+                # History from before the restart (an exchange's, or the replay's own
+                # candles): it warms the agents up again, and nothing else (no order,
+                # stop or proposal on it), so a replay carries on exactly as the run
+                # that was never stopped (benchmarks/chaos.py). The demo market's
+                # history can be long and is only skipped.
                 for candle in batch:
                     self.core.warm(candle)
             return

@@ -42,3 +42,22 @@ class StoreLockedError(StoreFileError):
     """Another process is already the writer of this store."""
 
     code = 1
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says the disk is full:
+    SQLite's SQLITE_FULL ("database or disk is full") or an OSError with ENOSPC."""
+    import errno
+    import sqlite3
+
+    seen = 0
+    while exc is not None and seen < 10:  # a chain, never a loop
+        if isinstance(exc, sqlite3.Error):
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+                return True
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

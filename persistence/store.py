@@ -388,8 +388,16 @@ def _apply_ops(conn: sqlite3.Connection, ops: Sequence[Op]) -> None:
             conn.execute(sql, params)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already: a COMMIT that fails
+    on a full disk (SQLITE_FULL) may have rolled it back, and a ROLLBACK then would
+    raise "no transaction is active" in place of the error that says what happened."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _apply_batch(
@@ -417,7 +425,7 @@ def _apply_batch(
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
     finally:
         conn.execute("PRAGMA synchronous = FULL")
@@ -704,7 +712,7 @@ class Store:
                 ).rowcount
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             return int(e), int(c)
 

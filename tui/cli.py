@@ -23,6 +23,8 @@ EXIT_NOT_YET = 3
 EXIT_HALTED = 4
 #: Interrupted: a second signal ended a run at once, or Ctrl-C a command (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+#: The store's disk is full: the engine stopped trading; what is stored is intact.
+EXIT_DISK_FULL = 5
 
 #: Commands listed for what is coming; each exits with EXIT_NOT_YET for now.
 NOT_YET: dict[str, str] = {}

@@ -16,7 +16,8 @@ from pathlib import Path
 from engine.config import Settings
 from engine.models import EngineEvent, EngineMessage, TradingState
 from engine.runtime import Engine
-from tui.cli import EXIT_FAIL, EXIT_HALTED, EXIT_OK, die
+from persistence.errors import is_disk_full
+from tui.cli import EXIT_DISK_FULL, EXIT_FAIL, EXIT_HALTED, EXIT_OK, die
 from tui.logs import shown
 from tui.session import ConsoleSession, StartError
 from tui.stopping import StopSignals
@@ -89,7 +90,14 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
             print(engine.status_line(), flush=True)
             if deadline is not None and time.monotonic() >= deadline:
                 break
-        await engine.stop()
+        if done.done():
+            done.exception()  # retrieved: engine.error is reported below
+        else:
+            done.cancel()
+        full = await _stop(session)
+        if full is not None or is_disk_full(engine.error):
+            _say_disk_full(settings, full or engine.error)
+            return EXIT_DISK_FULL
         if engine.error is not None:
             where = "" if log_file is None else f" (traceback in {shown(log_file)})"
             print(f"cma: engine stopped on an error: {engine.error}{where}", file=sys.stderr)
@@ -112,12 +120,44 @@ async def _main(settings: Settings, duration: float | None, log_file: Path | Non
             signals.remove()
 
 
+async def _stop(session: ConsoleSession) -> BaseException | None:
+    """Stop the engine and close the store; the error if the disk is full (the store's
+    last flush of equity points and candles cannot be written: it is closed all the same,
+    and what it holds is intact)."""
+    full: BaseException | None = None
+    engine = session.engine
+    assert engine is not None
+
+    async def close_session() -> None:
+        await session.stop(close_positions=None)
+
+    for stop in (engine.stop, close_session):
+        try:
+            await stop()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            full = full or exc
+    return full
+
+
+def _say_disk_full(settings: Settings, exc: BaseException | None) -> None:
+    print(
+        f"cma: disk full: the store {settings.store.resolved_path()} cannot be written "
+        f"({exc}); trading stopped, and what the store holds is intact (cma db check); "
+        f"free some space and start again (exit {EXIT_DISK_FULL})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def run_headless(
     settings: Settings, duration: float | None = None, log_file: Path | None = None
 ) -> int:
     """Run the engine without a UI until SIGINT/SIGTERM/SIGHUP or ``duration`` seconds;
-    returns the exit code: 0, 1 (the engine stopped on an error) or
-    :data:`~tui.cli.EXIT_HALTED` (it ended with trading HALTED).
+    returns the exit code: 0, 1 (the engine stopped on an error),
+    :data:`~tui.cli.EXIT_HALTED` (it ended with trading HALTED) or
+    :data:`~tui.cli.EXIT_DISK_FULL` (a full disk under the store stopped it).
 
     ``log_file`` is where tracebacks go (:func:`tui.logs.setup_logging`), for the messages.
     """
