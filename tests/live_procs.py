@@ -58,8 +58,6 @@ kind = "ccxt"
 symbols = ["BTC/USDT"]
 timeframe = "1m"
 warmup_candles = 20
-[broker]
-kind = "ccxt"
 [exchange]
 id = "binance"
 timeout_seconds = 2.0
