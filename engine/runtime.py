@@ -100,7 +100,6 @@ class Engine(EngineViews):
             clock=clock,
         )
         self.core.order_gate = gate
-        self._gate = gate
         self._subscribers: list[Callback] = []
         self._pipeline = CommitPipeline(store, self.broker, self._announce, self._fail)
         if exchange:
@@ -192,8 +191,8 @@ class Engine(EngineViews):
             self._resume_ts = self.market_ts
             self._resume_speed = self.feed.speed
             self.feed.speed = None
-        if self._gate is not None:
-            self._gate.restore(state.state.get("live_notional"))
+        if self.core.order_gate is not None:
+            self.core.order_gate.restore(state.state.get("live_notional"))
         if live:
             await self._reconcile(state, recovery)
         mode = "live" if self.broker.live else "paper"
@@ -265,11 +264,6 @@ class Engine(EngineViews):
             step = self.core.release("the exchange answers again: circuit breaker closed")
         if step is not None:
             self._pipeline.put_nowait(step)
-
-    @property
-    def breaker_open(self) -> bool:
-        """Whether the live broker's circuit breaker is open (the status line shows it)."""
-        return self.core.risk.held is not None
 
     async def _run(self) -> None:
         try:

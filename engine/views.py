@@ -95,12 +95,17 @@ class EngineViews:
             f"pending {len(self.router)} candles {self.candles_seen}{self._warnings()}"
         )
 
+    @property
+    def breaker_open(self) -> bool:
+        """Whether trading is held in REDUCING by the live broker's open circuit breaker."""
+        return self.risk.held is not None
+
     def _warnings(self) -> str:
         """A stale exchange feed and an open circuit breaker, for the status line."""
         out = ""
         stale = self.feed.staleness()
         if stale is not None:
             out += f" feed STALE {stale:.0f}s"
-        if self.risk.held is not None:
+        if self.breaker_open:
             out += " BREAKER OPEN"
         return out
