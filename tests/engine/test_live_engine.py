@@ -70,24 +70,37 @@ async def live_engine(cfg: Settings) -> AsyncIterator[tuple[Engine, LiveParts]]:
         await store.close()
 
 
-async def test_an_approved_proposal_is_one_exchange_order_whose_fill_opens_the_position(
-    tmp_path: Path,
-) -> None:
+@asynccontextmanager
+async def signalling_exchange() -> AsyncIterator[FakeBinance]:
+    """The local exchange, with a long vote scripted on its first live candle (the one at
+    the cursor: it closes on the first advance)."""
     async with FakeBinance(
         [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
     ) as fake:
-        cfg = live_settings(fake.url, tmp_path)
-        # The first live candle is the one at the cursor (it closes on the first advance).
         signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
         ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
+        yield fake
+
+
+async def open_long(engine: Engine, fake: FakeBinance) -> None:
+    """Past the warm-up, the signal candle closes (a proposal the policy approves: one
+    order), the next open fills it: the position is open."""
+    await wait_for(lambda: engine.feed.warmup_batches > 0 and engine._batches >= 30)
+    await fake.advance()
+    await wait_for(lambda: fake.orders_received == 1)
+    await fake.advance()
+    await wait_for(lambda: BTC in engine.portfolio.positions)
+
+
+async def test_an_approved_proposal_is_one_exchange_order_whose_fill_opens_the_position(
+    tmp_path: Path,
+) -> None:
+    async with signalling_exchange() as fake:
+        cfg = live_settings(fake.url, tmp_path)
         async with live_engine(cfg) as (engine, _):
             await engine.start()
             assert engine.mode == "LIVE" and engine.portfolio.cash == Decimal(10_000)
-            await wait_for(lambda: engine.feed.warmup_batches > 0 and engine._batches >= 30)
-            await fake.advance()  # closes the signal candle: a proposal, approved by policy
-            await wait_for(lambda: fake.orders_received == 1)
-            await fake.advance()  # the market order fills at the next open
-            await wait_for(lambda: BTC in engine.portfolio.positions)
+            await open_long(engine, fake)
             await engine.synced()
             [order] = fake.orders.values()
             [(coid,)] = await query(engine, "SELECT client_order_id FROM order_intents")
@@ -107,19 +120,11 @@ async def test_a_restart_lists_what_the_exchange_holds_that_the_store_does_not_k
 ) -> None:
     from fake_binance import client
 
-    async with FakeBinance(
-        [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
-    ) as fake:
+    async with signalling_exchange() as fake:
         cfg = live_settings(fake.url, tmp_path)
-        signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
-        ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
         async with live_engine(cfg) as (engine, _):
             await engine.start()
-            await wait_for(lambda: engine._batches >= 30)
-            await fake.advance()
-            await wait_for(lambda: fake.orders_received == 1)
-            await fake.advance()
-            await wait_for(lambda: BTC in engine.portfolio.positions)
+            await open_long(engine, fake)
             held = engine.portfolio.positions[BTC].qty
             await engine.stop()
         # Someone places an order by hand on the same account while cma is down.
@@ -146,18 +151,14 @@ async def test_a_restart_lists_what_the_exchange_holds_that_the_store_does_not_k
 async def test_an_order_the_exchange_holds_up_does_not_hold_up_the_candles(
     tmp_path: Path,
 ) -> None:
-    async with FakeBinance(
-        [shared_data_dir() / DATA], api_key=TEST_API_KEY, api_secret=TEST_API_SECRET
-    ) as fake:
+    async with signalling_exchange() as fake:
         cfg = live_settings(fake.url, tmp_path)
         cfg = cfg.model_copy(
             update={"exchange": cfg.exchange.model_copy(update={"timeout_seconds": 30.0})}
         )
-        signal_ts = fake.markets["BTCUSDT"].candles[fake.cursor].ts
-        ScriptedAgent.script = {(BTC, signal_ts): (Side.LONG, 1.0)}
         async with live_engine(cfg) as (engine, _):
             await engine.start()
-            await wait_for(lambda: engine._batches >= 30)
+            await wait_for(lambda: engine.feed.warmup_batches > 0 and engine._batches >= 30)
             fake.hold_orders()  # the exchange takes the order and sits on its answer
             await fake.advance()
             await wait_for(lambda: fake.orders_received == 1)
