@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from engine import observe
 from engine.config import Settings
@@ -546,3 +548,54 @@ def test_the_candle_histogram_matches_prometheus_clients_own() -> None:
     mine = lines(generate_latest(metrics.registry))
     assert mine == lines(generate_latest(registry))
     assert 'cma_candle_seconds_bucket{le="1e-05"} 2.0' in mine  # an upper bound is inclusive
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    observations=st.lists(
+        st.tuples(
+            st.sampled_from(["work", "batch"]),
+            st.floats(min_value=0, max_value=10, allow_nan=False),
+            st.integers(min_value=0, max_value=2000),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_the_counts_kept_per_commit_expose_what_prometheus_clients_own_would(
+    observations: list[tuple[str, float, int, bool]],
+) -> None:
+    """The store's commits are counted in plain lists (no lock per call): scraped, they
+    read exactly as prometheus-client's labelled Histogram and Counter would."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from tui.metrics import _COMMIT_BUCKETS, _SIZE_BUCKETS
+
+    metrics = Metrics()
+    registry = CollectorRegistry()
+    seconds = Histogram(
+        "cma_store_commit_seconds", "x", ["kind"], buckets=_COMMIT_BUCKETS, registry=registry
+    )
+    size = Histogram(
+        "cma_store_commit_size", "x", ["kind"], buckets=_SIZE_BUCKETS, registry=registry
+    )
+    failures = Counter("cma_store_commit_failures", "x", ["kind"], registry=registry)
+    for kind in ("work", "batch"):
+        seconds.labels(kind)
+        size.labels(kind)
+        failures.labels(kind)
+    for kind, took, rows, ok in observations:
+        metrics.store_commit(kind, took, rows, ok)  # type: ignore[arg-type]
+        seconds.labels(kind).observe(took)
+        size.labels(kind).observe(rows)
+        if not ok:
+            failures.labels(kind).inc()
+
+    def lines(text: bytes) -> list[str]:
+        return sorted(
+            line
+            for line in text.decode().splitlines()
+            if line.startswith("cma_store_commit_") and "_created" not in line
+        )
+
+    assert lines(generate_latest(metrics.registry)) == lines(generate_latest(registry))
