@@ -38,6 +38,7 @@ from engine.models import (
     Position,
     Proposal,
     RejectReason,
+    Side,
     TradingState,
     evolve,
 )
@@ -100,6 +101,9 @@ class TradingCore:
         )
         #: What a proposal against an open position does (``strategy.on_opposite``).
         self.on_opposite = settings.strategy.on_opposite
+        #: Whether a short may be opened (not on spot): where not, a short signal only
+        #: closes a long (``exit``, and ``reverse``, which has no short to open).
+        self.shorts = settings.broker.shorts_allowed()
         #: Market time: the end of the last batch (what decisions and messages carry).
         self.market_ts = 0
         self.candles_seen = 0
@@ -159,6 +163,8 @@ class TradingCore:
                     steps.append(self.close_position(symbol, "opposite signal"))
                 if self.on_opposite == "exit":
                     return steps
+        if proposal.side is Side.SHORT and not self.shorts:
+            return steps  # made only to close a long (above)
         if self.risk.state is not TradingState.ACTIVE:
             return steps  # no new entries: nothing to propose
         preview = self.size_entry(proposal, None, proposal.created_at, record=False)

@@ -88,7 +88,10 @@ class SignalPipeline:
             stop_atr=a.stop_atr,
             reward_risk=a.reward_risk,
             ttl_ms=int(settings.approval.ttl_seconds * 1000),
-            allow_shorts=settings.broker.shorts_allowed(),
+            # Where shorts are off (spot), a short signal is still made when it may
+            # close a long (strategy.on_opposite): the core never proposes it.
+            allow_shorts=settings.broker.shorts_allowed()
+            or settings.strategy.on_opposite != "ignore",
         )
         synth = Synthesizer(params, learning.weight)
         return cls(agent_classes, synth, learning, tf_ms, settings.agents.params)

@@ -105,6 +105,32 @@ def test_exit_on_the_opposite_signal_closes_without_entering_the_other_way(
     assert len({t.side for t in got.trades}) == 1
 
 
+@pytest.mark.parametrize("on_opposite", ["exit", "reverse"])
+def test_where_shorts_are_off_the_opposite_signal_still_closes_the_long(
+    tmp_path: Path, on_opposite: str
+) -> None:
+    """On spot (no shorts) a bearish cross opens nothing, but with ``exit`` or
+    ``reverse`` it closes the long that is open: at the next open, every time."""
+    s = textbook_settings(on_opposite=on_opposite)
+    s = s.model_copy(update={"broker": s.broker.model_copy(update={"allow_shorts": False})})
+    n = 6_000
+    got = run(s, tmp_path, n=n)
+    c = load_columns(BTC, cache_dir=tmp_path)
+    direction = SmaCrossAgent(c.symbol, fast=10, slow=20).batch_votes(c).direction[: n + 1]
+    ts = c.ts.tolist()
+    bull = [ts[t + 1] for t in range(n) if direction[t] > 0]
+    bear = [ts[t + 1] for t in range(n) if direction[t] < 0]
+    assert len(got.trades) > 20
+    assert {t.side for t in got.trades} == {Side.LONG}
+    # Each long enters on a bullish cross and leaves on the first bearish one after it.
+    for trade in got.trades:
+        assert trade.entry_ts in bull
+        assert trade.exit_ts == min(b for b in bear if b > trade.entry_ts)
+    # Crosses alternate, so flat again at each bearish one, every bullish one enters.
+    first, last = got.trades[0].entry_ts, got.trades[-1].entry_ts
+    assert [t.entry_ts for t in got.trades] == [b for b in bull if first <= b <= last]
+
+
 def test_ignore_leaves_an_open_position_to_its_bracket(tmp_path: Path) -> None:
     """The default: the opposite proposal is denied, the stop or target closes it."""
     s = textbook_settings(on_opposite="ignore", brackets=True)
