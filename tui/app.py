@@ -211,6 +211,12 @@ class CmaApp(App[int]):
         self.recovery = recovery
         self.events.last_equity = engine.equity_snapshot()
         self.redraws.mark("proposals", "positions", "risk", "equity", "status")
+        url = self.session.metrics_url
+        if url is not None:  # where to point Prometheus, once, as the log says it
+            base = url.removesuffix("/metrics")
+            self._notices.append(
+                (f"metrics on {url} (health: {base}/healthz, {base}/readyz)", "information")
+            )
         if not recovery.needs_attention:
             # Nothing to decide: the engine runs already; what it noted is worth a toast.
             self._notices += [(note, "information") for note in recovery.notes]

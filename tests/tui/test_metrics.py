@@ -370,6 +370,8 @@ async def test_the_console_serves_metrics_too(tmp_path: Path) -> None:
         await feed.advance(3)
         url = app.session.metrics_url
         assert url is not None and url.startswith("http://127.0.0.1:")
+        # The console says where (a toast), as headless prints it.
+        assert any(url in str(n.message) for n in app._notifications)
         found = samples((await aget(url))[1])
         assert found["cma_candles"] == 3 * len(feed.symbols)
         assert found["cma_candle_seconds_count"] == 3 * len(feed.symbols)
