@@ -79,6 +79,11 @@ class OpenIntent:
     proposal: Proposal | None = None  # behind an entry: its stop, take-profit and votes
 
 
+#: The store's state key holding the market time of the last batch whose units are
+#: stored (they go in together): a restart resumes after it.
+BATCH_TS = "batch_ts"
+
+
 @dataclass(slots=True)
 class RecoveredState:
     """What the store held when the engine started."""

@@ -27,7 +27,7 @@ from engine.feeds.base import Feed
 from engine.models import Candle, Decision, Fill, OrderIntent, RejectReason
 from engine.pipeline import CommitPipeline
 from engine.portfolio import Portfolio
-from engine.ports import RecoveredState, StorePort
+from engine.ports import BATCH_TS, RecoveredState, StorePort
 from engine.recovery import Recovery, StoreMismatchError, check_store_fits, restore
 from engine.risk import RiskCheck
 from engine.step import CommandError, Step
@@ -397,27 +397,30 @@ class Engine(EngineViews):
             return
         core = self.core
         core.proposing = self.status == "running" and self._warm() and self.feed.is_live(batch)
-        put = self._pipeline.put
+        steps: list[Step] = []
         observer = observe.current()
         if observer.timed:
             clock = time.perf_counter
             for candle in batch:
                 began = clock()
-                steps = core.on_candle(candle)
+                steps += core.on_candle(candle)
                 observer.candle_done(clock() - began)
-                for step in steps:
-                    await put(step)
         else:
             for candle in batch:
-                for step in core.on_candle(candle):
-                    await put(step)
+                steps += core.on_candle(candle)
         if batch:
             now = batch[-1].ts + self._tf_ms
-            if core.new_day(now):
+            new_day = core.new_day(now)
+            steps += core.after_batch(now)
+            if len(steps) > 1 and any(step.work for step in steps):
+                # The batch stores something: its last unit says the batch is whole, so a
+                # restart resumes after it (its fills alone carry the candle's open time).
+                steps[-1].work.set_state(BATCH_TS, str(now))
+            # The batch's units go into the store together (all or none).
+            await self._pipeline.put(*steps)
+            if new_day:
                 s = self.settings.store
                 await self.store.prune(now, s.equity_retention_days, s.candle_retention_days)
-            for step in core.after_batch(now):
-                await put(step)
             if self.feed_name != "replay":
                 self.store.record_candles(self.feed.timeframe, batch)
             if self._subscribers and not self._pipeline.idle:

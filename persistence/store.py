@@ -50,7 +50,14 @@ from engine.models import (
     Proposal,
     Side,
 )
-from engine.ports import AgentRecordRow, CounterfactualRow, OpenIntent, RecoveredState, StorePort
+from engine.ports import (
+    BATCH_TS,
+    AgentRecordRow,
+    CounterfactualRow,
+    OpenIntent,
+    RecoveredState,
+    StorePort,
+)
 from engine.ports import UnitOfWork as WorkPort
 from engine.timeframes import DAY_MS
 from persistence.aio import Writer
@@ -807,12 +814,16 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
     ):
         state.records.append(AgentRecordRow(*r))
     state.state = dict(conn.execute("SELECT key, value FROM engine_state").fetchall())
-    # Market time goes on from the last thing stored: an event or an equity point.
+    # Market time goes on from the last thing stored: an event, an equity point, or the
+    # end of the last batch stored (whose fills alone carry its candles' open time).
     last = conn.execute(
         "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM events UNION ALL"
         " SELECT MAX(ts) FROM equity)"
     ).fetchone()
     state.last_ts = None if last is None else last[0]
+    batch_ts = state.state.get(BATCH_TS)
+    if batch_ts is not None and (state.last_ts is None or int(batch_ts) > state.last_ts):
+        state.last_ts = int(batch_ts)
     rebased = int(state.state.get("risk_rebased_at", "0"))
     peak = conn.execute(
         "SELECT equity FROM equity WHERE ts >= ? ORDER BY CAST(equity AS REAL) DESC LIMIT 1",
