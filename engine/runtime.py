@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal
@@ -24,7 +25,7 @@ from engine.core import OrderGate, TradingCore
 from engine.desk import MAX_ORDER_QTY, qty_problem
 from engine.events import DecisionMade, EngineEvent, EngineMessage, EngineStateChanged
 from engine.feeds.base import Feed
-from engine.models import Candle, Decision, Fill, OrderIntent, RejectReason
+from engine.models import Candle, Decision, Fill, OrderIntent, Proposal, RejectReason
 from engine.pipeline import CommitPipeline
 from engine.portfolio import Portfolio
 from engine.ports import BATCH_TS, RecoveredState, StorePort
@@ -114,6 +115,9 @@ class Engine(EngineViews):
         self._resume_ts: int | None = None
         self._resume_speed: float | None = None
         self._skipped = 0
+        # After a restart: declined proposals the learning agent followed, refollowed as
+        # the skipped candles reach the market time each was declined at.
+        self._declined: deque[tuple[Proposal, int]] = deque()
 
     # --- events -----------------------------------------------------------------------
 
@@ -186,6 +190,7 @@ class Engine(EngineViews):
         else:
             recovery, step = restore(self.core, state, self.currency)
             await self.store.commit(step.work)
+            self._declined.extend(state.followed)
             # A feed that starts before the store's market time (a replay, the demo
             # market) plays unpaced and untraded up to it: market time never goes back.
             self._resume_ts = self.market_ts
@@ -394,6 +399,8 @@ class Engine(EngineViews):
                 # history can be long and is only skipped.
                 for candle in batch:
                     self.core.warm(candle)
+            if batch:
+                self._refollow(batch[-1].ts + self._tf_ms)
             return
         core = self.core
         core.proposing = self.status == "running" and self._warm() and self.feed.is_live(batch)
@@ -436,10 +443,20 @@ class Engine(EngineViews):
             return False
         if self._skipped:
             log.info("skipped %d candles traded before the restart", self._skipped)
+        self._refollow(None)
         self._resume_ts = None
         if self.feed.speed is None:  # unless a speed was chosen meanwhile
             self.feed.speed = self._resume_speed
         return True
+
+    def _refollow(self, now: int | None) -> None:
+        """The learning agent follows again the declined proposals it followed before the
+        restart, each after the skipped batch it was declined in (so its age in candles
+        is the one it had; ``now`` None: all that are left)."""
+        declined = self._declined
+        learning = self.core.learning
+        while declined and (now is None or declined[0][1] <= now):
+            learning.follow(declined.popleft()[0])
 
     # --- commands ---------------------------------------------------------------------
 

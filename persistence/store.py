@@ -813,6 +813,15 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
         " cf_sum_win, cf_sum_loss FROM agent_records"
     ):
         state.records.append(AgentRecordRow(*r))
+    # Declined proposals the learning agent was still following (no counterfactual yet).
+    for r in conn.execute(
+        "SELECT p.id, p.symbol, p.side, p.entry, p.stop, p.take_profit, p.confidence, p.size,"
+        " p.created_at, p.expires_at, p.merged, p.votes_json, p.risk_note, d.decided_at"
+        " FROM decisions d JOIN proposals p ON p.id = d.proposal_id"
+        " WHERE d.action IN ('reject', 'expire') AND NOT EXISTS"
+        " (SELECT 1 FROM counterfactuals c WHERE c.proposal_id = d.proposal_id) ORDER BY d.id"
+    ):
+        state.followed.append((_proposal(r), r[13]))
     state.state = dict(conn.execute("SELECT key, value FROM engine_state").fetchall())
     # Market time goes on from the last thing stored: an event, an equity point, or the
     # end of the last batch stored (whose fills alone carry its candles' open time).
