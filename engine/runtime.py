@@ -25,6 +25,7 @@ from engine.core import OrderGate, TradingCore
 from engine.desk import MAX_ORDER_QTY, qty_problem
 from engine.events import DecisionMade, EngineEvent, EngineMessage, EngineStateChanged
 from engine.feeds.base import Feed
+from engine.learning import MAX_HOLD_CANDLES
 from engine.models import Candle, Decision, Fill, OrderIntent, Proposal, RejectReason
 from engine.pipeline import CommitPipeline
 from engine.portfolio import Portfolio
@@ -190,7 +191,10 @@ class Engine(EngineViews):
         else:
             recovery, step = restore(self.core, state, self.currency)
             await self.store.commit(step.work)
-            self._declined.extend(state.followed)
+            # One declined longer ago than a counterfactual is followed has closed by now
+            # (its outcome was lost by an older version that did not follow it again).
+            since = self.market_ts - MAX_HOLD_CANDLES * self._tf_ms
+            self._declined.extend(f for f in state.followed if f[1] >= since)
             # A feed that starts before the store's market time (a replay, the demo
             # market) plays unpaced and untraded up to it: market time never goes back.
             self._resume_ts = self.market_ts
