@@ -29,6 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crafted_market import (
+    FLAT,
+    MIN,
+    T0,
+    WARMUP,
+    CraftedFeed,
+    crafted_engine,
+    play,
+    settings,
+    store_of,
+    with_warmup,
+)
 from shared_data import shared_data_dir
 from test_order_tracker import proposal
 
@@ -196,3 +208,34 @@ async def test_the_store_gives_back_where_to_resume_and_what_was_still_followed(
         assert (await store.load_state()).last_ts == 1_500_000
     finally:
         await store.close()
+
+
+async def test_the_batch_that_starts_a_day_is_one_transaction() -> None:
+    """The first batch of a UTC day prunes the store between its candles and its end:
+    the pipeline used to commit the candles' units meanwhile, the expiries after."""
+    n = 80  # candles before midnight (T0); the last one's batch ends the day
+    feed = CraftedFeed({BTC: with_warmup([FLAT] * (n - WARMUP + 1))}, start=T0 - n * MIN)
+    # Two proposals, left pending: one an hour before midnight (it expires at midnight,
+    # in the day's first batch) and one in that batch.
+    votes = {(BTC, T0 - 61 * MIN): (Side.LONG, 1.0), (BTC, T0 - MIN): (Side.LONG, 1.0)}
+    manual = settings(approval={"policy": "manual"})
+    async with crafted_engine(manual, feed, votes) as engine:
+        store = store_of(engine)
+        commits: list[list[tuple[str, tuple[Any, ...]]]] = []
+        commit = store.commit
+
+        async def recorded(work: Any, *more: Any) -> None:
+            commits.append([op for w in (work, *more) for op in w.ops])
+            await commit(work, *more)
+
+        store.commit = recorded  # type: ignore[method-assign]
+        await play(engine)
+    proposed = [
+        i for i, ops in enumerate(commits) for sql, p in ops
+        if sql.startswith("INSERT INTO proposals") and p[9] == T0
+    ]  # fmt: skip
+    expired = [
+        i for i, ops in enumerate(commits) for sql, p in ops
+        if sql.startswith("INSERT INTO decisions") and p[1] == "expire"
+    ]  # fmt: skip
+    assert len(proposed) == 1 and proposed == expired, commits
