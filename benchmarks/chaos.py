@@ -27,8 +27,8 @@ runs):
   a prefix of the reference's, so nothing that is stored differs from the
   uninterrupted run and nothing is stored twice;
 * at least every reference row of a market time before the killed store's last one,
-  so nothing committed before the kill is lost (the store commits in order; a kill
-  in the middle of a batch keeps a prefix of its units of work);
+  so nothing committed before the kill is lost (the store commits in order, a batch's
+  units of work together);
 * ``cma db check``'s checks, passed.
 
 First, two uninterrupted runs of the whole replay must store identical content: the
@@ -36,13 +36,13 @@ comparison means nothing unless the replay is deterministic.
 
 With ``--whole`` the reference is always the one uninterrupted run of the whole
 replay: the stricter claim that a restarted replay carries on exactly as the run never
-killed. It does not always hold. A restart used not to warm the agents on the candles
-it skips, and then missed the proposals of its first candles and sized later ones
-otherwise; since it does (``Engine._on_batch``), most restarts match, but not all
-(seed 3, 20 kills: one missed an expired proposal; a likely cause, not yet proven: a
-kill inside a batch keeps a prefix of its units of work, and the restart resumes
-after the store's market time, past that batch's rest). The default check holds
-either way; it costs a run of the rest of the replay per kill.
+killed. A restart warms the agents on the candles it skips (``Engine._on_batch``); the
+learning agent follows again the rejected and expired proposals it was following on
+paper (their counterfactuals were in memory only: a kill between an expiry and its
+counterfactual's close changed the agents' records, and with them later sizes and
+proposals); and a batch's units of work go into the store whole, so a kill never keeps
+part of a batch that the restart, resuming after it, would never finish. The default
+check costs a run of the rest of the replay per kill.
 
 It prints the kills and checks made, and exits 1 on the first mismatch.
 """

@@ -1,12 +1,15 @@
 """The commit pipeline: Steps stored in order, then sent, then announced.
 
-The candle loop hands Steps to :meth:`CommitPipeline.put` and goes on; one
-consumer task stores the Steps' units of work, then sends their orders to a
-live broker, then announces their events. The loop's Steps queued in a row go
-into one transaction (one fsync for all of them, while the loop runs on); a
-command's Step is a transaction of its own. The store commits in
-order, so after a crash it holds a prefix of the Steps: never a fill without
-its order, nor an announced decision that is not stored.
+The candle loop hands the Steps of each batch to :meth:`CommitPipeline.put` and
+goes on; one consumer task stores the Steps' units of work, then sends their
+orders to a live broker, then announces their events. The loop's Steps queued in
+a row go into one transaction (one fsync for all of them, while the loop runs
+on), and a transaction holds whole batches: a batch's Steps are stored all or
+none, so a kill never keeps part of one (a restart resumes after the last batch
+stored and would never make the rest). A command's Step is a transaction of its
+own. The store commits in order, so after a crash it holds a prefix of the
+batches and commands: never a fill without its order, nor an announced decision
+that is not stored.
 
 A failed commit of the candle loop stops the pipeline (crash-only: the engine
 stops with the error). A command's Step that fails runs its undo and fails the
@@ -52,7 +55,8 @@ class CommitPipeline:
         self._announce = announce
         self._on_error = on_error
         self._size = size
-        self._queue: deque[tuple[Step, asyncio.Future[None] | None]] = deque()
+        # (Step, a command's future, whether the Step ends its batch: a group ends there)
+        self._queue: deque[tuple[Step, asyncio.Future[None] | None, bool]] = deque()
         self._ready = asyncio.Event()  # something to take
         self._room = asyncio.Event()  # below the bound
         self._room.set()
@@ -74,19 +78,33 @@ class CommitPipeline:
         """Nothing queued nor being stored."""
         return self._idle.is_set()
 
-    async def put(self, step: Step) -> None:
-        """Queue a Step of the candle loop; waits only while the queue is full. A Step
-        with nothing to store and nothing ahead of it is announced at once."""
+    async def put(self, step: Step, *more: Step) -> None:
+        """Queue the Steps of one batch of the candle loop, stored in one transaction
+        (all or none); waits only while the queue is full. Steps with nothing to store
+        and nothing ahead of them are announced at once."""
         if self.error is not None:
             raise PipelineStopped(str(self.error)) from self.error
-        if not step.work and not step.send and self._idle.is_set():
-            self._finish(step)
-            return
+        if self._idle.is_set() and not (step.work or step.send):
+            if not more:
+                self._finish(step)
+                return
+            if not any(s.work or s.send for s in more):
+                self._finish(step)
+                for s in more:
+                    self._finish(s)
+                return
         while len(self._queue) >= self._size:
             self._room.clear()
             await self._room.wait()
             if self.error is not None:
                 raise PipelineStopped(str(self.error)) from self.error
+        if more:
+            # No await between them: a batch is always whole in the queue.
+            append = self._queue.append
+            append((step, None, False))
+            for s in more[:-1]:
+                append((s, None, False))
+            step = more[-1]
         self._push(step, None)
 
     def put_nowait(self, step: Step) -> None:
@@ -124,7 +142,7 @@ class CommitPipeline:
                     await self._task
 
     def _push(self, step: Step, future: asyncio.Future[None] | None) -> None:
-        self._queue.append((step, future))
+        self._queue.append((step, future, True))
         self._idle.clear()
         self._ready.set()
 
@@ -136,7 +154,7 @@ class CommitPipeline:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            step, future = queue[0]
+            step, future, _ = queue[0]
             if future is not None:
                 await self._command(step, future)
                 queue.popleft()
@@ -160,13 +178,17 @@ class CommitPipeline:
 
     async def _group(self) -> None:
         """The candle loop's Steps queued in a row, committed in ONE transaction (one
-        fsync while the loop runs on), then sent and announced one by one, in order."""
+        fsync while the loop runs on), then sent and announced one by one, in order.
+        The group ends at a batch's end: past the bound by the rest of one batch."""
         queue = self._queue
         group: list[Step] = []
-        for step, future in queue:
-            if future is not None or len(group) >= self._size:
+        size = self._size
+        for step, future, ends in queue:
+            if future is not None:
                 break
             group.append(step)
+            if ends and len(group) >= size:
+                break
         try:
             if self.error is not None:
                 raise PipelineStopped(str(self.error))

@@ -79,6 +79,11 @@ class OpenIntent:
     proposal: Proposal | None = None  # behind an entry: its stop, take-profit and votes
 
 
+#: The store's state key holding the market time of the last batch whose units are
+#: stored (they go in together): a restart resumes after it.
+BATCH_TS = "batch_ts"
+
+
 @dataclass(slots=True)
 class RecoveredState:
     """What the store held when the engine started."""
@@ -101,6 +106,10 @@ class RecoveredState:
     realized_today: Decimal = Decimal(0)
     #: The proposal behind each open position (for the learning agent).
     position_proposals: dict[str, Proposal] = field(default_factory=dict)
+    #: Proposals declined (rejected, expired) whose counterfactual had not closed, each
+    #: with its decision's market time, in the order decided: the learning agent
+    #: follows them again from there.
+    followed: list[tuple[Proposal, int]] = field(default_factory=list)
 
     @property
     def is_fresh(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Literal
@@ -24,10 +25,11 @@ from engine.core import OrderGate, TradingCore
 from engine.desk import MAX_ORDER_QTY, qty_problem
 from engine.events import DecisionMade, EngineEvent, EngineMessage, EngineStateChanged
 from engine.feeds.base import Feed
-from engine.models import Candle, Decision, Fill, OrderIntent, RejectReason
+from engine.learning import MAX_HOLD_CANDLES
+from engine.models import Candle, Decision, Fill, OrderIntent, Proposal, RejectReason
 from engine.pipeline import CommitPipeline
 from engine.portfolio import Portfolio
-from engine.ports import RecoveredState, StorePort
+from engine.ports import BATCH_TS, RecoveredState, StorePort
 from engine.recovery import Recovery, StoreMismatchError, check_store_fits, restore
 from engine.risk import RiskCheck
 from engine.step import CommandError, Step
@@ -114,6 +116,9 @@ class Engine(EngineViews):
         self._resume_ts: int | None = None
         self._resume_speed: float | None = None
         self._skipped = 0
+        # After a restart: declined proposals the learning agent followed, refollowed as
+        # the skipped candles reach the market time each was declined at.
+        self._declined: deque[tuple[Proposal, int]] = deque()
 
     # --- events -----------------------------------------------------------------------
 
@@ -186,6 +191,10 @@ class Engine(EngineViews):
         else:
             recovery, step = restore(self.core, state, self.currency)
             await self.store.commit(step.work)
+            # One declined longer ago than a counterfactual is followed has closed by now
+            # (its outcome was lost by an older version that did not follow it again).
+            since = self.market_ts - MAX_HOLD_CANDLES * self._tf_ms
+            self._declined.extend(f for f in state.followed if f[1] >= since)
             # A feed that starts before the store's market time (a replay, the demo
             # market) plays unpaced and untraded up to it: market time never goes back.
             self._resume_ts = self.market_ts
@@ -394,30 +403,35 @@ class Engine(EngineViews):
                 # history can be long and is only skipped.
                 for candle in batch:
                     self.core.warm(candle)
+            if batch:
+                self._refollow(batch[-1].ts + self._tf_ms)
             return
         core = self.core
         core.proposing = self.status == "running" and self._warm() and self.feed.is_live(batch)
-        put = self._pipeline.put
+        steps: list[Step] = []
         observer = observe.current()
         if observer.timed:
             clock = time.perf_counter
             for candle in batch:
                 began = clock()
-                steps = core.on_candle(candle)
+                steps += core.on_candle(candle)
                 observer.candle_done(clock() - began)
-                for step in steps:
-                    await put(step)
         else:
             for candle in batch:
-                for step in core.on_candle(candle):
-                    await put(step)
+                steps += core.on_candle(candle)
         if batch:
             now = batch[-1].ts + self._tf_ms
-            if core.new_day(now):
+            new_day = core.new_day(now)
+            steps += core.after_batch(now)
+            if len(steps) > 1 and any(step.work for step in steps):
+                # The batch stores something: its last unit says the batch is whole, so a
+                # restart resumes after it (its fills alone carry the candle's open time).
+                steps[-1].work.set_state(BATCH_TS, str(now))
+            # The batch's units go into the store together (all or none).
+            await self._pipeline.put(*steps)
+            if new_day:
                 s = self.settings.store
                 await self.store.prune(now, s.equity_retention_days, s.candle_retention_days)
-            for step in core.after_batch(now):
-                await put(step)
             if self.feed_name != "replay":
                 self.store.record_candles(self.feed.timeframe, batch)
             if self._subscribers and not self._pipeline.idle:
@@ -433,10 +447,20 @@ class Engine(EngineViews):
             return False
         if self._skipped:
             log.info("skipped %d candles traded before the restart", self._skipped)
+        self._refollow(None)
         self._resume_ts = None
         if self.feed.speed is None:  # unless a speed was chosen meanwhile
             self.feed.speed = self._resume_speed
         return True
+
+    def _refollow(self, now: int | None) -> None:
+        """The learning agent follows again the declined proposals it followed before the
+        restart, each after the skipped batch it was declined in (so its age in candles
+        is the one it had; ``now`` None: all that are left)."""
+        declined = self._declined
+        learning = self.core.learning
+        while declined and (now is None or declined[0][1] <= now):
+            learning.follow(declined.popleft()[0])
 
     # --- commands ---------------------------------------------------------------------
 

@@ -50,7 +50,14 @@ from engine.models import (
     Proposal,
     Side,
 )
-from engine.ports import AgentRecordRow, CounterfactualRow, OpenIntent, RecoveredState, StorePort
+from engine.ports import (
+    BATCH_TS,
+    AgentRecordRow,
+    CounterfactualRow,
+    OpenIntent,
+    RecoveredState,
+    StorePort,
+)
 from engine.ports import UnitOfWork as WorkPort
 from engine.timeframes import DAY_MS
 from persistence.aio import Writer
@@ -806,13 +813,26 @@ def _load_state(conn: sqlite3.Connection) -> RecoveredState:
         " cf_sum_win, cf_sum_loss FROM agent_records"
     ):
         state.records.append(AgentRecordRow(*r))
+    # Declined proposals the learning agent was still following (no counterfactual yet).
+    for r in conn.execute(
+        "SELECT p.id, p.symbol, p.side, p.entry, p.stop, p.take_profit, p.confidence, p.size,"
+        " p.created_at, p.expires_at, p.merged, p.votes_json, p.risk_note, d.decided_at"
+        " FROM decisions d JOIN proposals p ON p.id = d.proposal_id"
+        " WHERE d.action IN ('reject', 'expire') AND NOT EXISTS"
+        " (SELECT 1 FROM counterfactuals c WHERE c.proposal_id = d.proposal_id) ORDER BY d.id"
+    ):
+        state.followed.append((_proposal(r), r[13]))
     state.state = dict(conn.execute("SELECT key, value FROM engine_state").fetchall())
-    # Market time goes on from the last thing stored: an event or an equity point.
+    # Market time goes on from the last thing stored: an event, an equity point, or the
+    # end of the last batch stored (whose fills alone carry its candles' open time).
     last = conn.execute(
         "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM events UNION ALL"
         " SELECT MAX(ts) FROM equity)"
     ).fetchone()
     state.last_ts = None if last is None else last[0]
+    batch_ts = state.state.get(BATCH_TS)
+    if batch_ts is not None and (state.last_ts is None or int(batch_ts) > state.last_ts):
+        state.last_ts = int(batch_ts)
     rebased = int(state.state.get("risk_rebased_at", "0"))
     peak = conn.execute(
         "SELECT equity FROM equity WHERE ts >= ? ORDER BY CAST(equity AS REAL) DESC LIMIT 1",
