@@ -22,8 +22,10 @@ runs):
 
 * decisions (the proposal's symbol, side, entry, stop, take-profit, size and time,
   the action, size, reason, who decided and when), fills (symbol, side, quantity,
-  price, fee, realized P&L, time) and positions (symbol, side and opening time; a
-  closed one whole):
+  price, fee, realized P&L, time), positions (symbol, side and opening time; a
+  closed one whole) and the counterfactuals of the declined proposals the learning
+  agent followed (symbol, side, agents, entry, exit, return, reason, time; in the
+  order they closed):
   a prefix of the reference's, so nothing that is stored differs from the
   uninterrupted run and nothing is stored twice;
 * at least every reference row of a market time before the killed store's last one,
@@ -84,6 +86,12 @@ _DECISIONS = (
     " FROM decisions d JOIN proposals p ON p.id = d.proposal_id ORDER BY d.id"
 )
 _FILLS = "SELECT symbol, side, qty, price, fee, realized_pnl, ts FROM fills ORDER BY id"
+#: The declined proposals the learning agent followed on paper, by when each closed (their
+#: outcomes are what the agents' records learn from).
+_COUNTERFACTUALS = (
+    "SELECT symbol, side, agents_json, entry, exit_price, ret, exit_reason, closed_at"
+    " FROM counterfactuals ORDER BY closed_at, symbol, side, entry, agents_json"
+)
 _POSITIONS = (
     "SELECT symbol, side, opened_at, status, entry_price, qty, cost_basis, stop,"
     " take_profit, closed_at, exit_price, close_reason, realized_pnl, fees"
@@ -112,11 +120,12 @@ class Content:
     fills: list[tuple[Any, ...]]
     positions: list[tuple[Any, ...]]
     market_ts: int
+    counterfactuals: list[tuple[Any, ...]] = field(default_factory=list)
 
     def counts(self) -> str:
         return (
             f"{len(self.decisions)} decisions, {len(self.fills)} fills, "
-            f"{len(self.positions)} positions"
+            f"{len(self.positions)} positions, {len(self.counterfactuals)} counterfactuals"
         )
 
 
@@ -131,6 +140,7 @@ def read_content(db: Path) -> Content:
             decisions=conn.execute(_DECISIONS).fetchall(),
             fills=conn.execute(_FILLS).fetchall(),
             positions=conn.execute(_POSITIONS).fetchall(),
+            counterfactuals=conn.execute(_COUNTERFACTUALS).fetchall(),
             market_ts=last or 0,
         )
     finally:
@@ -161,6 +171,7 @@ def compare(killed: Content, ref: Content) -> list[str]:
     for name, k_rows, r_rows, ts_col in (
         ("decisions", killed.decisions, ref.decisions, 11),
         ("fills", killed.fills, ref.fills, 6),
+        ("counterfactuals", killed.counterfactuals, ref.counterfactuals, 7),
     ):
         if k_rows != r_rows[: len(k_rows)]:
             at = next(i for i, (a, b) in enumerate(zip(k_rows, r_rows, strict=False)) if a != b)

@@ -72,11 +72,33 @@ P2 = (
     "0",
     "0",
 )
-REF = chaos.Content(decisions=[D1, D2], fills=[F1, F2], positions=[P1, P2], market_ts=300)
+C1 = ("ETH/BTC", "long", '["trend"]', 0.09, 0.095, 0.0555, "take_profit", 150)
+C2 = ("LTC/BTC", "short", '["momentum"]', 0.017, 0.0175, -0.0294, "stop", 250)
+REF = chaos.Content(
+    decisions=[D1, D2],
+    fills=[F1, F2],
+    positions=[P1, P2],
+    market_ts=300,
+    counterfactuals=[C1, C2],
+)
 
 
-def content(decisions: list[Any], fills: list[Any], positions: list[Any], ts: int) -> Any:
-    return chaos.Content(decisions=decisions, fills=fills, positions=positions, market_ts=ts)
+def content(
+    decisions: list[Any],
+    fills: list[Any],
+    positions: list[Any],
+    ts: int,
+    counterfactuals: list[Any] | None = None,
+) -> Any:
+    if counterfactuals is None:  # those closed before the store's market time
+        counterfactuals = [c for c in (C1, C2) if c[-1] <= ts]
+    return chaos.Content(
+        decisions=decisions,
+        fills=fills,
+        positions=positions,
+        market_ts=ts,
+        counterfactuals=counterfactuals,
+    )
 
 
 def test_the_comparison_accepts_a_prefix_and_catches_lost_duplicated_and_changed_rows() -> None:
@@ -95,6 +117,13 @@ def test_the_comparison_accepts_a_prefix_and_catches_lost_duplicated_and_changed
     assert chaos.compare(content([D1], [F1], [reopened], 120), REF) == []  # closes at 150
     lost_close = chaos.compare(content([D1], [F1], [reopened], 200), REF)
     assert any("position 0's close (at 150, before 200) is lost" in p for p in lost_close)
+    # A declined proposal's paper outcome is durable too: lost, or another, is caught.
+    no_cf = chaos.compare(content([D1, D2], [F1, F2], [P1, P2], 300, [C1]), REF)
+    assert any("counterfactuals lost" in p for p in no_cf)
+    other_cf = (*C2[:5], -0.03, *C2[6:])
+    assert chaos.compare(content([D1, D2], [F1, F2], [P1, P2], 300, [C1, other_cf]), REF) == [
+        f"counterfactuals differ at row 1: {other_cf} != {C2}"
+    ]
     other_exit = (*P1[:10], "0.0949", *P1[11:])  # a closed trade is compared whole
     assert any(
         "position 0 differs" in p
