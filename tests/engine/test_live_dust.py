@@ -31,8 +31,9 @@ from engine.exchange.broker import Remote
 from engine.exchange.gate import LiveGate
 from engine.exchange.live import LiveParts, open_live
 from engine.exchange.reconcile import Reconciliation, reconcile_exchange
-from engine.models import Fill, OrderSide, Side
+from engine.models import Candle, Fill, OrderIntent, OrderSide, Side
 from engine.runtime import Engine
+from engine.step import Step
 from engine.wiring import load_agents
 from persistence.store import Store
 
@@ -224,50 +225,85 @@ def test_fee_in_base_then_the_exit_leaves_only_dust_exactly(
 DIP = (100.0, 100.5, 80.0, 85.0)  # through any long's stop
 
 
+async def live_core(markets: Any, store: Store) -> tuple[TradingCore, list[Candle], OrderIntent]:
+    """A core beside the exchange's order gate (the exchange fills its orders through
+    ``apply_fill``) on a new store, whose first candles past the warm-up made one entry
+    order (stored)."""
+    cfg = settings(approval={"policy": "auto"})
+    await store.init_balance("USDT", cfg.risk.initial_cash, 0)
+    feed = CraftedFeed({BTC: warm([FLAT, FLAT, DIP, FLAT])})
+    ScriptedAgent.script = {(BTC, feed.ts(WARMUP)): (Side.LONG, 1.0)}
+    core = TradingCore(
+        cfg,
+        currency="USDT",
+        tf_ms=60_000,
+        agent_classes=load_agents(cfg),
+        new_work=store.begin_work,
+        market=PaperBroker(cfg.broker.fee_rate, cfg.broker.slippage_bps, matching=False),
+        clock=FakeClock(),
+    )
+    core.order_gate = LiveGate(markets, cfg.exchange)
+    core.proposing = True
+    candles = [c for batch in feed.iter_batches() for c in batch]
+    steps = [step for candle in candles[: WARMUP + 1] for step in core.on_candle(candle)]
+    [entry] = [i for s in steps for i in s.send]
+    await commit(store, steps)
+    return core, candles, entry
+
+
+async def commit(store: Store, steps: list[Step]) -> None:
+    for step in steps:
+        await store.commit(step.work)
+
+
+def fill_of(intent: OrderIntent, qty: str, price: str, fee: str, ts: int) -> Fill:
+    return Fill(
+        client_order_id=intent.client_order_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        qty=Decimal(qty),
+        price=Decimal(price),
+        fee=Decimal(fee),
+        ts=ts,
+    )
+
+
+async def test_the_exit_fill_and_its_dust_are_one_unit_of_work(
+    markets: Any, tmp_path: Path
+) -> None:
+    async with await Store.open(str(tmp_path / "dust.db")) as store:
+        core, candles, entry = await live_core(markets, store)
+        # The buy's fee taken in BTC: the position holds 0.12345 - 0.00012345.
+        opened = core.apply_fill(fill_of(entry, "0.12333655", "100", "0.012345", candles[0].ts))
+        [exit_step] = [core.close_position(BTC)]
+        [intent] = exit_step.send
+        assert intent.qty == Decimal("0.12333")  # rounded down to the step
+        step = core.apply_fill(fill_of(intent, "0.12333", "101", "0.01245633", candles[1].ts))
+        ops = step.work.ops  # type: ignore[attr-defined]  # the store's own unit of work
+        # The fill, the closed position and the dust kept: one transaction, never split.
+        sql = " ".join(statement for statement, _ in ops)
+        assert "INSERT INTO fills" in sql and "status = 'closed'" in sql
+        assert ("dust:BTC", "0.00000655") in [args for _, args in ops]
+        await commit(store, [opened, exit_step, step])
+        await checks_pass(store)
+        [closed] = [e for e in step.events if isinstance(e, PositionClosed)]
+        assert closed.qty == Decimal("0.12333655")
+        assert closed.realized_pnl == Decimal("0.12333") * 101 - Decimal("12.333655")
+
+
 async def test_a_stop_hit_on_a_dust_only_position_sends_nothing_and_closes_it(
     markets: Any, tmp_path: Path
 ) -> None:
-    cfg = settings(approval={"policy": "auto"})
-    feed = CraftedFeed({BTC: warm([FLAT, FLAT, DIP, FLAT])})
-    ScriptedAgent.script = {(BTC, feed.ts(WARMUP)): (Side.LONG, 1.0)}
     async with await Store.open(str(tmp_path / "dust.db")) as store:
-        await store.init_balance("USDT", cfg.risk.initial_cash, 0)
-        core = TradingCore(
-            cfg,
-            currency="USDT",
-            tf_ms=60_000,
-            agent_classes=load_agents(cfg),
-            new_work=store.begin_work,
-            market=PaperBroker(cfg.broker.fee_rate, cfg.broker.slippage_bps, matching=False),
-            clock=FakeClock(),
-        )
-        core.order_gate = LiveGate(markets, cfg.exchange)
-        core.proposing = True
-        steps = []
-        candles = [c for batch in feed.iter_batches() for c in batch]
-        for candle in candles[: WARMUP + 1]:
-            steps += core.on_candle(candle)
-        [entry] = [i for s in steps for i in s.send]
-        for s in steps:
-            await store.commit(s.work)
+        core, candles, entry = await live_core(markets, store)
         # The exchange filled only a sliver of the entry (then cancelled the rest).
         sliver = Decimal("0.000004")
-        fill = Fill(
-            client_order_id=entry.client_order_id,
-            symbol=BTC,
-            side=OrderSide.BUY,
-            qty=sliver,
-            price=Decimal(100),
-            fee=Decimal("0.0000004"),
-            ts=candles[WARMUP + 1].ts,
-        )
-        steps = [core.apply_fill(fill)]
+        steps = [core.apply_fill(fill_of(entry, "0.000004", "100", "0.0000004", candles[0].ts))]
         assert core.portfolio.positions[BTC].qty == sliver
         for candle in candles[WARMUP + 1 :]:
             steps += core.on_candle(candle)
             steps += core.after_batch(candle.ts + 60_000)
-        for s in steps:
-            await store.commit(s.work)
+        await commit(store, steps)
         # Nothing was sent, nothing is closing: the dust position closed at once.
         assert not any(s.send for s in steps)
         assert not any(isinstance(e, OrderSubmitted) for s in steps for e in s.events)
