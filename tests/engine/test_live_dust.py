@@ -7,6 +7,8 @@ held. Real ccxt against the local exchange, real store files."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import ROUND_DOWN, Decimal
@@ -158,7 +160,19 @@ async def test_the_exit_leaves_dust_the_store_writes_off_and_a_restart_counts_as
             assert recovery.differences == []
             assert engine.status == "running" and engine.core.dust == {"BTC": dust}
             await engine.stop()
-            await checks_pass(engine)
+    # ``cma db check`` itself, on the store file the two runs left.
+    check = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("cma")),
+        "db",
+        "check",
+        "--db",
+        str(cfg.store.resolved_path()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
+    )
+    out, _ = await asyncio.wait_for(check.communicate(), 60)
+    assert check.returncode == 0 and "cash + cost basis reconciles" in out.decode(), out
 
 
 def _remote(filled: Decimal, fee_base: Decimal, price: Decimal) -> Remote:
