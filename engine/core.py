@@ -35,6 +35,7 @@ from engine.models import (
     DecisionAction,
     Fill,
     OrderIntent,
+    OrderSide,
     Position,
     Proposal,
     RejectReason,
@@ -59,6 +60,11 @@ class OrderGate(Protocol):
 
     def fit(self, symbol: str, qty: Decimal, price: Decimal, now: int) -> Decimal | str:
         """The quantity to send (at most ``qty``), or why none can be."""
+        ...
+
+    def fit_exit(self, symbol: str, qty: Decimal, price: Decimal) -> Decimal | str:
+        """The quantity an exit of ``qty`` sends (rounded down to the market's step), or
+        why ``qty`` is too small for the market to trade at ``price`` (dust)."""
         ...
 
     def record(self, work: UnitOfWork, symbol: str, qty: Decimal, price: Decimal, now: int) -> None:
@@ -112,6 +118,12 @@ class TradingCore:
         #: Beside a live broker: the exchange's rules and the live caps an entry order
         #: must also meet after the risk limits (None on paper).
         self.order_gate: OrderGate | None = None
+        #: Live: what the store wrote off as dust and the exchange still holds, by base
+        #: currency (stored as ``dust:<BASE>``); the reconciliation counts it as held.
+        self.dust: dict[str, Decimal] = {}
+        #: Live: the cost basis of dust positions closed with no fill, in all (stored as
+        #: ``dust_written_off``; ``cma db check`` counts it beside the fills' PnL).
+        self.written_off = Decimal(0)
         #: Whether equity may have moved since the last equity point (a fill, a held
         #: symbol's mark, a command on the trading state): only then is it computed.
         self._equity_moved = True
@@ -141,7 +153,8 @@ class TradingCore:
             if steps:
                 self._equity_moved = True
         elif not self.market.matching and symbol in self.portfolio.positions:
-            steps = self.execution.live_triggers(candle)
+            hit = self.execution.live_trigger(candle)
+            steps = [] if hit is None else [self._exit(hit[0], hit[1], candle.ts)]
         else:
             steps = []
         self.candles_seen += 1
@@ -254,9 +267,41 @@ class TradingCore:
         return steps
 
     def apply_fill(self, fill: Fill) -> Step:
-        """A fill from outside the paper market (a live broker's)."""
+        """A fill from outside the paper market (a live broker's). An exit's fill that
+        leaves less of the position than the market can trade closes it: the rest is
+        dust, written off in the same unit of work (see :meth:`_dust_into`)."""
         self._equity_moved = True
-        return self.execution.apply_fill(fill)
+        gate = self.order_gate
+        pos = self.portfolio.positions.get(fill.symbol)
+        if (
+            gate is None
+            or pos is None
+            or pos.side is not Side.LONG
+            or fill.side is not OrderSide.SELL
+            or not fill.qty < pos.qty
+        ):
+            return self.execution.apply_fill(fill)
+        rest = pos.qty - fill.qty
+        why = gate.fit_exit(fill.symbol, rest, fill.price)
+        if not isinstance(why, str):
+            return self.execution.apply_fill(fill)  # a tradable rest stays a position
+        step = self.execution.apply_fill(fill, rest)
+        self._dust_into(step, fill.symbol, rest, fill.ts, why)
+        return step
+
+    def _dust_into(self, step: Step, symbol: str, qty: Decimal, ts: int, why: str) -> None:
+        """``qty`` of ``symbol`` written off as dust: counted as held on the exchange (in
+        the store with ``step``), and said once."""
+        base = symbol.partition("/")[0]
+        total = self.dust.get(base, Decimal(0)) + qty
+        self.dust[base] = total
+        work = step.work
+        work.set_state(f"dust:{base}", format(total, "f"))
+        text = (
+            f"dust {format(qty, 'f')} {base} left on the exchange: too small to trade ({why});"
+            f" {symbol} closed, the dust written off at zero proceeds"
+        )
+        step.events.append(work.event(EngineMessage(ts=ts, text=text)))
 
     # --- proposals and decisions ----------------------------------------------------
 
@@ -493,7 +538,24 @@ class TradingCore:
         check = self.risk.check_exit(self.market_ts, pos)
         if not check.allowed:
             raise CommandError(check.reason)
-        return self.execution.exit_order(pos, reason, self.market_ts)
+        return self._exit(pos, reason, self.market_ts)
+
+    def _exit(self, pos: Position, reason: str, now: int) -> Step:
+        """The exit order closing ``pos``. Beside an order gate it sends the quantity
+        rounded down to the market's step; a long too small to trade at all (dust) is
+        closed at once, written off at zero proceeds, and nothing is sent."""
+        gate = self.order_gate
+        if gate is None or pos.side is not Side.LONG:
+            return self.execution.exit_order(pos, reason, now)
+        fitted = gate.fit_exit(pos.symbol, pos.qty, self.marks.get(pos.symbol, pos.entry_price))
+        if not isinstance(fitted, str):
+            return self.execution.exit_order(pos, reason, now, fitted)
+        self._equity_moved = True
+        step = self.execution.write_off(pos, f"{reason}, written off as dust", now)
+        self.written_off += pos.cost_basis
+        step.work.set_state("dust_written_off", format(self.written_off, "f"))
+        self._dust_into(step, pos.symbol, pos.qty, now, fitted)
+        return step
 
     def cancel_entry(self, client_order_id: str, reason: str) -> Step | None:
         """Cancel a working entry order; None if it is not working."""

@@ -14,7 +14,7 @@ from typing import Literal
 
 from engine.account import Account
 from engine.broker.paper import PaperBroker
-from engine.events import EngineEvent
+from engine.events import EngineEvent, PositionClosed
 from engine.ids import new_id
 from engine.learning import LearningAgent
 from engine.models import (
@@ -136,8 +136,13 @@ class Execution:
         )
 
     @staticmethod
-    def exit_intent(pos: Position, reason: str, now: int) -> OrderIntent:
-        return PaperBroker.exit_intent(pos.symbol, pos.side, pos.qty, reason, now)
+    def exit_intent(
+        pos: Position, reason: str, now: int, qty: Decimal | None = None
+    ) -> OrderIntent:
+        """A market order closing ``pos`` (``qty`` of it: live, rounded down to the step)."""
+        return PaperBroker.exit_intent(
+            pos.symbol, pos.side, pos.qty if qty is None else qty, reason, now
+        )
 
     def send_entry(self, intent: OrderIntent, proposal: Proposal) -> None:
         """Track an entry and hand it to the paper market (its bracket goes with it)."""
@@ -157,10 +162,10 @@ class Execution:
             return None
         return self.tracker.pop(client_order_id)
 
-    def exit_order(self, pos: Position, reason: str, now: int) -> Step:
-        """A market order closing ``pos``: stored, then at the market (taken off again
-        if it cannot be stored)."""
-        intent = self.exit_intent(pos, reason, now)
+    def exit_order(self, pos: Position, reason: str, now: int, qty: Decimal | None = None) -> Step:
+        """A market order closing ``pos`` (``qty`` of it, see :meth:`exit_intent`): stored,
+        then at the market (taken off again if it cannot be stored)."""
+        intent = self.exit_intent(pos, reason, now, qty)
         work = self.new_work()
         work.intent_created(intent)
         event = work.order_submitted(intent, now)
@@ -232,12 +237,12 @@ class Execution:
             return []
         return [self.apply_fill(fill) for fill in fills]
 
-    def live_triggers(self, candle: Candle) -> list[Step]:
-        """Beside a live broker: a position's stop or take-profit hit inside ``candle``
-        sends a market exit order (the exchange fills it), once."""
+    def live_trigger(self, candle: Candle) -> tuple[Position, str] | None:
+        """Beside a live broker: the position whose stop or take-profit ``candle`` hit, and
+        which (the core sends its exit order, which the exchange fills), once."""
         pos = self.portfolio.positions.get(candle.symbol)
         if pos is None or not self.brackets or self.tracker.closing(candle.symbol):
-            return []
+            return None
         hit = stop_or_take_profit(
             pos.side,
             pos.stop,
@@ -246,13 +251,13 @@ class Execution:
             to_decimal(candle.high),
             to_decimal(candle.low),
         )
-        if hit is None:
-            return []
-        return [self.exit_order(pos, hit[1], candle.ts)]
+        return None if hit is None else (pos, hit[1])
 
-    def apply_fill(self, fill: Fill) -> Step:
+    def apply_fill(self, fill: Fill, dust: Decimal = Decimal(0)) -> Step:
         """One fill into the portfolio and one unit of work. A bracket's exit brings its
-        intent and order into the same unit of work."""
+        intent and order into the same unit of work. ``dust``: what the fill leaves of
+        its position that the market cannot trade (written off, see
+        :meth:`Portfolio.apply_fill`)."""
         work = self.new_work()
         events: list[EngineEvent] = []
         if not self.market.matching:
@@ -272,6 +277,7 @@ class Execution:
                 take_profit=levels.take_profit if levels is not None else None,
                 proposal_id=proposal.id if proposal is not None else None,
                 reason=order.reason if order is not None else "",
+                dust=dust,
             )
             if proposal is not None and outcome.opened is not None:
                 self.tracker.held[fill.symbol] = proposal
@@ -290,6 +296,14 @@ class Execution:
         events += self.record_outcome(work, outcome)
         return Step(work, events)
 
+    def write_off(self, pos: Position, reason: str, now: int) -> Step:
+        """Close ``pos`` as dust, with no order (it is too small to trade): its cost
+        basis is realized at zero proceeds, in one unit of work."""
+        work = self.new_work()
+        closed = self.portfolio.write_off(pos.symbol, now, reason)
+        self.account.realize(closed.realized_pnl - pos.realized_pnl)
+        return Step(work, self._closed_into(work, closed))
+
     def record_outcome(self, work: UnitOfWork, outcome: FillOutcome) -> list[EngineEvent]:
         """The statements of one fill: fill, order, position, cash, learning record."""
         events: list[EngineEvent] = [work.order_filled(outcome.record, outcome.cash)]
@@ -300,13 +314,17 @@ class Execution:
         if outcome.changed is not None:
             events.append(work.position_changed(outcome.changed, ts))
         if outcome.closed is not None:
-            closed = outcome.closed
-            events.append(work.position_closed(closed))
-            cost = q_cash(closed.qty * closed.entry_price)
-            ret = float((closed.realized_pnl - closed.fees) / cost) if cost > 0 else 0.0
-            self.learning.on_trade_closed(
-                self.tracker.held.pop(closed.symbol, None), closed.symbol, ret
-            )
-            work.agent_records(self.learning.take_dirty())
-            work.counterfactuals(self.learning.take_closed())
+            events += self._closed_into(work, outcome.closed)
         return events
+
+    def _closed_into(self, work: UnitOfWork, closed: PositionClosed) -> list[EngineEvent]:
+        """A closed position into ``work``, and its trade into the learning record."""
+        event = work.position_closed(closed)
+        cost = q_cash(closed.qty * closed.entry_price)
+        ret = float((closed.realized_pnl - closed.fees) / cost) if cost > 0 else 0.0
+        self.learning.on_trade_closed(
+            self.tracker.held.pop(closed.symbol, None), closed.symbol, ret
+        )
+        work.agent_records(self.learning.take_dirty())
+        work.counterfactuals(self.learning.take_closed())
+        return [event]

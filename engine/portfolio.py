@@ -57,11 +57,16 @@ class Portfolio:
         take_profit: Decimal | None = None,
         proposal_id: str | None = None,
         reason: str = "",
+        dust: Decimal = ZERO,
     ) -> FillOutcome:
         """Apply a fill: open, add to, reduce or close the symbol's position.
 
         A fill larger than the position it reduces is refused: exits never flip
         a position (the engine sends exits of at most the held quantity).
+
+        ``dust`` (live, an exit): what the fill leaves of the position that the market
+        cannot trade. It is written off at zero proceeds and the position closes: the
+        whole cost basis leaves, so the fill's realized PnL includes the dust's cost.
         """
         notional = q_cash(fill.qty * fill.price)
         fee = fill.fee
@@ -105,15 +110,20 @@ class Portfolio:
                 raise ValueError(
                     f"fill of {fill.qty} {fill.symbol} exceeds the open position of {pos.qty}"
                 )
+            if dust and fill.qty + dust != pos.qty:
+                raise ValueError(
+                    f"fill of {fill.qty} {fill.symbol} and dust {dust} are not the open "
+                    f"position of {pos.qty}"
+                )
             removed = (
                 pos.cost_basis
-                if fill.qty == pos.qty
+                if fill.qty == pos.qty or dust
                 else q_cash(pos.cost_basis * fill.qty / pos.qty)
             )
             # Long: proceeds minus cost; short: cost minus what buying back cost.
             realized = (notional - removed) * pos.side.sign
             self.cash += notional - fee if pos.side is Side.LONG else -notional - fee
-            qty = pos.qty - fill.qty
+            qty = pos.qty - fill.qty - dust
             total_realized = pos.realized_pnl + realized
             total_fees = pos.fees + fee
             if qty == 0:
@@ -142,6 +152,27 @@ class Portfolio:
 
         record = fill if realized == fill.realized_pnl else evolve(fill, realized_pnl=realized)
         return FillOutcome(record, opened, changed, closed, self.cash)
+
+    def write_off(self, symbol: str, ts: int, reason: str) -> PositionClosed:
+        """Close ``symbol``'s long position as dust, with no fill: what is held is too
+        small for the market to trade, so it leaves at zero proceeds. The cash does not
+        move; the whole cost basis is realized as a loss."""
+        pos = self.positions[symbol]
+        if pos.side is not Side.LONG:
+            raise ValueError(f"only a long position can be written off as dust, not {symbol}")
+        del self.positions[symbol]
+        return PositionClosed(
+            ts=ts,
+            symbol=symbol,
+            side=pos.side,
+            qty=pos.qty,
+            entry_price=pos.entry_price,
+            exit_price=ZERO,
+            realized_pnl=pos.realized_pnl - pos.cost_basis,
+            fees=pos.fees,
+            reason=reason,
+            opened_at=pos.opened_at,
+        )
 
     def unrealized(self, marks: Mapping[str, Decimal]) -> Decimal:
         """Unrealized PnL of every open position at ``marks`` (entry price when unmarked)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from engine.core import TradingCore
 from engine.models import OrderIntent, Position, Proposal, TradingState
@@ -103,6 +104,13 @@ def restore(core: TradingCore, state: RecoveredState, currency: str) -> tuple[Re
         halted_by_limit=state.state.get("halted_by_limit") == "1",
     )
     core.account.realized_today = state.realized_today
+    # Live: the dust written off before, still held on the exchange (engine/core.py).
+    core.dust = {
+        key.partition(":")[2]: Decimal(value)
+        for key, value in state.state.items()
+        if key.startswith("dust:")
+    }
+    core.written_off = Decimal(state.state.get("dust_written_off", "0"))
     notes: list[str] = []
     working: list[OrderIntent] = []
     work = core.new_work()

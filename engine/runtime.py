@@ -239,6 +239,7 @@ class Engine(EngineViews):
             positions=list(self.portfolio.positions.values()),
             cash=self.portfolio.cash,
             currency=self.currency,
+            dust=self.core.dust,
         )
         recovery.working_orders = found.working
         recovery.positions = list(self.portfolio.positions.values())

@@ -139,6 +139,16 @@ def _reconcile(conn: sqlite3.Connection) -> CheckResult:
     fill_pnl = sum(
         (Decimal(str(r[0])) for r in _rows(conn, "SELECT realized_pnl FROM fills")), Decimal(0)
     )
+    # Dust positions closed with no fill (live: too small to trade) realized their cost
+    # basis as a loss that no fill carries (engine/core.py keeps the sum).
+    written_off = sum(
+        (
+            Decimal(str(r[0]))
+            for r in _rows(conn, "SELECT value FROM engine_state WHERE key = 'dust_written_off'")
+        ),
+        Decimal(0),
+    )
+    fill_pnl -= written_off
     lhs = cash + held
     rhs = initial + realized - fees
     problems = []

@@ -22,6 +22,9 @@ Orders (the paper broker's rules)
     that is marketable at that open fills there; otherwise it rests and fills at its price
     when a later candle's range reaches it. The fee is 0.1 % of the cost, in the quote
     currency, reported in the order's ``fills`` (POST answer) and by ``/api/v3/myTrades``.
+    With ``buy_fee_in_base=True`` (``--buy-fee-in-base``) a buy pays it as Binance does for
+    an account without BNB: 0.1 % of the quantity in the base currency (8 decimals), so
+    the base balance grows by the quantity less the fee (off the lot step).
     Balances move with fills; LIMIT orders lock their funds (``locked``), MARKET orders lock
     the estimated cost at the forming candle's open. Filters are checked like Binance
     (-1013 ``Filter failure: LOT_SIZE|PRICE_FILTER|NOTIONAL``); an insufficient balance or a
@@ -74,7 +77,7 @@ sends is ("WS", path, {"method", "params"})). ``fake.orders`` maps client order 
 Subprocess use (end-to-end tests)::
 
     python tests/fake_binance.py --data FILE... [--start N] [--interval S]
-        [--api-key K --api-secret S] [--balance USDT=10000 ...]
+        [--api-key K --api-secret S] [--balance USDT=10000 ...] [--buy-fee-in-base]
 
 prints ``listening http://127.0.0.1:PORT`` and serves until SIGTERM/SIGINT (exit 0). The keys
 may come from FAKE_BINANCE_API_KEY / FAKE_BINANCE_API_SECRET instead of the arguments. Control
@@ -430,7 +433,9 @@ class FakeBinance:
         api_secret: str | None = None,
         balances: Mapping[str, Decimal | str | int] | None = None,
         port: int = 0,
+        buy_fee_in_base: bool = False,
     ) -> None:
+        self.buy_fee_in_base = buy_fee_in_base
         self.markets: dict[str, Market] = {}
         for path in data:
             market = Market.from_file(Path(path))
@@ -649,14 +654,19 @@ class FakeBinance:
         market = order.market
         qty = order.quantity
         cost = qty * price
-        fee = (cost * FEE_RATE).quantize(Decimal("1e-8"))
+        in_base = order.side == "BUY" and self.buy_fee_in_base
+        fee = ((qty if in_base else cost) * FEE_RATE).quantize(Decimal("1e-8"))
+        fee_asset = market.base if in_base else market.quote
         base, quote = self.balances[market.base], self.balances[market.quote]
         # Give back what the order locked, then move the real amounts.
         held = self.balances[order.locked_asset]
         held[1] -= order.locked
         held[0] += order.locked
         order.locked = Decimal(0)
-        if order.side == "BUY":
+        if in_base:
+            quote[0] -= cost
+            base[0] += qty - fee
+        elif order.side == "BUY":
             quote[0] -= cost + fee
             base[0] += qty
         else:
@@ -671,7 +681,7 @@ class FakeBinance:
             "qty": fmt(qty),
             "quoteQty": fmt(cost),
             "commission": fmt(fee),
-            "commissionAsset": market.quote,
+            "commissionAsset": fee_asset,
             "time": when,
             "isBuyer": order.side == "BUY",
             "isMaker": order.type == "LIMIT",
@@ -683,7 +693,7 @@ class FakeBinance:
                 "price": fmt(price),
                 "qty": fmt(qty),
                 "commission": fmt(fee),
-                "commissionAsset": market.quote,
+                "commissionAsset": fee_asset,
                 "tradeId": trade["id"],
             }
         )
@@ -1242,6 +1252,7 @@ async def _serve(args: argparse.Namespace) -> None:
         api_secret=args.api_secret,
         balances=balances,
         port=args.port,
+        buy_fee_in_base=args.buy_fee_in_base,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1262,6 +1273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-secret", default=os.environ.get("FAKE_BINANCE_API_SECRET"))
     parser.add_argument("--balance", action="append", default=[], help="ASSET=AMOUNT")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--buy-fee-in-base", action="store_true", help="a buy pays its fee in the base currency"
+    )
     asyncio.run(_serve(parser.parse_args(argv)))
 
 

@@ -1,5 +1,7 @@
 """What a live entry order must meet after the risk limits: the live notional caps
-and the market's precision and limits (through ccxt's own helpers).
+and the market's precision and limits (through ccxt's own helpers); and what an exit
+can send: the position's quantity rounded down to the market's step, or nothing where
+what is held is too small to trade (dust).
 
 A plain, synchronous object the core calls while it approves (the markets are
 loaded before trading starts). The day's notional so far is stored with each
@@ -12,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.config.sections import ExchangeSettings
-from engine.exchange.rules import Refused, fit_order
+from engine.exchange.rules import Refused, fit_order, round_amount
 from engine.models import q_cash
 from engine.ports import UnitOfWork
 from engine.timeframes import DAY_MS
@@ -55,6 +57,16 @@ class LiveGate:
         fitted = fit_order(self.exchange, symbol, qty, price)
         if isinstance(fitted, Refused):
             return fitted.reason
+        return fitted.qty
+
+    def fit_exit(self, symbol: str, qty: Decimal, price: Decimal) -> Decimal | str:
+        """The quantity an exit of ``qty`` sends (rounded down to the step: no cap, an
+        exit always goes out), or why ``qty`` is too small to trade at ``price`` (dust).
+        An exit the market refuses for another reason (not trading now, above a
+        maximum) still goes out, rounded down: the exchange says why."""
+        fitted = fit_order(self.exchange, symbol, qty, price)
+        if isinstance(fitted, Refused):
+            return fitted.reason if fitted.small else round_amount(self.exchange, symbol, qty)
         return fitted.qty
 
     def record(self, work: UnitOfWork, symbol: str, qty: Decimal, price: Decimal, now: int) -> None:

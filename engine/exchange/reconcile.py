@@ -19,7 +19,7 @@ position held).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -88,8 +88,11 @@ async def reconcile_exchange(
     positions: Sequence[Position],
     cash: Decimal,
     currency: str,
+    dust: Mapping[str, Decimal] | None = None,
 ) -> None:
-    """Add to ``out`` the exchange's orders and balances the store does not know."""
+    """Add to ``out`` the exchange's orders and balances the store does not know.
+    ``dust``: what the store wrote off as dust by base currency (too small to trade,
+    still on the exchange): held beside the positions, so it is no difference."""
     known_ids = set(known)
     for remote in await broker.remote_open_orders(symbols):
         if remote.client_order_id not in known_ids:
@@ -109,8 +112,10 @@ async def reconcile_exchange(
         base = symbol.partition("/")[0]
         have = balances.get(base, Decimal(0))
         want = longs.get(base, Decimal(0))
-        if _differs(have, want):
+        left = (dust or {}).get(base, Decimal(0))
+        if _differs(have, want + left):
+            also = f" and dust {left} written off" if left else ""
             out.differences.append(
-                f"{base}: the exchange holds {have}, the account's position is {want}"
+                f"{base}: the exchange holds {have}, the account's position is {want}{also}"
             )
     out.notes.extend(out.differences)

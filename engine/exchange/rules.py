@@ -13,11 +13,11 @@ no ccxt import at module level (the exchange object brings ccxt with it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-__all__ = ["Fitted", "Refused", "fit_order"]
+__all__ = ["Fitted", "Refused", "fit_order", "round_amount"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,14 @@ class Fitted:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The order cannot meet the market's rules; ``reason`` says which, in words."""
+    """The order cannot meet the market's rules; ``reason`` says which, in words.
+    ``small``: it is too small to trade (its amount rounds to 0 at the step, or is below
+    the minimum amount, or its notional below the minimum), not refused for another
+    reason (a market not trading, an amount or price above a maximum)."""
 
     symbol: str
     reason: str
+    small: bool = field(default=False, compare=False)
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -91,7 +95,7 @@ def fit_order(exchange: Any, symbol: str, qty: Decimal, price: Decimal) -> Fitte
         fitted_qty = Decimal(exchange.amount_to_precision(symbol, format(qty, "f")))
     except ccxt.InvalidOrder:
         step = _step(exchange, market["precision"].get("amount"))
-        return Refused(symbol, f"amount {_show(qty)} {base} rounds to 0 at {step}")
+        return Refused(symbol, f"amount {_show(qty)} {base} rounds to 0 at {step}", small=True)
     try:
         fitted_price = Decimal(exchange.price_to_precision(symbol, format(price, "f")))
     except ccxt.InvalidOrder:
@@ -106,6 +110,7 @@ def fit_order(exchange: Any, symbol: str, qty: Decimal, price: Decimal) -> Fitte
             symbol,
             f"amount {_show(fitted_qty)} {base} below the market's minimum amount "
             f"{_show(low)} {base}",
+            small=True,
         )
     if high is not None and fitted_qty > high:
         return Refused(
@@ -129,6 +134,7 @@ def fit_order(exchange: Any, symbol: str, qty: Decimal, price: Decimal) -> Fitte
             symbol,
             f"notional {_show_notional(notional, low)} {quote} below the minimum "
             f"{_show(low)} {quote}",
+            small=True,
         )
     if high is not None and notional > high:
         return Refused(
@@ -137,3 +143,16 @@ def fit_order(exchange: Any, symbol: str, qty: Decimal, price: Decimal) -> Fitte
             f"{_show(high)} {quote}",
         )
     return Fitted(symbol, fitted_qty, fitted_price)
+
+
+def round_amount(exchange: Any, symbol: str, qty: Decimal) -> Decimal:
+    """``qty`` rounded down to ``symbol``'s amount step (ccxt's ``amount_to_precision``,
+    as ccxt sends it); ``qty`` itself where the market is unknown or it rounds to 0."""
+    import ccxt
+
+    if symbol not in (exchange.markets or {}):
+        return qty
+    try:
+        return Decimal(exchange.amount_to_precision(symbol, format(qty, "f")))
+    except ccxt.InvalidOrder:
+        return qty

@@ -125,6 +125,9 @@ class Gate:
             return self.refuse
         return qty if self.cap is None else min(qty, self.cap)
 
+    def fit_exit(self, symbol: str, qty: Decimal, price: Decimal) -> Decimal | str:
+        return qty
+
     def record(self, work: WorkPort, symbol: str, qty: Decimal, price: Decimal, now: int) -> None:
         self.recorded.append(qty)
         work.set_state("gate", str(qty))
