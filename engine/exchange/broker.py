@@ -170,6 +170,10 @@ class ExchangeBroker(Broker):
         self._sleep = sleep
         #: Orders sent and not final, by client order id.
         self._working: dict[str, OrderIntent] = {}
+        #: Working orders whose POST had no answer and whose lookup failed too, by client
+        #: order id: the attempts made. Should the poller find no such order, it is sent
+        #: again (same id) while attempts are left, as the sender does after a lookup.
+        self._unanswered: dict[str, int] = {}
         #: Client order ids whose outcome was reported (a fill or a refusal): never twice.
         self._reported: set[str] = set()
         self._poller: asyncio.Task[None] | None = None
@@ -258,7 +262,7 @@ class ExchangeBroker(Broker):
                 intent, f"not sent: the exchange circuit breaker is open ({self.breaker.reason})"
             )
             return
-        for attempt in range(1, SEND_ATTEMPTS + 1):
+        for attempt in range(self._unanswered.pop(coid, 0) + 1, SEND_ATTEMPTS + 1):
             try:
                 order = await self.exchange.create_order(
                     intent.symbol,
@@ -289,6 +293,7 @@ class ExchangeBroker(Broker):
                     # Unknown outcome and no answer: keep it working; the poller asks again.
                     log.warning("order %s: lookup failed: %s", coid, self.describe(lookup_exc))
                     self._working[coid] = intent
+                    self._unanswered[coid] = attempt
                     return
                 if found is not None:
                     self._adopt(intent, found)
@@ -313,6 +318,8 @@ class ExchangeBroker(Broker):
         intent = self._working.get(client_order_id)
         if intent is None:
             return False
+        # Asked to cancel: should it turn out never to have arrived, it is not sent again.
+        self._unanswered.pop(client_order_id, None)
         try:
             await self.exchange.cancel_order(
                 "", intent.symbol, {"origClientOrderId": client_order_id}
@@ -483,6 +490,15 @@ class ExchangeBroker(Broker):
                 self._failure(self.describe(exc))
                 continue
             self._success()
+            made = self._unanswered.pop(coid, SEND_ATTEMPTS)
+            if remote is None and made < SEND_ATTEMPTS:
+                # Its POST never arrived (the lookup that would have said so had failed):
+                # the sender sends it again with the same id and the attempts left.
+                log.warning("order %s: the exchange has no such order; sending it again", coid)
+                del self._working[coid]
+                self._unanswered[coid] = made
+                await self.submit(intent)
+                continue
             if remote is None:
                 # Sent (its outcome was unknown) but the exchange has no such order.
                 self._refuse(intent, "the exchange has no such order: it never arrived")

@@ -103,6 +103,20 @@ class Run:
             await asyncio.sleep(0.02)
         await self.settle()
 
+    async def story(self) -> str:
+        """What became of the orders and what the engine said: a failed check's message."""
+        await self.engine.synced()
+        intents = await query(
+            self.engine, "SELECT client_order_id, purpose, status, reason FROM order_intents"
+        )
+        said = await query(
+            self.engine,
+            "SELECT kind, payload FROM events WHERE kind IN ('OrderDenied', 'EngineMessage')"
+            " ORDER BY seq DESC LIMIT 5",
+        )
+        requests = [r[:2] for r in self.fake.requests if r[1] == ORDER]
+        return f"intents {intents}; said {said}; order requests {requests}"
+
     async def intents(self) -> int:
         [(count,)] = await query(self.engine, "SELECT COUNT(*) FROM order_intents")
         return int(count)
@@ -204,10 +218,10 @@ async def test_a_fault_on_the_order_path_neither_duplicates_nor_loses_an_order(
             posts = run.posts()
             run.fake.fault(kind, ORDER, **opts)
             await run.enter()
-            assert run.position_qty() > 0, kind
+            assert run.position_qty() > 0, (kind, await run.story())
             run.fake.fault(kind, ORDER, **opts)
             await run.exit()
-            assert run.position_qty() == 0, kind
+            assert run.position_qty() == 0, (kind, await run.story())
             assert run.posts() >= posts + 2
             assert not run.fake.faults, f"{kind} was never met"
         # A clean entry after them.
@@ -242,6 +256,26 @@ async def test_a_fault_on_the_lookups_of_a_working_order_loses_nothing(tmp_path:
             assert not run.fake.faults, f"{kind} was never met"
         gets = [r for r in run.fake.requests if r[0] == "GET" and r[1] == ORDER]
         assert len(gets) >= len(READS)
+        await run.engine.stop()
+        await assert_nothing_duplicated_or_lost(run)
+
+
+async def test_an_order_whose_post_and_lookup_both_failed_is_sent_again_once_none_is_found(
+    tmp_path: Path,
+) -> None:
+    """The POST never arrives (dropped) and every read of the lookup after it fails too
+    (a slow or failing exchange): the order is kept working, its outcome unknown. When the
+    poller then finds no such order, it is sent again with the same client order id, not
+    refused: the entry lands, once."""
+    async with live_run(tmp_path) as run:
+        run.parts.broker.breaker = CircuitBreaker(threshold=100)  # the failures keep it shut
+        run.fake.fault("drop", ORDER)  # the POST
+        run.fake.fault("500", ORDER, count=5)  # every read of the lookup that follows
+        await run.enter()
+        assert not run.fake.faults
+        assert run.position_qty() > 0
+        posts = [r[2]["newClientOrderId"] for r in run.fake.requests if r[:2] == ("POST", ORDER)]
+        assert len(posts) == 2 and posts[0] == posts[1]
         await run.engine.stop()
         await assert_nothing_duplicated_or_lost(run)
 
