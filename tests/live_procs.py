@@ -15,16 +15,14 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared_data import shared_data_dir
+from support import CMA, home_env
 
-CMA = str(Path(sys.executable).parent / "cma")
 FAKE = str(Path(__file__).with_name("fake_binance.py"))
 DATA = "binanceus_BTC-USDT_1m_2023-03.csv"
 PASSPHRASE = "live-test-passphrase-9d1c"
@@ -69,18 +67,6 @@ brackets = false
 close_positions_on_stop = false
 status_interval_seconds = 0.5
 """
-
-
-def wait_until(check: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    """Poll ``check`` until it is truthy (returned), else fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        time.sleep(0.01)
 
 
 class FakeProcess:
@@ -144,25 +130,14 @@ class LiveHome:
         return self.root / "state" / "cma" / "cma.log"
 
     def env(self, **more: str) -> dict[str, str]:
-        keep = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CMA_", "DBUS_", "XDG_", "PYTHON_KEYRING"))
-        }
-        return {
-            **keep,
-            "HOME": str(self.root),
-            "XDG_DATA_HOME": str(self.root / "data"),
-            "XDG_CONFIG_HOME": str(self.root / "config"),
-            "XDG_CACHE_HOME": str(self.root / "cache"),
-            "XDG_STATE_HOME": str(self.root / "state"),
+        mine = {
             "CMA_KEYRING": "file",
             "CMA_KEYRING_PASSPHRASE": PASSPHRASE,
             "CMA_EXCHANGE__API_BASE": self.url,
             "CMA_TEST_VOTE_FILE": str(self.vote_file),
             "PYTHONPATH": str(self.root / "agents"),
-            **more,
         }
+        return home_env(self.root, **{**mine, **more})
 
     def cma(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -26,7 +26,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from live_procs import FakeProcess, LiveHome, intents, wait_until
+from live_procs import FakeProcess, LiveHome, intents
+from support import wait_for
 
 KEY = "crash-test-key-31d6"
 SECRET = "crash-test-secret-8f0e"
@@ -62,15 +63,15 @@ def kill_round(
     received = fake.status()["ordersReceived"]
     proc = home.start(store, out=out)
     try:
-        wait_until(lambda: _started(out, proc), what=f"{out.name}: the start")
+        wait_for(f"{out.name}: the start", lambda: _started(out, proc), 15, every=0.01)
         home.vote_file.touch()
-        wait_until(lambda: set(intents(store)) - known, what=f"{out.name}: an intent")
+        wait_for(f"{out.name}: an intent", lambda: set(intents(store)) - known, 15, every=0.01)
         home.vote_file.unlink()
         mode = rng.choice(["intent", "held", "released"])
         if mode == "intent":  # before the POST, while it is on its way, or held
             time.sleep(rng.uniform(0.0, 0.05))
         else:
-            wait_until(lambda: fake.status()["ordersReceived"] > received, what="a POST")
+            wait_for("a POST", lambda: fake.status()["ordersReceived"] > received, 15, every=0.01)
             if mode == "held":
                 time.sleep(rng.uniform(0.0, 0.1))
             else:  # answered: the fill is stored at the next poll (1 s), or not yet
