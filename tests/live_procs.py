@@ -108,6 +108,10 @@ class FakeProcess:
         self.proc.wait(timeout=10)
 
 
+#: The encrypted keyring files ``cma keys set`` wrote this session, by (key, secret).
+_KEYRINGS: dict[tuple[str, str], bytes] = {}
+
+
 @dataclass
 class LiveHome:
     """A home for cma: XDG folders, keys in the encrypted file, the config, the agent."""
@@ -145,9 +149,24 @@ class LiveHome:
             timeout=60,
         )  # fmt: skip
 
+    @property
+    def keyring_file(self) -> Path:
+        return self.root / "data" / "cma" / "keyring.cfg"
+
     def set_keys(self, key: str, secret: str) -> None:
-        done = self.cma("keys", "set", "binance", "--stdin", stdin=f"{key}\n{secret}\n")
-        assert done.returncode == 0, done.stderr
+        """``cma keys set binance --stdin`` the first time this session stores ``key`` and
+        ``secret``; a copy of the encrypted file it wrote afterwards (each write derives
+        its keys anew, about 2 s; the copy opens with the same passphrase)."""
+        made = _KEYRINGS.get((key, secret))
+        if made is None:
+            done = self.cma("keys", "set", "binance", "--stdin", stdin=f"{key}\n{secret}\n")
+            assert done.returncode == 0, done.stderr
+            _KEYRINGS[(key, secret)] = self.keyring_file.read_bytes()
+            return
+        self.keyring_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.keyring_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(made)
 
     def start(self, store: Path, *args: str, out: Path, **env: str) -> subprocess.Popen[str]:
         """``cma run --headless --live --confirm-live`` in the background, its stdout and
