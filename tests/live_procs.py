@@ -15,16 +15,14 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared_data import shared_data_dir
+from support import CMA, home_env
 
-CMA = str(Path(sys.executable).parent / "cma")
 FAKE = str(Path(__file__).with_name("fake_binance.py"))
 DATA = "binanceus_BTC-USDT_1m_2023-03.csv"
 PASSPHRASE = "live-test-passphrase-9d1c"
@@ -71,18 +69,6 @@ status_interval_seconds = 0.5
 """
 
 
-def wait_until(check: Callable[[], Any], within: float = 15.0, what: str = "") -> Any:
-    """Poll ``check`` until it is truthy (returned), else fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        time.sleep(0.01)
-
-
 class FakeProcess:
     """``python tests/fake_binance.py`` serving until :meth:`stop`."""
 
@@ -122,6 +108,10 @@ class FakeProcess:
         self.proc.wait(timeout=10)
 
 
+#: The encrypted keyring files ``cma keys set`` wrote this session, by (key, secret).
+_KEYRINGS: dict[tuple[str, str], bytes] = {}
+
+
 @dataclass
 class LiveHome:
     """A home for cma: XDG folders, keys in the encrypted file, the config, the agent."""
@@ -144,25 +134,14 @@ class LiveHome:
         return self.root / "state" / "cma" / "cma.log"
 
     def env(self, **more: str) -> dict[str, str]:
-        keep = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CMA_", "DBUS_", "XDG_", "PYTHON_KEYRING"))
-        }
-        return {
-            **keep,
-            "HOME": str(self.root),
-            "XDG_DATA_HOME": str(self.root / "data"),
-            "XDG_CONFIG_HOME": str(self.root / "config"),
-            "XDG_CACHE_HOME": str(self.root / "cache"),
-            "XDG_STATE_HOME": str(self.root / "state"),
+        mine = {
             "CMA_KEYRING": "file",
             "CMA_KEYRING_PASSPHRASE": PASSPHRASE,
             "CMA_EXCHANGE__API_BASE": self.url,
             "CMA_TEST_VOTE_FILE": str(self.vote_file),
             "PYTHONPATH": str(self.root / "agents"),
-            **more,
         }
+        return home_env(self.root, **{**mine, **more})
 
     def cma(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -170,9 +149,24 @@ class LiveHome:
             timeout=60,
         )  # fmt: skip
 
+    @property
+    def keyring_file(self) -> Path:
+        return self.root / "data" / "cma" / "keyring.cfg"
+
     def set_keys(self, key: str, secret: str) -> None:
-        done = self.cma("keys", "set", "binance", "--stdin", stdin=f"{key}\n{secret}\n")
-        assert done.returncode == 0, done.stderr
+        """``cma keys set binance --stdin`` the first time this session stores ``key`` and
+        ``secret``; a copy of the encrypted file it wrote afterwards (each write derives
+        its keys anew, about 2 s; the copy opens with the same passphrase)."""
+        made = _KEYRINGS.get((key, secret))
+        if made is None:
+            done = self.cma("keys", "set", "binance", "--stdin", stdin=f"{key}\n{secret}\n")
+            assert done.returncode == 0, done.stderr
+            _KEYRINGS[(key, secret)] = self.keyring_file.read_bytes()
+            return
+        self.keyring_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.keyring_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(made)
 
     def start(self, store: Path, *args: str, out: Path, **env: str) -> subprocess.Popen[str]:
         """``cma run --headless --live --confirm-live`` in the background, its stdout and

@@ -31,7 +31,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,6 +43,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
+from support import free_port
 
 BIN_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "postgres"
@@ -121,14 +121,7 @@ def fresh_database(url: str) -> str:
 
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 at a port where nothing listens (it was free a moment ago)."""
-    return url_for(free_port(), DATABASE)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return url_for(free_port(HOST), DATABASE)
 
 
 def check_installed() -> None:
@@ -210,7 +203,7 @@ def _start(
     """
     log = folder / "server.log"
     for _ in range(3):
-        port = free_port()
+        port = free_port(HOST)
         settings = [arg for setting in SERVER_SETTINGS for arg in ("-c", setting)]
         with log.open("ab") as out:
             server = subprocess.Popen(

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support import home_dirs as session_env
 
 PASSWORD = "login-password"  # gnome-keyring's login collection, not a cma secret
 
@@ -58,16 +59,6 @@ def require_programs() -> None:
             "(Debian: gnome-keyring, dbus)",
             pytrace=False,
         )
-
-
-def session_env(home: Path) -> dict[str, str]:
-    """HOME and XDG folders under ``home``, for gnome-keyring and for cma alike."""
-    return {
-        "HOME": str(home),
-        "XDG_DATA_HOME": str(home / "data"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_CACHE_HOME": str(home / "cache"),
-    }
 
 
 @contextmanager

@@ -10,30 +10,15 @@ duplicated and a changed row.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from shared_data import shared_data_dir
+from support import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_benchmark(name: str) -> Any:
-    """A script of benchmarks/ as a module (the folder is no package, and putting it on
-    sys.path would let benchmarks/engine.py shadow the engine package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-chaos = _load_benchmark("chaos")
+chaos = load_benchmark("chaos")
 
 # Rows as read_content reads them (decision: ..., decided_at last; fill: ..., ts last).
 D1 = ("ETH/BTC", "long", "0.09", "0.088", "0.095", "1", 100, "approve", "1", None, "policy", 100)

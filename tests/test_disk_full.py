@@ -27,22 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import home_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = "2m"
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
-    env.update(
-        XDG_DATA_HOME=str(home / "data"),
-        XDG_CONFIG_HOME=str(home / "config"),
-        XDG_STATE_HOME=str(home / "state"),
+    return home_env(
+        home,
         PYTHONPATH=str(ROOT),
         CMA_ENGINE__STATUS_INTERVAL_SECONDS="60",
         CMA_APPROVAL__AUTO_CONFIDENCE="0.3",  # it trades from its first hours
     )
-    return env
 
 
 def _cma(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

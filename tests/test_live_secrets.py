@@ -14,13 +14,13 @@ import re
 import shlex
 import subprocess
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_procs import CMA, FakeProcess, LiveHome, intents, wait_until
+from live_procs import FakeProcess, LiveHome, intents
+from support import CMA, screen, tmux, tmux_session, wait_for
 
 KEY = "LiveKeyQ7w9Zt2mXv4Nc8Rb1"
 SECRET = "LiveSecretHj3Kp6Ls0Df5Gy9"
@@ -59,10 +59,6 @@ def files(path: Path) -> list[tuple[str, bytes]]:
             with zipfile.ZipFile(item) as z:
                 out.extend((f"{item}:{n}", z.read(n)) for n in z.namelist())
     return out
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
 def process_list() -> str:
@@ -121,9 +117,9 @@ def test_no_key_or_signature_reaches_the_logs_reports_store_or_process_list(
     out = tmp_path / "live.out"
     proc = home.start(store, "--duration", "5s", out=out)
     try:
-        wait_until(lambda: "cma headless:" in out.read_text(), what="the live start")
+        wait_for("the live start", lambda: "cma headless:" in out.read_text(), 15, every=0.01)
         home.vote_file.touch()
-        wait_until(lambda: intents(store), what="an intent")
+        wait_for("an intent", lambda: intents(store), 15, every=0.01)
         home.vote_file.unlink()
         for _ in range(5):
             listing = process_list()
@@ -192,29 +188,25 @@ def test_the_live_console_screen_shows_no_key_or_signature(
     script = tmp_path / "run.sh"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in home.env(TERM="xterm").items())
     script.write_text(f"{exports}{CMA} run --live --db {store}; echo CMA-EXIT=$? > {exit_file}\n")
-    name = f"cma-live-{uuid.uuid4().hex[:8]}"
-    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30", f"sh {script}")
     screens: list[str] = []
+    with tmux_session(f"sh {script}", 100, 30, prefix="cma-live") as name:
 
-    def shows(text: str) -> bool:
-        screens.append(tmux("capture-pane", "-p", "-t", name))
-        return text in screens[-1]
+        def shows(text: str) -> bool:
+            screens.append(screen(name))
+            return text in screens[-1]
 
-    try:
-        wait_until(lambda: shows("binance"), what="the confirmation prompt")
+        wait_for("the confirmation prompt", lambda: shows("binance"))
         tmux("send-keys", "-t", name, "binance", "Enter")
-        wait_until(lambda: shows("LIVE"), what="the live console")
+        wait_for("the live console", lambda: shows("LIVE"))
         fake.post("/_fake/fault", {"kind": "500", "path": "/api/v3/order"})
         home.vote_file.touch()
-        wait_until(lambda: intents(store), what="an intent")
+        wait_for("an intent", lambda: intents(store))
         home.vote_file.unlink()
-        wait_until(lambda: shows("LIVE") and fake.status()["ordersReceived"] >= 1, what="the order")
+        wait_for("the order", lambda: shows("LIVE") and fake.status()["ordersReceived"] >= 1)
         tmux("send-keys", "-t", name, "q")
-        wait_until(lambda: shows("Leave positions open"), what="the quit dialog")
+        wait_for("the quit dialog", lambda: shows("Leave positions open"))
         tmux("send-keys", "-t", name, "l")
-        wait_until(exit_file.exists, what="cma to exit")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+        wait_for("cma to exit", exit_file.exists)
     assert exit_file.read_text().strip() == "CMA-EXIT=0"
     assert len(screens) >= 4
     assert_no_leaks([(f"screen {i}", s.encode()) for i, s in enumerate(screens)])

@@ -8,28 +8,13 @@ No timing is asserted (the machine may be loaded); the figures are printed.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from support import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_benchmark(name: str):  # type: ignore[no-untyped-def]
-    """A script of benchmarks/ as a module (the folder is no package, and putting it on
-    sys.path would let benchmarks/engine.py shadow the engine package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-soak = _load_benchmark("soak")
+soak = load_benchmark("soak")
 
 #: Peak RSS growth allowed from the mark (10 s) to the end (60 s). A run holds about
 #: 60 MiB; a leak of a few hundred bytes a candle over ~250,000 candles shows as more.

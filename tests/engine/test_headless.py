@@ -17,6 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from support import home_env
 
 from engine.runtime import SIM_WARMUP_BATCHES
 from persistence.checks import run_checks
@@ -31,15 +32,9 @@ STATUS = re.compile(
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
-    env.update(
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        PYTHONPATH=str(ROOT),
-        CMA_ENGINE__STATUS_INTERVAL_SECONDS="1",
+    return home_env(
+        tmp_path, **{"PYTHONPATH": str(ROOT), "CMA_ENGINE__STATUS_INTERVAL_SECONDS": "1", **extra}
     )
-    env.update(extra)
-    return env
 
 
 def cma(*args: str) -> list[str]:

@@ -2,10 +2,11 @@
 order's intent and its acknowledgement, then started again on the same store.
 
 One local exchange process serves every round; it holds each order's answer (the
-order is stored, the answer waits). A seeded random picks where each kill lands:
-right after the intent is in the store (before or while it is sent), while the
-exchange holds the answer, or after the answer is released (before or after the
-fill is stored). Each restart is the next round: it reconciles first (its notes say
+order is stored, the answer waits). Each kind of kill point comes twice in a chain, in
+a seeded random order, and a seeded random picks where in it the kill lands: right
+after the intent is in the store (before or while it is sent), while the exchange
+holds the answer, or after the answer is released (before or after the fill is
+stored). Each restart is the next round: it reconciles first (its notes say
 what it found), then trades again. Afterwards every exchange order was sent once,
 is an intent of the store, and (filled) has exactly one fill row of its quantity;
 no intent is left unresolved, and ``cma db check`` passes.
@@ -26,13 +27,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from live_procs import FakeProcess, LiveHome, intents, wait_until
+from live_procs import FakeProcess, LiveHome, intents
+from support import wait_for
 
 KEY = "crash-test-key-31d6"
 SECRET = "crash-test-secret-8f0e"
-KILLS = 20
+#: Where a kill lands: after the intent is stored, while the exchange holds the answer,
+#: after the answer is released. Each comes EACH times in a chain.
+MODES = ("intent", "held", "released")
+EACH = 2
 #: Kill chains run at once (cma's start is mostly imports: two fit in the time of one).
 CHAINS = 2
+KILLS = len(MODES) * EACH * CHAINS
 SEED = int(os.environ.get("CMA_CRASH_SEED", "1313"))
 
 
@@ -55,22 +61,21 @@ def _started(out: Path, proc: subprocess.Popen[str]) -> bool:
 
 
 def kill_round(
-    rng: random.Random, home: LiveHome, fake: FakeProcess, store: Path, out: Path
-) -> str:
-    """Start cma, have it send an order, SIGKILL it at a random point; the kind of point."""
+    rng: random.Random, mode: str, home: LiveHome, fake: FakeProcess, store: Path, out: Path
+) -> None:
+    """Start cma, have it send an order, SIGKILL it at a random point of kind ``mode``."""
     known = set(intents(store))
     received = fake.status()["ordersReceived"]
     proc = home.start(store, out=out)
     try:
-        wait_until(lambda: _started(out, proc), what=f"{out.name}: the start")
+        wait_for(f"{out.name}: the start", lambda: _started(out, proc), 15, every=0.01)
         home.vote_file.touch()
-        wait_until(lambda: set(intents(store)) - known, what=f"{out.name}: an intent")
+        wait_for(f"{out.name}: an intent", lambda: set(intents(store)) - known, 15, every=0.01)
         home.vote_file.unlink()
-        mode = rng.choice(["intent", "held", "released"])
         if mode == "intent":  # before the POST, while it is on its way, or held
             time.sleep(rng.uniform(0.0, 0.05))
         else:
-            wait_until(lambda: fake.status()["ordersReceived"] > received, what="a POST")
+            wait_for("a POST", lambda: fake.status()["ordersReceived"] > received, 15, every=0.01)
             if mode == "held":
                 time.sleep(rng.uniform(0.0, 0.1))
             else:  # answered: the fill is stored at the next poll (1 s), or not yet
@@ -80,13 +85,14 @@ def kill_round(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
-    return mode
 
 
 def kill_chain(seed: int, fake: FakeProcess, folder: Path) -> None:
-    """KILLS // CHAINS kill rounds on one store and one exchange, a last restart, and
-    the checks of the module docstring."""
+    """KILLS // CHAINS kill rounds on one store and one exchange (each mode EACH times,
+    in a random order), a last restart, and the checks of the module docstring."""
     rng = random.Random(seed)
+    plan = list(MODES) * EACH
+    rng.shuffle(plan)
     home = LiveHome(folder, fake.url)
     home.set_keys(KEY, SECRET)
     store = folder / "live.db"
@@ -94,11 +100,10 @@ def kill_chain(seed: int, fake: FakeProcess, folder: Path) -> None:
     #: What each killed run left unresolved (client order id -> status).
     left: list[dict[str, str]] = []
     outs: list[Path] = []
-    modes = Counter[str]()
-    for round_ in range(KILLS // CHAINS):
+    for round_, mode in enumerate(plan):
         out = folder / f"run{round_}.out"
         outs.append(out)
-        modes[kill_round(rng, home, fake, store, out)] += 1
+        kill_round(rng, mode, home, fake, store, out)
         fake.post("/_fake/release")  # a held answer goes to the dead connection
         fake.post("/_fake/hold")
         left.append({c: s for c, s in intents(store).items() if s in ("pending", "sent")})
@@ -108,7 +113,6 @@ def kill_chain(seed: int, fake: FakeProcess, folder: Path) -> None:
     outs.append(out)
     proc = home.start(store, "--duration", "1s", out=out)
     assert proc.wait(timeout=30) == 0, out.read_text()
-    assert len(modes) >= 2, modes
 
     orders = fake.orders()
     posts = Counter(
@@ -125,7 +129,7 @@ def kill_chain(seed: int, fake: FakeProcess, folder: Path) -> None:
         qty[coid] = Decimal(q)
     conn.close()
     mine = {c: o for c, o in orders.items() if c in stored}
-    assert len(mine) >= KILLS // CHAINS // 2, (len(mine), modes)
+    assert len(mine) >= KILLS // CHAINS // 2, (len(mine), plan)
     for coid, order in mine.items():
         assert posts[coid] == 1, f"{coid} sent {posts[coid]} times"
         if order["status"] == "FILLED":

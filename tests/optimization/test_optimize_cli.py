@@ -12,23 +12,20 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
-import sys
 import time
 import tomllib
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 from shared_data import shared_data_dir
+from support import CMA, free_port, screen, tmux, tmux_session, wait_for
 
 from optimize.study import cpu_count
 from tui import cli
 
-CMA = Path(sys.executable).with_name("cma")
 BTC = "binanceus_BTC-USDT_1m_2023-03.csv"
 WEEK = ("--to", "2023-03-08")
 QUICK = ("--windows", "2", "--min-trades", "0", *WEEK)
@@ -101,12 +98,6 @@ def bad(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return err.strip()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
@@ -146,7 +137,7 @@ def test_no_data_and_a_jobs_beyond_the_cores_are_refused(
 def test_a_storage_that_cannot_be_reached_is_named_without_its_password(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    port = closed_port()
+    port = free_port()
     url = f"postgresql://cma:hunter2secret@127.0.0.1:{port}/studies"
     started = time.monotonic()
     err = bad(capsys, "--data", btc(), *WEEK, "--storage", url)
@@ -300,14 +291,6 @@ def test_when_no_trial_completes_no_parameters_are_chosen(tmp_path: Path) -> Non
     assert all("fewer than --min-trades 100000" in n for n in notes), notes
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_ctrl_c_stops_after_the_running_trials_and_keeps_the_study(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [str(CMA), "optimize", "--data", btc(), *QUICK, "--trials", "100000", "--jobs", "2",
@@ -325,7 +308,7 @@ def test_ctrl_c_stops_after_the_running_trials_and_keeps_the_study(tmp_path: Pat
                 return False
             return sum(t.state.is_finished() for t in trials) >= 3
 
-        wait_for("three trials", some_done)
+        wait_for("three trials", some_done, 120)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -380,7 +363,7 @@ def test_a_second_ctrl_c_quits_at_once_and_marks_the_running_trials_failed(
                 return False
             return sum(t.state == optuna.trial.TrialState.RUNNING for t in trials) == 2
 
-        wait_for("two running trials", both_running)
+        wait_for("two running trials", both_running, 120)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)  # two signals at once would reach the handler as one
         proc.send_signal(signal.SIGINT)
@@ -396,10 +379,6 @@ def test_a_second_ctrl_c_quits_at_once_and_marks_the_running_trials_failed(
 
 
 # ---------------------------------------------------------------- a terminal
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
 BAR = re.compile(
@@ -418,31 +397,27 @@ def test_a_terminal_shows_trials_the_best_value_and_the_time_left(tmp_path: Path
         ["env", *assigns, str(CMA), "optimize", "--data", btc(), "--min-trades", "0",
          "--trials", "100000", "--jobs", "2", f"; echo CMA-EXIT=$? > {exit_file}"]
     )  # fmt: skip
-    name = f"cma-opt-{uuid.uuid4().hex[:8]}"
-    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command + "; sleep 60")
-    try:
+    with tmux_session(command + "; sleep 60", prefix="cma-opt") as name:
         seen: list[str] = []
 
         def bar(best: bool) -> Callable[[], bool]:
             def check() -> bool:
-                screen = tmux("capture-pane", "-p", "-t", name).splitlines()
-                seen[:] = [s for s in screen if BAR.match(s) and (" best " in s or not best)]
+                lines = screen(name).splitlines()
+                seen[:] = [s for s in lines if BAR.match(s) and (" best " in s or not best)]
                 return bool(seen)
 
             return check
 
-        wait_for("the progress bar", bar(best=False), timeout=180)
-        wait_for("the best value so far on it", bar(best=True), timeout=180)
+        wait_for("the progress bar", bar(best=False), 180)
+        wait_for("the best value so far on it", bar(best=True), 180)
         assert len(seen) == 1 and len(seen[0]) <= 78, seen
         tmux("send-keys", "-t", name, "C-c")
-        wait_for("cma to exit", exit_file.exists, timeout=300)
+        wait_for("cma to exit", exit_file.exists, 300)
         assert exit_file.read_text().strip() == "CMA-EXIT=0"
-        screen = tmux("capture-pane", "-p", "-S", "-200", "-t", name)  # with what scrolled by
-        assert "trials/min" not in screen, screen  # the bar is erased at the end
-        assert re.search(r"^ran \d+ of 100000 trials \(stopped by Ctrl-C\)$", screen, re.M), screen
-        assert "config fragment" in screen
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+        text = screen(name, "-S", "-200")  # with what scrolled by
+        assert "trials/min" not in text, text  # the bar is erased at the end
+        assert re.search(r"^ran \d+ of 100000 trials \(stopped by Ctrl-C\)$", text, re.M), text
+        assert "config fragment" in text
 
 
 def test_two_symbols_and_the_calmar_objective(tmp_path: Path) -> None:

@@ -16,9 +16,7 @@ import shlex
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 import pytest
 from shared_data import shared_data_dir
+from support import CMA, screen, tmux_session, wait_for
 
 from tui import cli
 from tui.backtest_cmd import (
@@ -531,7 +530,6 @@ def test_a_hang_up_quits_at_once_unless_storing(sig: signal.Signals) -> None:
 
 # ---------------------------------------------------------------- end to end: the real cma
 
-CMA = Path(sys.executable).with_name("cma")
 TILED = 1_000_000
 STOPPED = re.compile(r"^stopped at (\d{4}-\d\d-\d\d \d\d:\d\d) UTC: ([\d,]+) of ([\d,]+) candles$")
 BAR = re.compile(r"^backtest +\d+\.\d% \[[#-]+\] [\d,]+ candles/s +ETA \d+:\d\d")
@@ -568,14 +566,6 @@ def has_session(db: Path) -> bool:
         return bool(db.exists() and one(db, "SELECT COUNT(*) FROM sessions"))
     except sqlite3.OperationalError:  # created but not yet migrated
         return False
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -759,7 +749,7 @@ def test_ctrl_c_stops_the_run_and_stores_exactly_what_was_done(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for("the run to begin its session", lambda: has_session(db))
+        wait_for("the run to begin its session", lambda: has_session(db), 60, every=0.01)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -816,7 +806,7 @@ def test_a_second_ctrl_c_or_a_hang_up_quits_at_once_storing_nothing(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for("the run to begin its session", lambda: has_session(db))
+        wait_for("the run to begin its session", lambda: has_session(db), 60, every=0.01)
         for sig in signals:
             time.sleep(0.2)  # two signals at once would reach the handler as one
             proc.send_signal(sig)
@@ -834,10 +824,6 @@ def test_a_second_ctrl_c_or_a_hang_up_quits_at_once_storing_nothing(
 # ---------------------------------------------------------------- end to end: a terminal
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-
 @pytest.mark.slow
 def test_a_terminal_shows_the_progress_bars_and_they_are_erased(
     tmp_path: Path, tiled: tuple[Path, Path]
@@ -852,33 +838,28 @@ def test_a_terminal_shows_the_progress_bars_and_they_are_erased(
         ["env", *assigns, str(CMA), "backtest", "--data", str(path), "--db", str(db),
          f"; echo CMA-EXIT=$? > {exit_file}"]
     )  # fmt: skip
-    name = f"cma-bt-{uuid.uuid4().hex[:8]}"
-    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command + "; sleep 60")
-    try:
+    with tmux_session(command + "; sleep 60", prefix="cma-bt") as name:
         bars: list[str] = []
 
         def shown(bar: re.Pattern[str]) -> Callable[[], bool]:
             def check() -> bool:
-                screen = tmux("capture-pane", "-p", "-t", name).splitlines()
-                bars[:] = [s for s in screen if bar.match(s)]
+                bars[:] = [s for s in screen(name).splitlines() if bar.match(s)]
                 return bool(bars)
 
             return check
 
-        wait_for("the loading bar", shown(LOADING), timeout=120)
+        wait_for("the loading bar", shown(LOADING), 120, every=0.01)
         assert len(bars) == 1 and len(bars[0]) <= 78, bars
-        wait_for("the progress bar", shown(BAR), timeout=120)
+        wait_for("the progress bar", shown(BAR), 120, every=0.01)
         assert len(bars) == 1 and len(bars[0]) <= 78, bars
-        wait_for("cma to exit", exit_file.exists, timeout=300)
+        wait_for("cma to exit", exit_file.exists, 300, every=0.01)
         assert exit_file.read_text().strip() == "CMA-EXIT=0"
-        screen = tmux("capture-pane", "-p", "-t", name)
-        assert "candles/s" not in screen and "ETA" not in screen, screen
-        lines = screen.splitlines()
-        assert lines[0].startswith("Backtest 2023-03-01 00:01 to "), screen
+        text = screen(name)
+        assert "candles/s" not in text and "ETA" not in text, text
+        lines = text.splitlines()
+        assert lines[0].startswith("Backtest 2023-03-01 00:01 to "), text
         assert "session 1" in lines
         assert all(len(s) <= 80 for s in lines)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
 
 
 # ---------------------------------------------------------------- where it stores, what it says

@@ -11,23 +11,16 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import CMA, kill_session, new_session, pane_pid, screen, session_exists, tmux, wait_for
 
 # No skip without tmux: `make test` installs it, and a missing install step must fail.
 pytestmark = [pytest.mark.slow]
-
-CMA = Path(sys.executable).with_name("cma")
-
-
-def tmux(*args: str) -> str:
-    out = subprocess.run(["tmux", *args], capture_output=True, text=True, check=True)
-    return out.stdout
 
 
 def start_cma(
@@ -58,7 +51,7 @@ def start_cma(
             "; sleep 60" if linger else "",
         ]
     )
-    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
+    new_session(name, command)
 
 
 @pytest.fixture
@@ -68,19 +61,7 @@ def session(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         yield name, tmp_path
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def screen(name: str) -> str:
-    return tmux("capture-pane", "-p", "-t", name)
+        kill_session(name)
 
 
 def test_approve_a_proposal_and_quit_in_tmux(session: tuple[str, Path]) -> None:
@@ -139,17 +120,14 @@ def stored(db: Path, rows: str) -> bool:
         conn.close()
 
 
-def session_exists(name: str) -> bool:
-    return subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode == 0
-
-
 def cma_pid(name: str) -> int:
     """The pid of the ``cma`` process in session ``name`` (the pane's shell runs it)."""
     pids: list[int] = []
 
     def found() -> bool:
-        shell = tmux("list-panes", "-t", name, "-F", "#{pane_pid}").split()[0]
-        children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True)
+        children = subprocess.run(
+            ["pgrep", "-P", str(pane_pid(name))], capture_output=True, text=True
+        )
         pids[:] = [int(p) for p in children.stdout.split()]
         return len(pids) == 1
 
@@ -171,7 +149,7 @@ def press_until(name: str, key: str, marker: str, tries: int = 4) -> None:
     for _ in range(tries):
         tmux("send-keys", "-t", name, key)
         try:
-            wait_for(marker, lambda: marker in screen(name), timeout=8.0)
+            wait_for(marker, lambda: marker in screen(name), within=8.0)
             return
         except AssertionError:
             continue
@@ -236,9 +214,9 @@ def test_a_burst_of_keys_in_the_policy_dialog_is_applied_in_order(
     wait_for("the console", lambda: "PAPER" in screen(name) and "Proposals (" in screen(name))
     press_until(name, "A", "Approval policy")
     tmux("send-keys", "-t", name, *["BSpace"] * 6, "80", "Enter")
-    wait_for("the read-back", lambda: "confidence ≥ 80%?" in screen(name), timeout=15.0)
+    wait_for("the read-back", lambda: "confidence ≥ 80%?" in screen(name), within=15.0)
     tmux("send-keys", "-t", name, "Enter")
-    wait_for("the switch", lambda: "auto ≥ 80%" in screen(name), timeout=15.0)
+    wait_for("the switch", lambda: "auto ≥ 80%" in screen(name), within=15.0)
 
 
 def test_sigint_stops_the_console_gracefully(session: tuple[str, Path]) -> None:
@@ -296,12 +274,12 @@ def test_a_second_signal_ends_the_console_at_once_with_the_terminal_restored(
         assert running(pid)
         os.kill(pid, signal.SIGTERM)
         exit_file = tmp_path / "exit"
-        wait_for("cma to exit", exit_file.exists, timeout=10.0)
+        wait_for("cma to exit", exit_file.exists, within=10.0)
         assert exit_file.read_text().strip() == "CMA-EXIT=130"
         # The terminal is back: the main screen, the cursor shown, the line on it.
         flags = tmux("display", "-p", "-t", name, "#{alternate_on} #{cursor_flag}").split()
         assert flags == ["0", "1"]
         assert "cma: SIGTERM again: exiting at once (code 130)" in screen(name)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+        kill_session(name)
     assert_store_checks(tmp_path / "cma.db", tmp_path)

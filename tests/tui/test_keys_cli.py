@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from secret_service import WAIT_FOR_DAEMON, require_programs, session_env
+from secret_service import WAIT_FOR_DAEMON, require_programs
+from support import home_env
 
 from tui import cli
 
@@ -25,10 +26,8 @@ PASS = "pP-3c59dc048e8850243be8079a5c74d079"
 CMA = str(Path(sys.executable).parent / "cma")
 
 
-def home_env(home: Path, **more: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("CMA_", "DBUS_", "XDG_"))}
-    keep.pop("PYTHON_KEYRING_BACKEND", None)
-    return {**keep, **session_env(home), "CMA_KEYRING_PASSPHRASE": PASS, **more}
+def keys_env(home: Path, **more: str) -> dict[str, str]:
+    return home_env(home, **{"CMA_KEYRING_PASSPHRASE": PASS, **more})
 
 
 def cma_keys(
@@ -50,7 +49,7 @@ def assert_no_key_material(*texts: str) -> None:
 
 
 def test_set_status_delete_through_the_encrypted_file(tmp_path: Path) -> None:
-    env = home_env(tmp_path)
+    env = keys_env(tmp_path)
     argv, done = cma_keys(env, "set", "binance", "--stdin", stdin=f"{KEY}\n{SECRET}\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
@@ -86,11 +85,11 @@ def test_set_status_delete_through_the_encrypted_file(tmp_path: Path) -> None:
 
 
 def test_a_wrong_passphrase_exits_2_with_one_clear_line(tmp_path: Path) -> None:
-    env = home_env(tmp_path)
+    env = keys_env(tmp_path)
     _, done = cma_keys(env, "set", "kraken", "--stdin", "--password", stdin=f"{KEY}\n{SECRET}\nP\n")
     assert done.returncode == 0, done.stderr
     assert "API key, secret and passphrase for kraken" in done.stdout
-    wrong = home_env(tmp_path, CMA_KEYRING_PASSPHRASE="not the passphrase")
+    wrong = keys_env(tmp_path, CMA_KEYRING_PASSPHRASE="not the passphrase")
     _, done = cma_keys(wrong, "delete", "kraken")
     assert done.returncode == 2
     assert done.stderr == (
@@ -127,7 +126,7 @@ def test_bad_input_exits_2_naming_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """In this process (ccxt imported once, not per case), through tui.cli.main."""
-    for name, value in home_env(tmp_path).items():
+    for name, value in keys_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     with pytest.raises(SystemExit) as exit_:
@@ -140,7 +139,7 @@ def test_bad_input_exits_2_naming_it(
 
 
 def test_without_a_passphrase_it_says_how_to_give_one(tmp_path: Path) -> None:
-    env = home_env(tmp_path)
+    env = keys_env(tmp_path)
     del env["CMA_KEYRING_PASSPHRASE"]
     _, done = cma_keys(env, "set", "binance", "--stdin", stdin=f"{KEY}\n{SECRET}\n")
     assert done.returncode == 2
@@ -155,7 +154,7 @@ def test_without_a_passphrase_it_says_how_to_give_one(tmp_path: Path) -> None:
 
 
 def test_a_keyring_file_others_can_read_is_refused(tmp_path: Path) -> None:
-    env = home_env(tmp_path)
+    env = keys_env(tmp_path)
     path = tmp_path / "data" / "cma" / "keyring.cfg"
     path.parent.mkdir(parents=True)
     path.write_text("")
@@ -172,7 +171,7 @@ def test_set_on_a_terminal_asks_without_echo(tmp_path: Path) -> None:
     """A pseudo-terminal as the controlling terminal: getpass asks there, echo off."""
     import pty
 
-    env = home_env(tmp_path)
+    env = keys_env(tmp_path)
     del env["CMA_KEYRING_PASSPHRASE"]
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
@@ -206,14 +205,14 @@ def test_set_on_a_terminal_asks_without_echo(tmp_path: Path) -> None:
     assert proc.returncode == 0, seen
     assert b"stored the API key and secret for binance" in seen
     assert_no_key_material(seen.decode(errors="replace"))  # no echo
-    _, done = cma_keys(home_env(tmp_path), "status", "binance")
+    _, done = cma_keys(keys_env(tmp_path), "status", "binance")
     assert done.stdout.endswith("binance: set\n")
 
 
 def test_set_and_status_through_gnome_keyring_under_dbus_run_session(tmp_path: Path) -> None:
     """The brief's own command line: a session bus, gnome-keyring unlocked on it, cma."""
     require_programs()
-    env = home_env(tmp_path)
+    env = keys_env(tmp_path)
     del env["CMA_KEYRING_PASSPHRASE"]
     env["PATH"] = f"{Path(CMA).parent}{os.pathsep}{env.get('PATH', '')}"
     digest = hashlib.sha256(KEY.encode()).hexdigest()

@@ -11,51 +11,23 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from secret_service import session_env
 from shared_data import shared_data_dir
+from support import CMA, home_env, screen, tmux, tmux_session, wait_for
 
 pytestmark = [pytest.mark.slow]
 
-CMA = Path(sys.executable).with_name("cma")
 FAKE = Path(__file__).resolve().parents[1] / "fake_binance.py"
 KEY = "live-console-key-2f6c1a9e"
 SECRET = "live-console-secret-8b3d7e05"
 PASS = "live-console-pass-41c9"
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
-
-
-def screen(name: str) -> str:
-    return tmux("capture-pane", "-p", "-t", name)
-
-
-def wait_for(what: str, check: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def home_env(home: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("CMA_", "DBUS_", "XDG_"))}
-    keep.pop("PYTHON_KEYRING_BACKEND", None)
-    return {
-        **keep,
-        **session_env(home),
-        "XDG_STATE_HOME": str(home / "state"),
-        "CMA_KEYRING": "file",
-        "CMA_KEYRING_PASSPHRASE": PASS,
-        "TERM": "xterm",
-    }
+def live_env(home: Path) -> dict[str, str]:
+    return home_env(home, CMA_KEYRING="file", CMA_KEYRING_PASSPHRASE=PASS, TERM="xterm")
 
 
 @pytest.fixture
@@ -99,24 +71,24 @@ def store_keys(env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def start(name: str, env: dict[str, str], tmp_path: Path, *extra: str) -> None:
+def command(env: dict[str, str], tmp_path: Path, *extra: str) -> str:
+    """The shell line of ``cma run --live`` with ``env``'s CMA_ and XDG_ variables."""
     exports = " ".join(f"{k}={v}" for k, v in env.items() if k.startswith(("CMA_", "XDG_")))
     cov = os.environ.get("COVERAGE_PROCESS_CONFIG")
     if cov:
         exports += f" COVERAGE_PROCESS_CONFIG={cov}"
-    command = (
+    return (
         f"env HOME={env['HOME']} TERM=xterm {exports} {CMA} run --live --exchange binance "
         f"--symbols BTC/USDT --db {tmp_path / 'live.db'} {' '.join(extra)}"
         f"; echo CMA-EXIT=$? > {tmp_path / 'exit'}"
     )
-    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24", command)
 
 
 def test_live_console_confirms_shows_live_and_a_stale_feed(
     tmp_path: Path, fake: tuple[str, subprocess.Popen[str]]
 ) -> None:
     url, proc = fake
-    env = home_env(tmp_path / "home")
+    env = live_env(tmp_path / "home")
     store_keys(env)
     env.update(
         CMA_EXCHANGE__API_BASE=url,
@@ -124,9 +96,7 @@ def test_live_console_confirms_shows_live_and_a_stale_feed(
         CMA_FEED__WARMUP_CANDLES="20",
         CMA_FEED__STALE_SECONDS="1",
     )
-    name = f"cma-live-{uuid.uuid4().hex[:8]}"
-    start(name, env, tmp_path)
-    try:
+    with tmux_session(command(env, tmp_path), prefix="cma-live") as name:
         wait_for("the typed confirmation", lambda: "Type binance to start:" in screen(name))
         assert "REAL MONEY" in screen(name)
         tmux("send-keys", "-t", name, "binance", "Enter")
@@ -149,22 +119,16 @@ def test_live_console_confirms_shows_live_and_a_stale_feed(
         exit_file = tmp_path / "exit"
         wait_for("cma to exit", exit_file.exists)
         assert exit_file.read_text().strip() == "CMA-EXIT=0"
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
 
 
 def test_a_wrong_confirmation_starts_nothing(tmp_path: Path) -> None:
-    env = home_env(tmp_path / "home")
+    env = live_env(tmp_path / "home")
     store_keys(env)
     env["CMA_EXCHANGE__API_BASE"] = "http://127.0.0.1:9"  # never reached
-    name = f"cma-live-{uuid.uuid4().hex[:8]}"
-    start(name, env, tmp_path)
-    try:
+    with tmux_session(command(env, tmp_path), prefix="cma-live") as name:
         wait_for("the typed confirmation", lambda: "Type binance to start:" in screen(name))
         tmux("send-keys", "-t", name, "yes", "Enter")
         exit_file = tmp_path / "exit"
         wait_for("cma to exit", exit_file.exists)
         assert exit_file.read_text().strip() == "CMA-EXIT=1"
         assert not (tmp_path / "live.db").exists()  # no store, no exchange, nothing
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
