@@ -140,8 +140,13 @@ async def live_run(tmp_path: Path, **exchange: Any) -> AsyncIterator[Run]:
         cfg = live_settings(fake.url, tmp_path)
         cfg = _with_exchange(cfg, timeout_seconds=0.5, **exchange)
         # Losing round trips (fees) lower the agent's weight: its votes stay approved.
+        # No stop or take-profit: a position here closes when the test closes it, not when
+        # the candles a slow run advances through happen to reach its stop.
         cfg = cfg.model_copy(
-            update={"approval": cfg.approval.model_copy(update={"auto_confidence": 0.1})}
+            update={
+                "approval": cfg.approval.model_copy(update={"auto_confidence": 0.1}),
+                "strategy": cfg.strategy.model_copy(update={"brackets": False}),
+            }
         )
         ScriptedAgent.script = {}
         async with live_engine(cfg) as (engine, parts):
