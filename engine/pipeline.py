@@ -84,28 +84,22 @@ class CommitPipeline:
         and nothing ahead of them are announced at once."""
         if self.error is not None:
             raise PipelineStopped(str(self.error)) from self.error
-        if self._idle.is_set() and not (step.work or step.send):
-            if not more:
-                self._finish(step)
-                return
-            if not any(s.work or s.send for s in more):
-                self._finish(step)
-                for s in more:
-                    self._finish(s)
-                return
+        steps = (step, *more)
+        if self._idle.is_set() and not any(s.work or s.send for s in steps):
+            for s in steps:
+                self._finish(s)
+            return
         while len(self._queue) >= self._size:
             self._room.clear()
             await self._room.wait()
             if self.error is not None:
                 raise PipelineStopped(str(self.error)) from self.error
-        if more:
-            # No await between them: a batch is always whole in the queue.
-            append = self._queue.append
-            append((step, None, False))
-            for s in more[:-1]:
-                append((s, None, False))
-            step = more[-1]
-        self._push(step, None)
+        # No await between them: a batch is always whole in the queue, and only its last
+        # Step ends it (a group of Steps committed together ends there).
+        append = self._queue.append
+        for s in steps[:-1]:
+            append((s, None, False))
+        self._push(steps[-1], None)
 
     def put_nowait(self, step: Step) -> None:
         """Queue a Step past the bound (an announcement outside the candle loop)."""

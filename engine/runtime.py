@@ -424,7 +424,7 @@ class Engine(EngineViews):
             now = batch[-1].ts + self._tf_ms
             new_day = core.new_day(now)
             steps += core.after_batch(now)
-            if len(steps) > 1 and any(step.work for step in steps):
+            if any(step.work for step in steps):
                 # The batch stores something: its last unit says the batch is whole, so a
                 # restart resumes after it (its fills alone carry the candle's open time).
                 steps[-1].work.set_state(BATCH_TS, str(now))
