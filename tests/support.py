@@ -6,6 +6,7 @@
   it; no ``CMA_*``, ``XDG_*``, D-Bus or keyring choice of the person running the tests).
 - tmux: ``tmux``, ``screen``, ``tmux_session`` (a detached session of its own, killed
   afterwards), ``session_exists``, ``pane_pid``.
+- ``slow_agent``: a user agent that holds the event loop (the second-signal tests).
 - ``free_port``: a port on 127.0.0.1 nothing listens on (it was free a moment ago).
 - ``load_benchmark``: a script of benchmarks/ as a module.
 """
@@ -62,6 +63,39 @@ def home_env(home: Path, **more: str) -> dict[str, str]:
     drop = ("CMA_", "DBUS_", "XDG_", "PYTHON_KEYRING")
     keep = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     return {**keep, **home_dirs(home), **more}
+
+
+#: A user agent stuck in a long computation: it holds the event loop, so the graceful
+#: stop a first signal asks for waits for it (its candle would be finished and stored
+#: first); a second signal does not wait. It touches ``$SLOW_AGENT_MARK`` as it begins.
+SLOW_AGENT = """
+import os
+import time
+from pathlib import Path
+
+from engine.agents.base import Agent
+
+
+class Slow(Agent):
+    name = "slow"
+
+    def on_candle(self, candle):
+        Path(os.environ["SLOW_AGENT_MARK"]).touch()
+        time.sleep(60)
+"""
+
+
+def slow_agent(folder: Path, mark: Path) -> dict[str, str]:
+    """:data:`SLOW_AGENT` written as ``folder/lib/slowagent.py``; the environment that
+    has cma run it (the project and that folder on PYTHONPATH) and touch ``mark``."""
+    lib = folder / "lib"
+    lib.mkdir()
+    (lib / "slowagent.py").write_text(SLOW_AGENT, encoding="utf-8")
+    return {
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(lib)]),
+        "CMA_AGENTS__USER": "slowagent:Slow",
+        "SLOW_AGENT_MARK": str(mark),
+    }
 
 
 def tmux(*args: str) -> str:

@@ -5,7 +5,6 @@ bad CSV and a store another run is writing."""
 
 from __future__ import annotations
 
-import os
 import re
 import select
 import signal
@@ -17,7 +16,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from support import home_env
+from support import home_env, slow_agent
 
 from engine.runtime import SIM_WARMUP_BATCHES
 from persistence.checks import run_checks
@@ -183,25 +182,6 @@ def test_a_signal_stops_the_headless_run_cleanly(
         assert closed_on_stop == 0, closed_on_stop
 
 
-#: A user agent stuck in a long computation: a graceful stop waits for the event loop it
-#: holds (its candle would be finished and stored first); a second signal does not wait.
-SLOW_AGENT = """
-import os
-import time
-from pathlib import Path
-
-from engine.agents.base import Agent
-
-
-class Slow(Agent):
-    name = "slow"
-
-    def on_candle(self, candle):
-        Path(os.environ["SLOW_AGENT_MARK"]).touch()
-        time.sleep(60)
-"""
-
-
 def read_until(proc: subprocess.Popen[str], text: str, timeout: float = 15.0) -> str:
     """What ``proc`` wrote on stderr up to a line containing ``text``."""
     assert proc.stderr is not None
@@ -218,16 +198,9 @@ def read_until(proc: subprocess.Popen[str], text: str, timeout: float = 15.0) ->
 
 
 def test_a_second_signal_exits_at_once_and_the_store_stays_sound(tmp_path: Path) -> None:
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    (lib / "slowagent.py").write_text(SLOW_AGENT, encoding="utf-8")
     mark = tmp_path / "mark"
     db = tmp_path / "cma.db"
-    proc = start(
-        tmp_path, db, "--policy", "auto", "--speed", "max",
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(lib)]),
-        CMA_AGENTS__USER="slowagent:Slow", SLOW_AGENT_MARK=str(mark),
-    )  # fmt: skip
+    proc = start(tmp_path, db, "--policy", "auto", "--speed", "max", **slow_agent(tmp_path, mark))
     try:
         deadline = time.monotonic() + 15
         while not mark.exists():  # the agent now holds the event loop for a minute

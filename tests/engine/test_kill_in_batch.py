@@ -19,16 +19,14 @@ market time, would never finish.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_replay_restart
 from crafted_market import (
     FLAT,
     MIN,
@@ -41,8 +39,8 @@ from crafted_market import (
     store_of,
     with_warmup,
 )
-from shared_data import shared_data_dir
 from test_order_tracker import proposal
+from test_replay_restart import content, cut, replay
 
 from engine.broker import PaperBroker
 from engine.events import EngineEvent, ProposalCreated
@@ -52,17 +50,12 @@ from engine.ports import BATCH_TS, CounterfactualRow
 from engine.step import Step
 from persistence.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
 BTC = "BTC/USDT"
-PAIRS = ("ETH-BTC", "LTC-BTC")
 
+#: What must match: decisions, fills, positions, and the learning agent's records and
+#: counterfactual outcomes.
 CONTENT = (
-    "SELECT p.symbol, p.side, p.entry, p.stop, p.take_profit, p.size, p.created_at,"
-    " d.action, d.size, d.reason, d.decided_by, d.decided_at"
-    " FROM decisions d JOIN proposals p ON p.id = d.proposal_id ORDER BY d.id",
-    "SELECT symbol, side, qty, price, fee, realized_pnl, ts FROM fills ORDER BY id",
-    "SELECT symbol, side, opened_at, status, entry_price, qty, cost_basis, stop, take_profit,"
-    " closed_at, exit_price, close_reason, realized_pnl, fees FROM positions ORDER BY id",
+    *test_replay_restart.CONTENT,
     "SELECT agent, symbol, trades, wins, sum_win, sum_loss, cf_trades, cf_wins, cf_sum_win,"
     " cf_sum_loss FROM agent_records ORDER BY agent, symbol",
     "SELECT symbol, side, agents_json, entry, exit_price, ret, exit_reason, closed_at"
@@ -94,57 +87,22 @@ entry()
 """
 
 
-def _cut(folder: Path, rows: int) -> list[Path]:
-    """The first ``rows`` candles of each pair's shared file, under its own name."""
-    folder.mkdir()
-    files = []
-    for pair in PAIRS:
-        name = f"binance_{pair}_5m_2018-01.csv"
-        lines = (shared_data_dir() / name).read_text().splitlines(keepends=True)
-        (folder / name).write_text("".join(lines[: rows + 1]))
-        files.append(folder / name)
-    return files
-
-
-def _replay(tmp_path: Path, db: Path, files: list[Path], *, seam: bool = False) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
-    env.update(
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        PYTHONPATH=str(ROOT),
-        CMA_APPROVAL__AUTO_CONFIDENCE="0.3",  # it trades
-    )
-    start = ["-c", KILL_AFTER_EXPIRY] if seam else ["-m", "tui"]
-    done = subprocess.run(
-        [sys.executable, *start, "run", "--headless", "--feed", "replay", "--speed", "max",
-         "--policy", "auto", "--db", str(db), "--files", *map(str, files)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode in (0, -signal.SIGKILL), done.stderr
-    return done.returncode
-
-
 def _content(db: Path) -> list[list[Any]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [conn.execute(sql).fetchall() for sql in CONTENT]
-    finally:
-        conn.close()
+    return content(db, CONTENT)
 
 
 def test_a_replay_killed_right_after_an_expiry_restarts_as_the_run_never_killed(
     tmp_path: Path,
 ) -> None:
-    files = _cut(tmp_path / "replay", 2000)
+    files = cut(tmp_path / "replay", 2000)
     whole, killed = tmp_path / "whole.db", tmp_path / "killed.db"
-    assert _replay(tmp_path, whole, files) == 0
-    assert _replay(tmp_path, killed, files, seam=True) == -signal.SIGKILL
+    assert replay(tmp_path, whole, files) == 0
+    assert replay(tmp_path, killed, files, start=("-c", KILL_AFTER_EXPIRY)) == -signal.SIGKILL
     decisions, _, _, _, counterfactuals = _content(killed)
     # Killed where meant: its first expiry stored, that proposal's counterfactual not yet.
     assert [d[7] for d in decisions].count("expire") == 1, decisions
     assert decisions[-1][7] == "expire" and counterfactuals == [], decisions
-    assert _replay(tmp_path, killed, files) == 0  # restarted on its store
+    assert replay(tmp_path, killed, files) == 0  # restarted on its store
     want = _content(whole)
     assert len(want[0]) > len(decisions) + 3 and want[4], want
     got = _content(killed)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -22,67 +20,19 @@ from crafted_market import with_warmup as warm
 from fake_binance import TEST_API_KEY, TEST_API_SECRET, FakeBinance, client
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from shared_data import shared_data_dir
+from test_live_engine import BTC, DATA, live_engine, live_settings, wait_for
 
 from engine.broker import PaperBroker
-from engine.config import Settings
 from engine.core import TradingCore
 from engine.events import EngineMessage, OrderSubmitted, PositionClosed
 from engine.exchange.broker import Remote
 from engine.exchange.gate import LiveGate
-from engine.exchange.live import LiveParts, open_live
 from engine.exchange.reconcile import Reconciliation, reconcile_exchange
 from engine.models import Candle, Fill, OrderIntent, OrderSide, Side
-from engine.runtime import Engine
 from engine.step import Step
 from engine.wiring import load_agents
 from persistence.store import Store
-
-BTC = "BTC/USDT"
-DATA = "binanceus_BTC-USDT_1m_2023-03.csv"
-
-
-def live_settings(url: str, tmp_path: Path) -> Settings:
-    base = settings(
-        feed={"kind": "ccxt", "symbols": (BTC,), "timeframe": "1m", "warmup_candles": 30},
-        broker={"kind": "ccxt"},
-        approval={"policy": "auto"},
-        store={"path": str(tmp_path / "live.db")},
-    )
-    exchange = base.exchange.model_copy(
-        update={
-            "api_base": url,
-            "timeout_seconds": 1.0,
-            "api_key": SecretStr(TEST_API_KEY),
-            "api_secret": SecretStr(TEST_API_SECRET),
-            "max_order_notional": Decimal(5000),
-        }
-    )
-    return base.model_copy(update={"exchange": exchange})
-
-
-async def wait_for(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-@asynccontextmanager
-async def live_engine(cfg: Settings) -> AsyncIterator[tuple[Engine, LiveParts]]:
-    parts = await open_live(cfg)
-    parts.broker._poll_seconds = 0.05
-    store = await Store.open(str(cfg.store.resolved_path()))
-    engine = Engine(cfg, store, parts.feed, broker=parts.broker, gate=parts.gate)
-    try:
-        yield engine, parts
-    finally:
-        if engine.status != "stopped":
-            await engine.stop()
-        await parts.close()
-        await store.close()
 
 
 def held(fake: FakeBinance, asset: str) -> Decimal:

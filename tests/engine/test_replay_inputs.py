@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from shared_data import shared_data_dir
+from support import ROOT, home_env
 
 from engine.config import ConfigError, FeedSettings, Settings, load_settings
 from engine.feeds import ReplayError, ReplayFeed
 from engine.runtime import Engine, StoreMismatchError, make_feed
 from persistence.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
 DATA = shared_data_dir()
 HEADER = "timestamp,open,high,low,close,volume\n"
 T0 = 1_515_560_100_000  # 5m-aligned (2018-01-10 04:55 UTC)
@@ -287,13 +287,7 @@ def test_sim_symbols_quoted_in_different_currencies_are_refused() -> None:
 
 
 def test_cma_run_refuses_a_currency_mix_with_exit_2_and_creates_no_store(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
-    env.update(
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        PYTHONPATH=str(ROOT),
-    )
+    env = home_env(tmp_path, PYTHONPATH=str(ROOT))
     db = tmp_path / "cma.db"
     files = [DATA / "binance_ETH-BTC_5m_2018-01.csv", tmp_path / "binance_BTC-USDT_5m_2018-01.csv"]
     write(files[1], every(5 * MIN))

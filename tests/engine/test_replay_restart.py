@@ -8,7 +8,7 @@ order. Without the warm-up the agents start cold and the runs part ways.
 
 from __future__ import annotations
 
-import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from shared_data import shared_data_dir
+from support import ROOT, home_env
 
-ROOT = Path(__file__).resolve().parents[2]
 PAIRS = ("ETH-BTC", "LTC-BTC")
 
 CONTENT = (
@@ -30,7 +30,7 @@ CONTENT = (
 )
 
 
-def _cut(folder: Path, rows: int) -> list[Path]:
+def cut(folder: Path, rows: int) -> list[Path]:
     """The first ``rows`` candles of each pair's shared file, under its own name."""
     folder.mkdir()
     files = []
@@ -42,27 +42,27 @@ def _cut(folder: Path, rows: int) -> list[Path]:
     return files
 
 
-def _replay(tmp_path: Path, db: Path, files: list[Path]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMA_")}
-    env.update(
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        PYTHONPATH=str(ROOT),
-        CMA_APPROVAL__AUTO_CONFIDENCE="0.3",  # it trades
-    )
+def replay(
+    tmp_path: Path, db: Path, files: list[Path], *, start: tuple[str, ...] = ("-m", "tui")
+) -> int:
+    """``cma run --headless`` replaying ``files`` at full speed into ``db``, trading
+    (auto policy, confidence 0.3); its exit code: 0, or -SIGKILL where ``start`` (how
+    python runs the CLI) kills it."""
+    env = home_env(tmp_path, PYTHONPATH=str(ROOT), CMA_APPROVAL__AUTO_CONFIDENCE="0.3")
     done = subprocess.run(
-        [sys.executable, "-m", "tui", "run", "--headless", "--feed", "replay", "--speed", "max",
+        [sys.executable, *start, "run", "--headless", "--feed", "replay", "--speed", "max",
          "--policy", "auto", "--db", str(db), "--files", *map(str, files)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode in (0, -signal.SIGKILL), done.stderr
+    return done.returncode
 
 
-def _content(db: Path) -> list[list[Any]]:
+def content(db: Path, queries: tuple[str, ...] = CONTENT) -> list[list[Any]]:
+    """What ``queries`` read from ``db`` (read-only)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return [conn.execute(sql).fetchall() for sql in CONTENT]
+        return [conn.execute(sql).fetchall() for sql in queries]
     finally:
         conn.close()
 
@@ -70,13 +70,13 @@ def _content(db: Path) -> list[list[Any]]:
 def test_a_replay_restarted_on_its_store_stores_what_one_uninterrupted_run_stores(
     tmp_path: Path,
 ) -> None:
-    whole, half = _cut(tmp_path / "whole", 2000), _cut(tmp_path / "half", 800)
+    whole, half = cut(tmp_path / "whole", 2000), cut(tmp_path / "half", 800)
     one, two = tmp_path / "one.db", tmp_path / "two.db"
-    _replay(tmp_path, one, whole)
-    _replay(tmp_path, two, half)  # stops after 800 candles a pair
-    first = _content(two)
-    _replay(tmp_path, two, whole)  # started again: skips those, goes on
-    decisions, fills, positions = _content(one)
+    assert replay(tmp_path, one, whole) == 0
+    assert replay(tmp_path, two, half) == 0  # stops after 800 candles a pair
+    first = content(two)
+    assert replay(tmp_path, two, whole) == 0  # started again: skips those, goes on
+    decisions, fills, positions = content(one)
     assert len(first[0]) >= 3 and len(decisions) >= len(first[0]) + 3, (first, decisions)
     assert len(fills) >= 10, fills
-    assert _content(two) == [decisions, fills, positions]
+    assert content(two) == [decisions, fills, positions]

@@ -17,7 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import CMA, kill_session, new_session, pane_pid, screen, session_exists, tmux, wait_for
+from support import (
+    CMA,
+    kill_session,
+    new_session,
+    pane_pid,
+    screen,
+    session_exists,
+    slow_agent,
+    tmux,
+    wait_for,
+)
 
 # No skip without tmux: `make test` installs it, and a missing install step must fail.
 pytestmark = [pytest.mark.slow]
@@ -230,38 +240,11 @@ def test_sigint_stops_the_console_gracefully(session: tuple[str, Path]) -> None:
     assert_store_checks(tmp_path / "cma.db", tmp_path)
 
 
-#: A user agent stuck in a long computation: it holds the console's event loop, so the
-#: graceful stop a first signal asks for waits for it; a second signal does not.
-SLOW_AGENT = """
-import os
-import time
-from pathlib import Path
-
-from engine.agents.base import Agent
-
-
-class Slow(Agent):
-    name = "slow"
-
-    def on_candle(self, candle):
-        Path(os.environ["SLOW_AGENT_MARK"]).touch()
-        time.sleep(60)
-"""
-
-
 def test_a_second_signal_ends_the_console_at_once_with_the_terminal_restored(
     tmp_path: Path,
 ) -> None:
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    (lib / "slowagent.py").write_text(SLOW_AGENT, encoding="utf-8")
     mark = tmp_path / "mark"
-    root = Path(__file__).resolve().parents[2]
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(root), str(lib)]),
-        "CMA_AGENTS__USER": "slowagent:Slow",
-        "SLOW_AGENT_MARK": str(mark),
-    }
+    env = slow_agent(tmp_path, mark)
     name = f"cma-e2e-{uuid.uuid4().hex[:8]}"
     start_cma(name, tmp_path, env, linger=True)
     try:

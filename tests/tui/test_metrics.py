@@ -27,6 +27,7 @@ from typing import Any
 import hypothesis
 import pytest
 from hypothesis import strategies as st
+from support import ROOT, wait_for
 
 from engine import observe
 from engine.config import Settings
@@ -35,7 +36,6 @@ from tui.cli import main, metrics_address
 from tui.metrics import DENIAL_BUCKETS, Metrics, denial_bucket
 from tui.session import ConsoleSession, StartError
 
-ROOT = Path(__file__).resolve().parents[2]
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
 
@@ -68,17 +68,6 @@ def get(url: str) -> tuple[int, str]:
 
 async def aget(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(get, url)
-
-
-def wait_for(condition: Callable[[], Any], what: str, within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within} s")
-        time.sleep(0.05)
 
 
 async def until(condition: Callable[[], Any], what: str, within: float = 10.0) -> Any:
@@ -153,7 +142,7 @@ def test_headless_serves_metrics_health_and_readiness_on_127_0_0_1(tmp_path: Pat
                 return found
             return None
 
-        found = wait_for(moved, "an approved proposal and a fill")
+        found = wait_for("an approved proposal and a fill", moved, within=20.0)
         assert total(found, "cma_proposals_total", event="created") >= total(
             found, "cma_proposals_total", event="approved"
         )
@@ -172,7 +161,9 @@ def test_headless_serves_metrics_health_and_readiness_on_127_0_0_1(tmp_path: Pat
         assert found["cma_drawdown_limit_ratio"] == 0.1  # risk.max_drawdown's default
         assert found["cma_ready"] == 1.0
         assert get(f"{base}/readyz") == (200, '{"ready": true}')
-        wait_for(lambda: samples(get(url)[1]).get("cma_event_loop_lag_seconds_count"), "lag")
+        wait_for(
+            "lag", lambda: samples(get(url)[1]).get("cma_event_loop_lag_seconds_count"), within=20.0
+        )
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
